@@ -1,0 +1,427 @@
+"""GraphAttention: one attention layer for every graph.
+
+Legend: B batch, N nodes (M targets / N sources in a bipartite graph),
+E edges, H heads, C channels per head, d model width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import ops
+from .scores import DotScore, Score, make_score
+from .structure import SparseGraph, add_self_loops, check_edge_index, to_dense_batch
+
+__all__ = ["AttentionWeights", "GraphAttention"]
+
+
+@dataclass
+class AttentionWeights:
+    """What a layer attended to, returned with ``return_attention=True``.
+
+    Attributes:
+        weights: ``[E, H]`` on the sparse path, in the order of
+            :attr:`edge_index`; ``[B, H, M, N]`` on the dense path
+            (``[H, M, N]`` for unbatched input).
+        edge_index: the edges the weights belong to (self-loops the layer
+            added included), or None on the dense path.
+        scores: the raw scores before normalisation, same layout as
+            ``weights`` (equal to ``weights`` for scores without softmax).
+    """
+
+    weights: Tensor
+    edge_index: Tensor | None = None
+    scores: Tensor | None = None
+
+
+class GraphAttention(nn.Module):
+    r"""Attention as message passing over the edges of a graph.
+
+    For every edge :math:`j \to i` and head :math:`h`:
+
+    .. math::
+        s_{ij} = \mathrm{score}(q_i, k_j, e_{ij}) + b_{ij}, \qquad
+        a_{ij} = \mathrm{softmax}_{j \in \mathcal{N}(i)}(s_{ij}), \qquad
+        o_i = W_o \big\Vert_h \sum_{j \in \mathcal{N}(i)} a_{ij} v_j
+
+    with :math:`q = x W_q`, :math:`k = x W_k`, :math:`v = x W_v`. Scores
+    without softmax (``"gcn"``, ``"mean"``) use fixed weights instead.
+    On the complete graph with the ``"dot"`` score this is exactly
+    ``torch.nn.MultiheadAttention``; on a sparse graph it is PyG's
+    ``TransformerConv`` (``"dot"``), ``GATConv`` (``"additive"``) or
+    ``GCNConv`` (``"gcn"``).
+
+    Two execution paths compute the same function. Without ``edge_index``
+    (complete, causal, complete bipartite graphs) the dense path calls
+    :func:`torch.nn.functional.scaled_dot_product_attention` and never builds
+    the N x N edges. With ``edge_index`` the sparse path scores edges with a
+    sampled dense-dense product, normalises with a segment softmax and
+    aggregates with a sparse-dense product, keeping ``O(E H)`` memory.
+    A node with no incoming edge receives a zero message.
+
+    Args:
+        d_model: width of the (target) node features.
+        num_heads: number of heads H.
+        score: a score name (see :mod:`graphformer.scores`) or a :class:`Score`.
+        dropout: dropout on the attention weights.
+        bias: with ``out_proj=True``, biases on the q/k/v and output
+            projections (as ``nn.MultiheadAttention``); with ``out_proj=False``,
+            one bias added after aggregation (as PyG's convs).
+        kdim: width of the source node features in cross-attention
+            (default ``d_model``).
+        head_dim: channels per head C (default ``d_model // num_heads``).
+        concat: concatenate the heads (``H*C`` outputs) or average them (``C``).
+        out_proj: apply an output projection back to ``d_model``.
+        root_weight: add a linear map of the target's own features
+            (TransformerConv's skip, GAT's residual).
+        edge_dim: width of edge features; they are projected per head and
+            enter the score (and the values, for ``"dot"``).
+        self_loops: ``None``, ``"add"`` (replace self-loops by one per node, as
+            GAT) or ``"remaining"`` (add where missing, as GCN); sparse path only.
+
+    Shapes:
+        - sparse: x ``[N, d]`` or ``([N, kdim], [M, d])``, edge_index ``[2, E]``
+          -> ``[M, d]``
+        - dense: x ``[B, N, d]`` or ``[N, d]`` (one graph) or a pair of such
+          -> ``[B, M, d]`` / ``[M, d]``
+        - with ``batch`` ``[N]`` and no edges: one complete graph per graph id.
+        - without ``out_proj`` the last dimension is ``H*C`` (or ``C`` when
+          ``concat=False``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int = 1,
+        score: str | Score = "dot",
+        dropout: float = 0.0,
+        bias: bool = True,
+        *,
+        kdim: int | None = None,
+        head_dim: int | None = None,
+        concat: bool = True,
+        out_proj: bool = True,
+        root_weight: bool = False,
+        edge_dim: int | None = None,
+        self_loops: str | None = None,
+    ):
+        super().__init__()
+        for name, value in (("d_model", d_model), ("num_heads", num_heads)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if head_dim is None:
+            if d_model % num_heads:
+                raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
+                                 "pick num_heads dividing d_model or pass head_dim")
+            head_dim = d_model // num_heads
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if self_loops not in (None, "add", "remaining"):
+            raise ValueError(f"self_loops must be None, 'add' or 'remaining', got {self_loops!r}")
+        self.d_model, self.num_heads, self.head_dim = d_model, num_heads, head_dim
+        self.kdim = d_model if kdim is None else kdim
+        self.dropout, self.concat, self.self_loops = dropout, concat, self_loops
+        self.score = make_score(score, num_heads, head_dim, edge_dim)
+        inner = num_heads * head_dim
+        self.out_dim = inner if concat else head_dim
+        proj_bias = bias and out_proj
+
+        self.v_proj = nn.Linear(self.kdim, inner, bias=proj_bias)
+        separate_query = not self.score.query_shares_value or kdim is not None
+        self.q_proj = nn.Linear(d_model, inner, bias=proj_bias) if self.score.uses_query and separate_query else None
+        self.k_proj = nn.Linear(self.kdim, inner, bias=proj_bias) if self.score.uses_key else None
+        self.edge_proj = nn.Linear(edge_dim, inner, bias=False) if edge_dim is not None else None
+        self.root = nn.Linear(d_model, self.out_dim, bias=bias and not out_proj) if root_weight else None
+        self.out_proj = nn.Linear(self.out_dim, d_model, bias=bias) if out_proj else None
+        self.bias = nn.Parameter(torch.zeros(self.out_dim)) if bias and not out_proj else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Xavier-uniform weights and zero biases (as ``nn.MultiheadAttention``)."""
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.edge_proj, self.root, self.out_proj):
+            if lin is not None:
+                nn.init.xavier_uniform_(lin.weight)
+                if lin.bias is not None:
+                    nn.init.zeros_(lin.bias)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+        if hasattr(self.score, "reset_parameters"):
+            self.score.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}"
+
+    # ------------------------------------------------------------------ call
+    def forward(
+        self,
+        x: Tensor | tuple[Tensor, Tensor],
+        edge_index: Tensor | SparseGraph | None = None,
+        *,
+        edge_attr: Tensor | None = None,
+        batch: Tensor | tuple[Tensor, Tensor] | None = None,
+        causal: bool = False,
+        key_padding_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+        return_attention: bool = False,
+    ):
+        """Attend along the edges of a graph (see the class docstring for the forms).
+
+        Args:
+            x: node features, or a pair ``(x_src, x_dst)`` for a bipartite graph.
+            edge_index: ``[2, E]`` edges j -> i (or a prepared :class:`SparseGraph`);
+                None for the complete (bipartite) graph.
+            edge_attr: per-edge features ``[E, edge_dim]`` (or weights ``[E]``).
+            batch: graph id of each node for many graphs in one tensor;
+                a pair ``(batch_src, batch_dst)`` for bipartite input.
+            causal: attend only to positions j <= i (dense path).
+            key_padding_mask: ``[B, N]`` bool, True marks a padded source node.
+            attn_bias: additive score bias, broadcastable to ``[B, H, M, N]``
+                (dense) or ``[E]`` / ``[E, H]`` (sparse).
+            return_attention: also return an :class:`AttentionWeights` record.
+        """
+        x_src, x_dst, bipartite = self._split(x)
+        if edge_index is not None:
+            if causal or key_padding_mask is not None:
+                raise ValueError("causal and key_padding_mask describe the complete graph; with an explicit "
+                                 "edge_index leave them out and list the edges you want instead")
+            out, att = self._sparse(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite)
+        elif batch is not None:
+            out, att = self._batched_complete(x_src, x_dst, batch, bipartite, causal, attn_bias,
+                                              return_attention)
+        else:
+            if edge_attr is not None:
+                raise ValueError("edge_attr needs an explicit edge_index; on the complete graph "
+                                 "pass a structural bias as attn_bias instead")
+            out, att = self._dense(x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias,
+                                   return_attention)
+        return (out, att) if return_attention else out
+
+    # ------------------------------------------------------------ plumbing
+    def _split(self, x):
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2:
+                raise ValueError(f"cross-attention takes x as a pair (x_src, x_dst), got {len(x)} tensors")
+            x_src, x_dst = x
+            bipartite = True
+        else:
+            x_src = x_dst = x
+            bipartite = False
+        for name, t, width in (("x_src" if bipartite else "x", x_src, self.kdim),
+                               ("x_dst" if bipartite else "x", x_dst, self.d_model)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if not t.is_floating_point():
+                raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}; use .float()")
+            if t.dim() not in (2, 3):
+                raise ValueError(f"{name} must be [N, d] or [B, N, d], got shape {tuple(t.shape)}")
+            if t.size(-1) != width:
+                raise ValueError(f"{name} has {t.size(-1)} features but the layer expects {width} "
+                                 f"({'kdim' if t is x_src and bipartite else 'd_model'})")
+        if bipartite and x_src.dim() != x_dst.dim():
+            raise ValueError(f"x_src and x_dst must both be [N, d] or both [B, N, d], got "
+                             f"{tuple(x_src.shape)} and {tuple(x_dst.shape)}")
+        return x_src, x_dst, bipartite
+
+    def _heads(self, t: Tensor) -> Tensor:
+        """[..., N, H*C] -> [..., H, N, C] (a view)."""
+        return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-2, -3)
+
+    def _project(self, x_src: Tensor, x_dst: Tensor, bipartite: bool):
+        """q [.., H, M, C] (or None), k [.., H, N, C], v [.., H, N, C]."""
+        q_lin = self.q_proj if self.q_proj is not None else self.v_proj
+        if not bipartite and self.q_proj is not None and self.k_proj is not None:
+            # one matmul for the three projections, as nn.MultiheadAttention does
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            b = None
+            if self.v_proj.bias is not None:
+                b = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+            q, k, v = F.linear(x_src, weight, b).chunk(3, dim=-1)
+            return self._heads(q), self._heads(k), self._heads(v)
+        v = self._heads(self.v_proj(x_src))
+        q = None
+        if self.score.uses_query:
+            q = v if (self.q_proj is None and not bipartite) else self._heads(q_lin(x_dst))
+        k = self._heads(self.k_proj(x_src)) if self.k_proj is not None else v
+        return q, k, v
+
+    def _finish(self, out: Tensor, x_dst: Tensor) -> Tensor:
+        """Merge heads [.., H, M, C] -> [.., M, out_dim], add root and project."""
+        if self.concat:
+            out = out.transpose(-2, -3).flatten(-2)
+        else:
+            out = out.mean(dim=-3)
+        if self.root is not None:
+            out = out + self.root(x_dst)
+        if self.out_proj is not None:
+            return self.out_proj(out)
+        return out if self.bias is None else out + self.bias
+
+    # --------------------------------------------------------- sparse path
+    def _sparse(self, x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite):
+        if x_src.dim() != 2:
+            raise ValueError(f"with edge_index, x must be [N, d] (stack graphs into one PyG-style batch), "
+                             f"got shape {tuple(x_src.shape)}")
+        num_src, num_dst = x_src.size(0), x_dst.size(0)
+        if batch is not None and not isinstance(batch, (tuple, list)):
+            _check_batch(batch, num_dst)
+        if isinstance(edge_index, SparseGraph):
+            graph = edge_index
+            if (graph.num_src, graph.num_dst) != (num_src, num_dst):
+                raise ValueError(f"the SparseGraph was built for {graph.num_src} -> {graph.num_dst} nodes, "
+                                 f"but x has {num_src} -> {num_dst}")
+        else:
+            if self.self_loops is not None:
+                check_edge_index(edge_index, num_src, num_dst)
+                fill = "mean" if self.self_loops == "add" and edge_attr is not None and edge_attr.dim() > 1 else 1.0
+                edge_index, edge_attr = add_self_loops(edge_index, min(num_src, num_dst), edge_attr,
+                                                       mode=self.self_loops, fill_value=fill)
+                if attn_bias is not None:
+                    raise ValueError("attn_bias on edges cannot be combined with self_loops; add the loops to "
+                                     "edge_index yourself and give them a bias")
+            graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst)
+        E = graph.num_edges  # noqa: N806
+        q, k, v = self._project(x_src, x_dst, bipartite)  # [H, M, C], [H, N, C], [H, N, C]
+
+        edge = None
+        if edge_attr is not None:
+            if edge_attr.size(0) != E:
+                raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but there are {E} edges")
+            edge_attr = graph.to_csr_order(edge_attr)
+            if self.edge_proj is not None:
+                if edge_attr.dim() != 2 or edge_attr.size(1) != self.edge_proj.in_features:
+                    raise ValueError(f"edge_attr must be [E, {self.edge_proj.in_features}] (edge_dim), "
+                                     f"got {tuple(edge_attr.shape)}")
+                edge = self._heads(self.edge_proj(edge_attr))  # [H, E, C]
+            elif edge_attr.dim() == 1:
+                edge = edge_attr  # a scalar weight per edge
+            else:
+                raise ValueError("edge_attr with features needs the layer built with edge_dim=...")
+
+        scores = self.score.sparse(q, k, graph, edge)  # [H, E]
+        if self.score.softmax:
+            if attn_bias is not None:
+                scores = scores + _edge_bias(attn_bias, E, self.num_heads, graph)
+            weights = ops.segment_softmax(scores, graph)
+        else:
+            if attn_bias is not None:
+                raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
+                                 "has fixed weights")
+            weights = scores
+        dropped = F.dropout(weights, self.dropout, self.training)
+        out = ops.spmm(graph, dropped, v)  # [H, M, C]
+        if edge is not None and edge.dim() == 3 and self.score.edge_in_value:
+            out = out.index_add(1, graph.row, edge * dropped.unsqueeze(-1))
+        out = self._finish(out, x_dst)
+        att = AttentionWeights(graph.to_edge_order(weights.t()), graph.edge_index,
+                               graph.to_edge_order(scores.t()))
+        return out, att
+
+    # ---------------------------------------------------------- dense path
+    def _dense(self, x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias, return_attention):
+        unbatched = x_dst.dim() == 2
+        if unbatched:
+            x_src, x_dst = x_src.unsqueeze(0), x_dst.unsqueeze(0)
+        B, M, N = x_dst.size(0), x_dst.size(1), x_src.size(1)  # noqa: N806
+        if x_src.size(0) != B:
+            raise ValueError(f"x_src and x_dst have different batch sizes ({x_src.size(0)} and {B})")
+        if causal and M != N:
+            raise ValueError(f"causal=True needs as many targets as sources, got {M} and {N}")
+        allowed = None  # bool [B, 1, M|1, N], True = edge exists
+        if key_padding_mask is not None:
+            pad = key_padding_mask.unsqueeze(0) if unbatched and key_padding_mask.dim() == 1 else key_padding_mask
+            if pad.dtype != torch.bool:
+                raise TypeError(f"key_padding_mask must be bool (True = padded node), got {pad.dtype}")
+            if tuple(pad.shape) != (B, N):
+                raise ValueError(f"key_padding_mask must have shape [B, N] = [{B}, {N}], got {tuple(pad.shape)}")
+            allowed = ~pad[:, None, None, :]
+        if causal and (allowed is not None or not self._sdpa_ok()):
+            tril = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
+            allowed = tril if allowed is None else allowed & tril
+            causal = False
+        empty = None
+        if allowed is not None:
+            empty = ~allowed.any(-1, keepdim=True)  # targets with no incoming edge
+            allowed = allowed | empty
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(x_dst.dtype)
+            if attn_bias.dim() < 2 or attn_bias.shape[-2:] != (M, N):
+                raise ValueError(f"attn_bias must end in [M, N] = [{M}, {N}] and broadcast to [B, H, M, N], "
+                                 f"got {tuple(attn_bias.shape)}")
+
+        q, k, v = self._project(x_src, x_dst, bipartite)
+        if not return_attention and self._sdpa_ok():
+            mask = allowed
+            if attn_bias is not None:
+                mask = attn_bias if allowed is None else attn_bias.masked_fill(~allowed, float("-inf"))
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                is_causal=causal, scale=self.score.scale)
+            att = None
+        else:
+            if causal:
+                allowed = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
+            out, att = self._dense_explicit(q, k, v, allowed, attn_bias)
+        if empty is not None:
+            out = out.masked_fill(empty, 0.0)
+        out = self._finish(out, x_dst)
+        if unbatched:
+            out = out.squeeze(0)
+            if att is not None:
+                att = AttentionWeights(att.weights.squeeze(0), None, att.scores.squeeze(0))
+        return out, att
+
+    def _sdpa_ok(self) -> bool:
+        return type(self.score) is DotScore
+
+    def _dense_explicit(self, q, k, v, allowed, attn_bias):
+        """The readable reference: every score and weight as a [B, H, M, N] matrix."""
+        if self.score.softmax:
+            scores = self.score.dense(q, k, None)
+            if attn_bias is not None:
+                scores = scores + attn_bias
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            top = scores.detach().amax(-1, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            ex = torch.exp(scores - top)
+            weights = ex / ex.sum(-1, keepdim=True).clamp(min=torch.finfo(ex.dtype).tiny)
+        else:
+            if attn_bias is not None:
+                raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
+                                 "has fixed weights")
+            scores = weights = self.score.dense(q, k, allowed)
+        out = F.dropout(weights, self.dropout, self.training) @ v
+        return out, AttentionWeights(weights, None, scores)
+
+    # ---------------------------------------------- many complete graphs
+    def _batched_complete(self, x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention):
+        batch_src, batch_dst = batch if isinstance(batch, (tuple, list)) else (batch, batch)
+        if x_src.dim() != 2:
+            raise ValueError(f"with batch, x must be [N, d], got shape {tuple(x_src.shape)}")
+        _check_batch(batch_src, x_src.size(0), "batch_src" if bipartite else "batch")
+        _check_batch(batch_dst, x_dst.size(0), "batch_dst" if bipartite else "batch")
+        num_graphs = int(max(batch_src.max(), batch_dst.max())) + 1 if batch_dst.numel() else 0
+        dense_src, pad_src = to_dense_batch(x_src, batch_src, num_graphs)
+        dense_dst, pad_dst = to_dense_batch(x_dst, batch_dst, num_graphs) if bipartite else (dense_src, pad_src)
+        out, att = self._dense(dense_src, dense_dst, bipartite, causal, pad_src, attn_bias, return_attention)
+        return out[~pad_dst], att
+
+
+def _check_batch(batch, num_nodes: int, name: str = "batch") -> None:
+    if not isinstance(batch, Tensor) or batch.dtype not in (torch.long, torch.int):
+        raise TypeError(f"{name} must be an integer tensor of graph ids, one per node")
+    if batch.dim() != 1 or batch.numel() != num_nodes:
+        raise ValueError(f"{name} must have shape [{num_nodes}] (one graph id per node), got {tuple(batch.shape)}")
+
+
+def _edge_bias(attn_bias: Tensor, num_edges: int, num_heads: int, graph: SparseGraph) -> Tensor:
+    if attn_bias.size(0) != num_edges or attn_bias.dim() > 2 or (
+            attn_bias.dim() == 2 and attn_bias.size(1) not in (1, num_heads)):
+        raise ValueError(f"with edge_index, attn_bias must be [E] or [E, H] = [{num_edges}, {num_heads}], "
+                         f"got {tuple(attn_bias.shape)}")
+    bias = graph.to_csr_order(attn_bias)
+    return bias.t() if bias.dim() == 2 else bias.unsqueeze(0)

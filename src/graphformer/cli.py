@@ -1,0 +1,64 @@
+"""The ``graphformer`` command.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)``
+and ``run(args) -> dict``. The returned metrics are printed as one JSON
+object on the last line of standard output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+__all__ = ["main"]
+
+COMMANDS = {
+    "demo": ("graphformer.demo", "the layer on built-in data: a sentence, a decoder and a GCN"),
+    "explain": ("graphformer.explain", "attention by hand: every matrix of a small example"),
+    "forecast": ("graphformer.forecast", "train and test a forecaster on a multivariate time series"),
+    "classify": ("graphformer.classify", "node or graph classification on a PyG dataset"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="graphformer",
+        description="A Transformer is a graph neural network on a complete graph.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:
+                continue
+            raise
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().split("\n")[0])
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``graphformer`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        metrics = args._run(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"graphformer {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"graphformer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps(metrics if metrics is not None else {}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

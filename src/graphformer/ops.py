@@ -1,0 +1,175 @@
+"""Sparse kernels of the message-passing path, as custom operators.
+
+Legend: H heads, M target nodes (rows), N source nodes (columns), E edges,
+C channels per head. Per-edge tensors are ``[H, E]`` in CSR order (edges
+sorted by target, then source) as laid out by :class:`~graphformer.structure.SparseGraph`.
+
+Two products do all the work, and each is the other's gradient:
+
+* ``sddmm``: sampled dense-dense product, ``out[h, e] = a[h, i(e)] . b[h, j(e)]``
+  -- the dot score of every edge, computed without gathering per-edge
+  ``[E, C]`` copies of the node features;
+* ``spmm``: sparse-dense product, ``out[h, i] = sum_e values[h, e] b[h, j(e)]``
+  -- the aggregation of messages.
+
+Only ``[H, E]`` numbers per layer are kept for the backward pass. Both are
+registered with ``torch.library`` so that ``torch.compile`` traces through them
+without graph breaks. On CPU and CUDA with float32/float64 they run on
+``torch.sparse`` CSR kernels; other dtypes use a gather/scatter fallback.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+__all__ = ["sddmm", "spmm", "segment_softmax"]
+
+_SPARSE_DTYPES = (torch.float32, torch.float64)
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta" is not news to the user
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def _rows(crow: Tensor, num_edges: int) -> Tensor:
+    return torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff(),
+                                   output_size=num_edges)
+
+
+def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    H, M, _ = a.shape  # noqa: N806
+    E, N = col.numel(), b.size(1)  # noqa: N806
+    if E == 0 or a.size(-1) == 0:
+        return a.new_zeros(H, E)
+    if a.dtype not in _SPARSE_DTYPES:
+        row = _rows(crow, E)
+        return (a[:, row] * b[:, col]).sum(-1)
+    pattern = _csr(crow, col, a.new_empty(E), (M, N))
+    return torch.stack([torch.sparse.sampled_addmm(pattern, a[h], b[h].t(), beta=0.0).values()
+                        for h in range(H)])
+
+
+def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
+    H, N, C = dense.shape  # noqa: N806
+    M, E = crow.numel() - 1, col.numel()  # noqa: N806
+    if E == 0:
+        return dense.new_zeros(H, M, C)
+    if dense.dtype not in _SPARSE_DTYPES:
+        row = _rows(crow, E)
+        msg = dense[:, col] * values.unsqueeze(-1)
+        return dense.new_zeros(H, M, C).index_add_(1, row, msg)
+    return torch.stack([_csr(crow, col, values[h], (M, N)) @ dense[h] for h in range(H)])
+
+
+@torch.library.custom_op("graphformer::sddmm", mutates_args=())
+def _sddmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor,
+              a: Tensor, b: Tensor) -> Tensor:
+    return _sddmm(crow, col, a.contiguous(), b.contiguous())
+
+
+@_sddmm_op.register_fake
+def _(crow, col, t_crow, t_col, t_perm, a, b):
+    return a.new_empty(a.size(0), col.size(0))
+
+
+def _sddmm_setup(ctx, inputs, output):
+    crow, col, t_crow, t_col, t_perm, a, b = inputs
+    ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, a, b)
+
+
+def _sddmm_backward(ctx, grad):
+    crow, col, t_crow, t_col, t_perm, a, b = ctx.saved_tensors
+    grad = grad.contiguous()
+    grad_a = grad_b = None
+    if ctx.needs_input_grad[5]:
+        grad_a = _spmm_op(crow, col, t_crow, t_col, t_perm, grad, b)
+    if ctx.needs_input_grad[6]:
+        grad_b = _spmm_op(t_crow, t_col, crow, col, _inverse(t_perm), grad[:, t_perm], a)
+    return None, None, None, None, None, grad_a, grad_b
+
+
+@torch.library.custom_op("graphformer::spmm", mutates_args=())
+def _spmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor,
+             values: Tensor, dense: Tensor) -> Tensor:
+    return _spmm(crow, col, values.contiguous(), dense.contiguous())
+
+
+@_spmm_op.register_fake
+def _(crow, col, t_crow, t_col, t_perm, values, dense):
+    return dense.new_empty(dense.size(0), crow.size(0) - 1, dense.size(2))
+
+
+def _spmm_setup(ctx, inputs, output):
+    crow, col, t_crow, t_col, t_perm, values, dense = inputs
+    ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, values, dense)
+
+
+def _spmm_backward(ctx, grad):
+    crow, col, t_crow, t_col, t_perm, values, dense = ctx.saved_tensors
+    grad = grad.contiguous()
+    grad_values = grad_dense = None
+    if ctx.needs_input_grad[5]:
+        grad_values = _sddmm_op(crow, col, t_crow, t_col, t_perm, grad, dense)
+    if ctx.needs_input_grad[6]:
+        grad_dense = _spmm_op(t_crow, t_col, crow, col, _inverse(t_perm), values[:, t_perm], grad)
+    return None, None, None, None, None, grad_values, grad_dense
+
+
+def _inverse(perm: Tensor) -> Tensor:
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel(), device=perm.device)
+    return inv
+
+
+torch.library.register_autograd("graphformer::sddmm", _sddmm_backward, setup_context=_sddmm_setup)
+torch.library.register_autograd("graphformer::spmm", _spmm_backward, setup_context=_spmm_setup)
+
+
+def sddmm(graph, a: Tensor, b: Tensor) -> Tensor:
+    """Per-edge dot products ``out[h, e] = a[h, i] . b[h, j]`` for every edge j -> i.
+
+    Args:
+        graph: a :class:`~graphformer.structure.SparseGraph`.
+        a: target-side features ``[H, M, C]``.
+        b: source-side features ``[H, N, C]``.
+
+    Returns:
+        ``[H, E]`` in CSR order.
+    """
+    return _sddmm_op(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, a, b)
+
+
+def spmm(graph, values: Tensor, dense: Tensor) -> Tensor:
+    """Aggregate ``out[h, i] = sum_{j -> i} values[h, e] dense[h, j]``.
+
+    Args:
+        graph: a :class:`~graphformer.structure.SparseGraph`.
+        values: per-edge weights ``[H, E]`` in CSR order.
+        dense: source-node features ``[H, N, C]``.
+
+    Returns:
+        ``[H, M, C]``; a target with no incoming edge gets zeros.
+    """
+    return _spmm_op(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, values, dense)
+
+
+def segment_softmax(scores: Tensor, graph) -> Tensor:
+    """Softmax of ``scores`` ``[H, E]`` over the incoming edges of each target.
+
+    Scores of ``-inf`` get weight 0; a target whose every score is ``-inf``
+    gets all-zero weights (never NaN).
+    """
+    H, E = scores.shape  # noqa: N806
+    if E == 0:
+        return scores
+    offsets = graph.crow.expand(H, -1)
+    top = torch.segment_reduce(scores.detach(), "max", offsets=offsets, axis=1, unsafe=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    ex = torch.exp(scores - top[:, graph.row])
+    total = torch.segment_reduce(ex, "sum", offsets=offsets, axis=1, unsafe=True)
+    return ex / total.clamp(min=torch.finfo(total.dtype).tiny)[:, graph.row]

@@ -1,0 +1,226 @@
+"""Graph structures: complete, causal, bipartite, explicit edges and batches.
+
+Convention (as in PyTorch Geometric): ``edge_index[0]`` is the source j,
+``edge_index[1]`` the target i, and a message flows j -> i.
+
+Legend: N nodes, E edges, B graphs in a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SparseGraph",
+    "add_self_loops",
+    "bipartite_edge_index",
+    "causal_edge_index",
+    "check_edge_index",
+    "complete_edge_index",
+    "remove_self_loops",
+    "to_dense_batch",
+]
+
+
+def check_edge_index(edge_index: Tensor, num_src: int, num_dst: int, name: str = "edge_index") -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``edge_index`` is a valid ``[2, E]`` index.
+
+    Sources must lie in ``[0, num_src)`` and targets in ``[0, num_dst)``.
+    The range check costs one ``aminmax`` pass over the edges.
+    """
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
+    if edge_index.dtype not in (torch.long, torch.int):
+        raise TypeError(f"{name} must hold integer node ids (torch.long), got dtype {edge_index.dtype}; "
+                        f"use {name}.long()")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"{name} must have shape [2, E] (row 0 = sources, row 1 = targets), "
+                         f"got {tuple(edge_index.shape)}; transpose an [E, 2] list with .t()")
+    if edge_index.numel() == 0 or torch.compiler.is_compiling():
+        return
+    lo, hi = torch.aminmax(edge_index, dim=1)
+    lo, hi = lo.tolist(), hi.tolist()
+    if min(lo) < 0:
+        raise ValueError(f"{name} has negative node ids (smallest {min(lo)}); ids must be >= 0")
+    if hi[0] >= num_src:
+        raise ValueError(f"{name}[0] (sources) refers to node {hi[0]} but only {num_src} source nodes were given")
+    if hi[1] >= num_dst:
+        raise ValueError(f"{name}[1] (targets) refers to node {hi[1]} but only {num_dst} target nodes were given")
+
+
+def complete_edge_index(num_nodes: int, self_loops: bool = True, device=None) -> Tensor:
+    """All edges j -> i of the complete graph on ``num_nodes`` nodes, ``[2, N*N]``
+    (``[2, N*(N-1)]`` without self-loops).
+
+    Self-attention over a sentence is attention on this graph.
+    """
+    return bipartite_edge_index(num_nodes, num_nodes, self_loops=self_loops, device=device)
+
+
+def causal_edge_index(num_nodes: int, device=None) -> Tensor:
+    """Edges j -> i for every j <= i: the DAG a decoder attends over, ``[2, N(N+1)/2]``."""
+    dst, src = torch.tril_indices(num_nodes, num_nodes, device=device)
+    return torch.stack([src, dst])
+
+
+def bipartite_edge_index(num_src: int, num_dst: int, self_loops: bool = True, device=None) -> Tensor:
+    """Every edge from ``num_src`` source nodes to ``num_dst`` target nodes, ``[2, num_src*num_dst]``.
+
+    Cross-attention is attention on this graph. With ``self_loops=False`` and
+    equal node sets the edges j -> j are left out.
+    """
+    dst = torch.arange(num_dst, device=device).repeat_interleave(num_src)
+    src = torch.arange(num_src, device=device).repeat(num_dst)
+    edge_index = torch.stack([src, dst])
+    if not self_loops:
+        edge_index = edge_index[:, src != dst]
+    return edge_index
+
+
+def remove_self_loops(edge_index: Tensor, edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Drop every edge i -> i (and its row of ``edge_attr``)."""
+    keep = edge_index[0] != edge_index[1]
+    return edge_index[:, keep], (None if edge_attr is None else edge_attr[keep])
+
+
+def add_self_loops(
+    edge_index: Tensor,
+    num_nodes: int,
+    edge_attr: Tensor | None = None,
+    mode: str = "add",
+    fill_value: float | str = 1.0,
+) -> tuple[Tensor, Tensor | None]:
+    """Give every node an edge to itself.
+
+    ``mode="add"`` removes existing self-loops and appends one per node (GAT's
+    convention). ``mode="remaining"`` keeps existing self-loops with their
+    attributes and adds one only where a node has none (GCN's convention).
+    New loops get ``fill_value`` as attribute, or the mean of the node's
+    incoming attributes with ``fill_value="mean"``.
+    """
+    if mode not in ("add", "remaining"):
+        raise ValueError(f"mode must be 'add' or 'remaining', got {mode!r}")
+    device = edge_index.device
+    loop = torch.arange(num_nodes, device=device)
+    is_loop = edge_index[0] == edge_index[1]
+    if mode == "add":
+        edge_index, edge_attr_kept = edge_index[:, ~is_loop], (None if edge_attr is None else edge_attr[~is_loop])
+        new_nodes = loop
+    else:
+        edge_attr_kept = edge_attr
+        has_loop = torch.zeros(num_nodes, dtype=torch.bool, device=device)
+        has_loop[edge_index[0, is_loop]] = True
+        new_nodes = loop[~has_loop]
+    loops = torch.stack([new_nodes, new_nodes])
+    new_index = torch.cat([edge_index, loops], dim=1)
+    if edge_attr is None:
+        return new_index, None
+    if fill_value == "mean":
+        source = edge_attr_kept.reshape(edge_attr_kept.size(0), -1)
+        total = source.new_zeros(num_nodes, source.size(1)).index_add_(0, edge_index[1], source)
+        count = torch.bincount(edge_index[1], minlength=num_nodes).clamp(min=1).unsqueeze(-1)
+        fill = (total / count)[new_nodes].view(-1, *edge_attr.shape[1:])
+    else:
+        fill = edge_attr.new_full((new_nodes.numel(), *edge_attr.shape[1:]), float(fill_value))
+    return new_index, torch.cat([edge_attr_kept, fill], dim=0)
+
+
+def to_dense_batch(x: Tensor, batch: Tensor, num_graphs: int | None = None) -> tuple[Tensor, Tensor]:
+    """Pack node rows of many graphs ``[N, d]`` into ``[B, N_max, d]``.
+
+    Returns the packed tensor and ``pad`` ``[B, N_max]`` (True = padding).
+    Nodes of one graph must be contiguous in ``batch`` (as in a PyG ``Batch``).
+    """
+    counts = torch.bincount(batch, minlength=num_graphs or 0)
+    num_graphs = counts.numel()
+    n_max = int(counts.max()) if num_graphs else 0
+    ptr = torch.zeros(num_graphs + 1, dtype=torch.long, device=x.device)
+    ptr[1:] = torch.cumsum(counts, 0)
+    pos = torch.arange(batch.numel(), device=x.device) - ptr[batch]
+    out = x.new_zeros(num_graphs, n_max, *x.shape[1:])
+    out[batch, pos] = x
+    pad = torch.ones(num_graphs, n_max, dtype=torch.bool, device=x.device)
+    pad[batch, pos] = False
+    return out, pad
+
+
+@dataclass
+class SparseGraph:
+    """Edges j -> i laid out for sparse kernels: CSR by target, plus its transpose.
+
+    Build it once with :meth:`from_edge_index` and pass it in place of
+    ``edge_index`` to reuse the layout across layers and steps.
+
+    Attributes:
+        num_src, num_dst: node counts of the two sides (equal for a plain graph).
+        crow: ``[num_dst + 1]`` row pointers (row = target i).
+        col: ``[E]`` source of each edge, in CSR order.
+        row: ``[E]`` target of each edge, in CSR order.
+        perm: ``[E]`` CSR position -> position in the given ``edge_index``
+            (``None`` when the given edges were already in CSR order).
+        t_crow, t_col, t_perm: the transposed layout (rows = sources), used
+            by the backward pass; ``t_perm`` maps CSC positions to CSR positions.
+        edge_index: the edges as given.
+    """
+
+    num_src: int
+    num_dst: int
+    crow: Tensor
+    col: Tensor
+    row: Tensor
+    perm: Tensor | None
+    t_crow: Tensor
+    t_col: Tensor
+    t_perm: Tensor
+    edge_index: Tensor
+
+    @property
+    def num_edges(self) -> int:
+        return self.col.numel()
+
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, num_src: int, num_dst: int | None = None,
+                        check: bool = True) -> SparseGraph:
+        """Sort edges by (target, source) and build both CSR layouts."""
+        num_dst = num_src if num_dst is None else num_dst
+        if check:
+            check_edge_index(edge_index, num_src, num_dst)
+        edge_index = edge_index.long()
+        src, dst = edge_index[0], edge_index[1]
+        key = dst * num_src + src
+        perm = None
+        if torch.compiler.is_compiling() or (key.numel() > 1 and bool((key[1:] < key[:-1]).any())):
+            perm = torch.argsort(key)
+            src, dst = src[perm], dst[perm]
+        crow = _pointer(dst, num_dst)
+        t_perm = torch.argsort(src * num_dst + dst)
+        t_col = dst[t_perm]
+        t_crow = _pointer(src[t_perm], num_src)
+        return cls(num_src, num_dst, crow, src, dst, perm, t_crow, t_col, t_perm, edge_index)
+
+    def to_csr_order(self, values: Tensor) -> Tensor:
+        """Reorder per-edge ``values`` ``[E, ...]`` from the given edge order to CSR order."""
+        return values if self.perm is None else values[self.perm]
+
+    def to_edge_order(self, values: Tensor) -> Tensor:
+        """Reorder per-edge ``values`` ``[E, ...]`` from CSR order back to the given edge order."""
+        if self.perm is None:
+            return values
+        out = torch.empty_like(values)
+        out[self.perm] = values
+        return out
+
+    def in_degree(self, weight: Tensor | None = None) -> Tensor:
+        """Number (or total ``weight``, given in CSR order) of incoming edges per target, ``[num_dst]``."""
+        if weight is None:
+            return self.crow.diff()
+        return weight.new_zeros(self.num_dst).index_add_(0, self.row, weight)
+
+
+def _pointer(sorted_index: Tensor, size: int) -> Tensor:
+    ptr = torch.zeros(size + 1, dtype=torch.long, device=sorted_index.device)
+    ptr[1:] = torch.cumsum(torch.bincount(sorted_index, minlength=size), 0)
+    return ptr
