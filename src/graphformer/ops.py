@@ -49,7 +49,7 @@ def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     if a.dtype not in _SPARSE_DTYPES:
         row = _rows(crow, E)
         return (a[:, row] * b[:, col]).sum(-1)
-    pattern = _csr(crow, col, a.new_empty(E), (M, N))
+    pattern = _csr(crow, col, a.new_zeros(E), (M, N))
     return torch.stack([torch.sparse.sampled_addmm(pattern, a[h], b[h].t(), beta=0.0).values()
                         for h in range(H)])
 
