@@ -5,8 +5,9 @@ weights (converted with ``graphformer.interop``), timed in one process in
 alternation (A B A B ...); the time ratio is the median of the paired ratios.
 Peak memory is the extra memory one forward + backward needs: on CUDA
 ``torch.cuda.max_memory_allocated``; on CPU the growth of the peak resident
-set of a fresh worker process (large blocks are returned to the system at
-once, ``MALLOC_MMAP_THRESHOLD_=65536``), each implementation in its own process.
+set (VmHWM, reset just before the step) of a fresh worker process (large
+blocks are returned to the system at once, ``MALLOC_MMAP_THRESHOLD_=65536``),
+each implementation in its own process.
 
     python benchmarks/attention.py                  # every case, CPU
     python benchmarks/attention.py --quick          # the smaller cases
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -105,9 +105,12 @@ def paired_times(run_ref, run_ours, device, repeats: int):
     return statistics.median(t_ref), statistics.median(t_ours), statistics.median(ratios)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def peak_memory(case: dict, which: str, device) -> int:
@@ -134,10 +137,11 @@ def _worker(case_json: str, which: str) -> None:
     device = torch.device("cpu")
     run_ref, run_ours = build(case, device)
     fn = run_ref if which == "ref" else run_ours
-    before = _rss_bytes()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set (VmHWM) to the current one
+    before = _status_bytes("VmRSS")
     fn()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(max(peak - before, 0))
+    print(max(_status_bytes("VmHWM") - before, 0))
 
 
 def cases(quick: bool) -> list[dict]:

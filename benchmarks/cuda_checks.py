@@ -113,7 +113,7 @@ def sparse_memory() -> None:
     extra = torch.cuda.max_memory_allocated() - base
     dense_bytes = n * n * 4
     check("sparse path memory is O(E)", extra < dense_bytes / 100,
-          f"{extra / 2**20:.0f} MiB for N={n:,}, E={e:,} (an N x N float matrix would be {dense_bytes / 2**30:.0f} GiB)")
+          f"{extra / 2**20:.0f} MiB for N={n:,}, E={e:,} (N x N floats: {dense_bytes / 2**30:.0f} GiB)")
 
 
 def compiled() -> None:

@@ -28,6 +28,8 @@ from torch import Tensor
 __all__ = ["sddmm", "spmm", "segment_softmax"]
 
 _SPARSE_DTYPES = (torch.float32, torch.float64)
+# Below this many per-edge multiply-adds (E * C) gathering is cheaper than setting up a CSR kernel.
+_SMALL = 1 << 16
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -46,7 +48,8 @@ def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     E, N = col.numel(), b.size(1)  # noqa: N806
     if E == 0 or a.size(-1) == 0:
         return a.new_zeros(H, E)
-    if a.dtype not in _SPARSE_DTYPES:
+    # sampled_addmm fails with more (duplicate) edges than M * N
+    if a.dtype not in _SPARSE_DTYPES or E * a.size(-1) < _SMALL or E > M * N:
         row = _rows(crow, E)
         return (a[:, row] * b[:, col]).sum(-1)
     pattern = _csr(crow, col, a.new_zeros(E), (M, N))
@@ -59,7 +62,7 @@ def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
     M, E = crow.numel() - 1, col.numel()  # noqa: N806
     if E == 0:
         return dense.new_zeros(H, M, C)
-    if dense.dtype not in _SPARSE_DTYPES:
+    if dense.dtype not in _SPARSE_DTYPES or E * C < _SMALL:
         row = _rows(crow, E)
         msg = dense[:, col] * values.unsqueeze(-1)
         return dense.new_zeros(H, M, C).index_add_(1, row, msg)

@@ -1,0 +1,807 @@
+"""graphformer.interop: converted torch.nn / PyG modules compute the same outputs and gradients.
+
+Every equivalence test runs the source module and its conversion on copies of
+the same inputs, backpropagates the same random projection of the output, and
+compares outputs, input gradients and the gradients of corresponding weights.
+
+Legend: B batch, N nodes, E edges, d model width.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GATConv, GATv2Conv, GCNConv, TransformerConv
+from torch_geometric.utils import from_networkx as pyg_from_networkx
+from torch_geometric.utils import from_scipy_sparse_matrix
+
+import graphformer as gf
+from graphformer.interop import (
+    SumScore,
+    from_data,
+    from_networkx,
+    from_pyg,
+    from_scipy,
+    from_torch,
+    to_networkx,
+    to_scipy,
+)
+
+ATOL, RTOL = 1e-5, 1e-5
+B, N, M, D, HEADS, FF = 2, 5, 4, 8, 2, 16
+
+
+# ------------------------------------------------------------------ harness
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids paying for thread wake-ups in every sparse product."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_equivalent(ref_fn, gf_fn, inputs, pairs, module=None, atol=ATOL, rtol=RTOL):
+    """Outputs, input gradients and weight gradients of ``ref_fn`` and ``gf_fn`` agree.
+
+    ``pairs`` lists ``(ref_param, [gf_params])``: the reference parameter's
+    gradient equals the gf gradients flattened and concatenated (q, k, v for a
+    fused ``in_proj_weight``) and reshaped to the reference's shape. With
+    ``module``, every parameter of the converted module must appear in ``pairs``.
+    """
+    if module is not None:
+        covered = {id(p) for _, group in pairs for p in group}
+        missing = [name for name, p in module.named_parameters() if id(p) not in covered]
+        assert not missing, f"parameters without a counterpart: {missing}"
+    ref_params = [ref for ref, _ in pairs]
+    gf_params = list({id(p): p for _, group in pairs for p in group}.values())
+
+    def run(fn, params):
+        xs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+        out = fn(*xs)
+        leaves = [x for x in xs if x.requires_grad]
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+        grads = torch.autograd.grad((out * weight).sum(), leaves + params, allow_unused=True)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(leaves + params, grads)]
+        return out.detach(), grads[:len(leaves)], grads[len(leaves):]
+
+    ref_out, ref_in, ref_w = run(ref_fn, ref_params)
+    gf_out, gf_in, gf_w = run(gf_fn, gf_params)
+    torch.testing.assert_close(gf_out, ref_out, atol=atol, rtol=rtol)
+    for g_ref, g_gf in zip(ref_in, gf_in):
+        torch.testing.assert_close(g_gf, g_ref, atol=atol, rtol=rtol)
+    by_id = {id(p): g for p, g in zip(gf_params, gf_w)}
+    for (ref, group), g_ref in zip(pairs, ref_w):
+        g_gf = torch.cat([by_id[id(p)].reshape(-1) for p in group]).reshape(ref.shape)
+        torch.testing.assert_close(g_gf, g_ref, atol=atol, rtol=rtol)
+
+
+def linear_pairs(ref: nn.Module, conv: nn.Module):
+    """Weight and bias of two Linear / LayerNorm modules (both without bias, or both with)."""
+    pairs = [(ref.weight, [conv.weight])]
+    assert (ref.bias is None) == (conv.bias is None)
+    return pairs + ([(ref.bias, [conv.bias])] if ref.bias is not None else [])
+
+
+def mha_pairs(mha: nn.MultiheadAttention, attn: gf.GraphAttention):
+    if mha._qkv_same_embed_dim:
+        pairs = [(mha.in_proj_weight, [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])]
+    else:
+        pairs = [(mha.q_proj_weight, [attn.q_proj.weight]), (mha.k_proj_weight, [attn.k_proj.weight]),
+                 (mha.v_proj_weight, [attn.v_proj.weight])]
+    if mha.in_proj_bias is not None:
+        pairs.append((mha.in_proj_bias, [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]))
+    return pairs + linear_pairs(mha.out_proj, attn.out_proj)
+
+
+def encoder_pairs(layer: nn.TransformerEncoderLayer, m: gf.GraphformerLayer):
+    return (mha_pairs(layer.self_attn, m.self_attn) + linear_pairs(layer.linear1, m.feedforward.linear1)
+            + linear_pairs(layer.linear2, m.feedforward.linear2)
+            + linear_pairs(layer.norm1, m.norm1) + linear_pairs(layer.norm2, m.norm2))
+
+
+def decoder_pairs(layer: nn.TransformerDecoderLayer, m: gf.GraphformerDecoderLayer):
+    return (mha_pairs(layer.self_attn, m.self_attn) + mha_pairs(layer.multihead_attn, m.cross_attn)
+            + linear_pairs(layer.linear1, m.feedforward.linear1) + linear_pairs(layer.linear2, m.feedforward.linear2)
+            + linear_pairs(layer.norm1, m.norm1) + linear_pairs(layer.norm2, m.norm2)
+            + linear_pairs(layer.norm3, m.norm3))
+
+
+def randomise(module: nn.Module) -> nn.Module:
+    """Non-trivial values everywhere (torch and PyG initialise biases and norms to 0 / 1)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return module
+
+
+def seq_first(fn, batch_first: bool):
+    """Call a torch module that may be sequence-first on batch-first tensors."""
+    if batch_first:
+        return fn
+    return lambda *xs: fn(*(x.transpose(0, 1) for x in xs)).transpose(0, 1)
+
+
+def causal_mask(n: int):
+    """torch's boolean causal mask (True = not attended)."""
+    return torch.ones(n, n, dtype=torch.bool).triu(1)
+
+
+def padding(b: int, n: int):
+    """Trailing padding; every sequence keeps its first position."""
+    pad = torch.zeros(b, n, dtype=torch.bool)
+    pad[0, n - 2:] = True
+    return pad
+
+
+# ----------------------------------------------------------- MultiheadAttention
+FORMS = ["plain", "causal", "padded", "causal_padded"]
+
+
+def _mha_call(form: str, need_weights: bool = False):
+    """(torch call on (mha, x), graphformer keyword arguments) for a self-attention call form."""
+    mask = causal_mask(N) if "causal" in form else None
+    pad = padding(B, N) if "padded" in form else None
+
+    def ref(mha, x):
+        return mha(x, x, x, attn_mask=mask, is_causal=mask is not None, key_padding_mask=pad,
+                   need_weights=need_weights)[0]
+
+    return ref, {"causal": "causal" in form, "key_padding_mask": pad}
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("form", FORMS)
+def test_mha_self_attention(batch_first, bias, form):
+    mha = randomise(nn.MultiheadAttention(D, HEADS, bias=bias, batch_first=batch_first)).eval()
+    m = from_torch(mha)
+    assert isinstance(m, gf.GraphAttention)
+    ref, kwargs = _mha_call(form)
+    x = torch.randn(B, N, D)
+    assert_equivalent(seq_first(lambda x: ref(mha, x), batch_first), lambda x: m(x, **kwargs), [x],
+                      mha_pairs(mha, m), module=m)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_mha_need_weights_and_no_grad(form):
+    """The weights-returning path and the no-grad fast path of torch give the same output too."""
+    mha = randomise(nn.MultiheadAttention(D, HEADS, batch_first=True)).eval()
+    m = from_torch(mha)
+    x = torch.randn(B, N, D)
+    ref, kwargs = _mha_call(form, need_weights=True)
+    assert_equivalent(lambda x: ref(mha, x), lambda x: m(x, **kwargs), [x], mha_pairs(mha, m), module=m)
+    ref, kwargs = _mha_call(form)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, **kwargs), ref(mha, x), atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("kdim", [None, 6])
+@pytest.mark.parametrize("padded", [False, True])
+def test_mha_cross_attention(batch_first, kdim, padded):
+    mha = randomise(nn.MultiheadAttention(D, HEADS, batch_first=batch_first, kdim=kdim, vdim=kdim)).eval()
+    m = from_torch(mha)
+    assert m.kdim == (kdim or D)
+    x_src, x_dst = torch.randn(B, N, kdim or D), torch.randn(B, M, D)
+    pad = padding(B, N) if padded else None
+
+    def ref(x_src, x_dst):
+        return seq_first(lambda s, t: mha(t, s, s, key_padding_mask=pad)[0], batch_first)(x_src, x_dst)
+
+    assert_equivalent(ref, lambda s, t: m((s, t), key_padding_mask=pad), [x_src, x_dst], mha_pairs(mha, m),
+                      module=m)
+
+
+def test_mha_float64_dtype_mode_and_frozen_weights():
+    mha = randomise(nn.MultiheadAttention(D, HEADS, dropout=0.25, batch_first=True)).double()
+    mha.out_proj.weight.requires_grad_(False)
+    m = from_torch(mha)
+    assert m.training and m.dropout == 0.25
+    assert all(p.dtype == torch.float64 for p in m.parameters())
+    assert not m.out_proj.weight.requires_grad and m.q_proj.weight.requires_grad
+    mha.eval()
+    m.eval()
+    x = torch.randn(B, N, D, dtype=torch.float64)
+    pairs = [pair for pair in mha_pairs(mha, m) if pair[0] is not mha.out_proj.weight]
+    assert_equivalent(lambda x: mha(x, x, x)[0], m, [x], pairs, atol=1e-12, rtol=1e-12)
+
+
+def test_mha_fully_padded_sequence_gets_zero_message():
+    """Where every source is padded the attention output is out_proj(0), as torch's SDPA path gives, never NaN."""
+    mha = randomise(nn.MultiheadAttention(D, HEADS, batch_first=True)).eval()
+    m = from_torch(mha)
+    x, pad = torch.randn(B, N, D), torch.zeros(B, N, dtype=torch.bool)
+    pad[0] = True
+    out = m(x, key_padding_mask=pad)
+    torch.testing.assert_close(out[0], mha.out_proj.bias.detach().expand(N, D))
+    torch.testing.assert_close(out, mha(x, x, x, key_padding_mask=pad, need_weights=False)[0], atol=ATOL, rtol=RTOL)
+
+
+def test_mha_copies_are_independent():
+    mha = nn.MultiheadAttention(D, HEADS, batch_first=True)
+    m = from_torch(mha)
+    with torch.no_grad():
+        m.q_proj.weight.zero_()
+    assert mha.in_proj_weight[:D].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"add_bias_kv": True}, "add_bias_kv"),
+    ({"add_zero_attn": True}, "add_zero_attn"),
+    ({"kdim": 6, "vdim": 4}, "kdim"),
+])
+def test_mha_unsupported_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        from_torch(nn.MultiheadAttention(D, HEADS, **kwargs))
+
+
+def test_from_torch_rejects_other_modules():
+    with pytest.raises(TypeError, match="Linear"):
+        from_torch(nn.Linear(D, D))
+
+
+# --------------------------------------------------------------- encoder layer
+def _encoder_call(form: str):
+    mask = causal_mask(N) if "causal" in form else None
+    pad = padding(B, N) if "padded" in form else None
+
+    def ref(layer, x):
+        return layer(x, src_mask=mask, is_causal=mask is not None, src_key_padding_mask=pad)
+
+    return ref, {"causal": "causal" in form, "key_padding_mask": pad}
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("form", FORMS)
+def test_encoder_layer(batch_first, norm_first, bias, form):
+    layer = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.3, batch_first=batch_first, norm_first=norm_first,
+                                       bias=bias)
+    layer = randomise(layer).eval()
+    m = from_torch(layer)
+    assert isinstance(m, gf.GraphformerLayer) and not m.training
+    ref, kwargs = _encoder_call(form)
+    x = torch.randn(B, N, D)
+    assert_equivalent(seq_first(lambda x: ref(layer, x), batch_first), lambda x: m(x, **kwargs), [x],
+                      encoder_pairs(layer, m), module=m)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", nn.GELU(approximate="tanh"), F.silu])
+@pytest.mark.parametrize("eps", [1e-5, 1e-2])
+def test_encoder_layer_activation_and_eps(activation, eps):
+    layer = randomise(nn.TransformerEncoderLayer(D, HEADS, FF, activation=activation, layer_norm_eps=eps,
+                                                 batch_first=True)).eval()
+    m = from_torch(layer)
+    assert m.norm1.eps == m.norm2.eps == eps
+    x = torch.randn(B, N, D)
+    assert_equivalent(layer, m, [x], encoder_pairs(layer, m), module=m)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("form", FORMS)
+def test_encoder_layer_fast_path(norm_first, form):
+    """Under no_grad in eval mode torch runs its fused kernel; the outputs still agree."""
+    layer = randomise(nn.TransformerEncoderLayer(D, HEADS, FF, batch_first=True, norm_first=norm_first)).eval()
+    m = from_torch(layer)
+    ref, kwargs = _encoder_call(form)
+    x = torch.randn(B, N, D)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, **kwargs), ref(layer, x), atol=ATOL, rtol=RTOL)
+
+
+def test_encoder_layer_copies_dropout_rates_and_mode():
+    layer = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.2, batch_first=True)
+    layer.self_attn.dropout, layer.dropout.p, layer.dropout2.p = 0.1, 0.3, 0.4
+    m = from_torch(layer)
+    assert m.training
+    assert (m.self_attn.dropout, m.feedforward.dropout.p, m.dropout1.p, m.dropout2.p) == (0.1, 0.3, 0.2, 0.4)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("final_norm", [False, True])
+def test_encoder_stack(norm_first, final_norm):
+    layer = nn.TransformerEncoderLayer(D, HEADS, FF, batch_first=True, norm_first=norm_first)
+    encoder = randomise(nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(D) if final_norm else None,
+                                              enable_nested_tensor=False)).eval()
+    m = from_torch(encoder)
+    assert isinstance(m, gf.GraphformerEncoder) and len(m.layers) == 2
+    pairs = [pair for t, g in zip(encoder.layers, m.layers) for pair in encoder_pairs(t, g)]
+    if final_norm:
+        pairs += linear_pairs(encoder.norm, m.norm)
+    x, pad = torch.randn(B, N, D), padding(B, N)
+    assert_equivalent(lambda x: encoder(x, src_key_padding_mask=pad), lambda x: m(x, key_padding_mask=pad),
+                      [x], pairs, module=m)
+
+
+def test_encoder_stack_nested_fast_path_agrees_on_real_positions():
+    """torch's nested-tensor path zeroes padded outputs; every unpadded position agrees."""
+    layer = nn.TransformerEncoderLayer(D, HEADS, FF, batch_first=True)
+    encoder = randomise(nn.TransformerEncoder(layer, 2)).eval()
+    m = from_torch(encoder)
+    x, pad = torch.randn(B, N, D), padding(B, N)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, key_padding_mask=pad)[~pad], encoder(x, src_key_padding_mask=pad)[~pad],
+                                   atol=ATOL, rtol=RTOL)
+
+
+# --------------------------------------------------------------- decoder layer
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("causal, padded", [(True, "none"), (True, "both"), (False, "target"), (False, "memory")])
+def test_decoder_layer(batch_first, norm_first, bias, causal, padded):
+    layer = nn.TransformerDecoderLayer(D, HEADS, FF, dropout=0.3, batch_first=batch_first, norm_first=norm_first,
+                                       bias=bias)
+    layer = randomise(layer).eval()
+    m = from_torch(layer)
+    assert isinstance(m, gf.GraphformerDecoderLayer)
+    x, memory = torch.randn(B, N, D), torch.randn(B, M + 2, D)
+    pad = padding(B, N) if padded in ("target", "both") else None
+    mem_pad = padding(B, M + 2) if padded in ("memory", "both") else None
+    mask = causal_mask(N) if causal else None
+
+    def ref(x, memory):
+        return layer(x, memory, tgt_mask=mask, tgt_is_causal=causal, tgt_key_padding_mask=pad,
+                     memory_key_padding_mask=mem_pad)
+
+    def conv(x, memory):
+        return m(x, memory, causal=causal, key_padding_mask=pad, memory_key_padding_mask=mem_pad)
+
+    assert_equivalent(seq_first(ref, batch_first), conv, [x, memory], decoder_pairs(layer, m), module=m)
+
+
+@pytest.mark.parametrize("activation", ["gelu", F.silu])
+def test_decoder_layer_activation_and_no_grad(activation):
+    layer = randomise(nn.TransformerDecoderLayer(D, HEADS, FF, activation=activation, layer_norm_eps=1e-3,
+                                                 batch_first=True)).eval()
+    m = from_torch(layer)
+    assert m.norm3.eps == 1e-3
+    x, memory = torch.randn(B, N, D), torch.randn(B, M, D)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, memory), layer(x, memory, tgt_mask=causal_mask(N), tgt_is_causal=True),
+                                   atol=ATOL, rtol=RTOL)
+
+
+# ----------------------------------------------------------- PyG: graphs
+NUM_NODES, C_IN, C_OUT, EDGE_DIM = 7, 5, 3, 4
+
+
+@pytest.fixture
+def graph():
+    """A small directed graph with a self-loop (on node 2), a repeated edge, and a node (6) with no edges."""
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 5, 2, 0, 3, 1, 4],
+                               [1, 2, 3, 4, 5, 0, 2, 2, 0, 5, 5]])
+    x = torch.randn(NUM_NODES, C_IN)
+    return x, edge_index
+
+
+def bipartite_graph(num_src: int, num_dst: int, num_edges: int = 12):
+    gen = torch.Generator().manual_seed(3)
+    return torch.stack([torch.randint(num_src, (num_edges,), generator=gen),
+                        torch.randint(num_dst, (num_edges,), generator=gen)])
+
+
+def conv_call(conv, *, edge_attr: bool):
+    """PyG's call with the edge features positional."""
+    if edge_attr:
+        return lambda x, e, ei: conv(x, ei, e)
+    return lambda x, ei: conv(x, ei)
+
+
+def gf_call(m, *, edge_attr: bool):
+    if edge_attr:
+        return lambda x, e, ei: m(x, ei, edge_attr=e)
+    return lambda x, ei: m(x, ei)
+
+
+def pair_call(fn, *, edge_attr: bool):
+    """Turn a call on x into one on (x_src, x_dst) given as two inputs."""
+    if edge_attr:
+        return lambda s, t, e, ei: fn((s, t), e, ei)
+    return lambda s, t, ei: fn((s, t), ei)
+
+
+# ------------------------------------------------------------------ GCNConv
+def gcn_pairs(conv, m):
+    pairs = [(conv.lin.weight, [m.v_proj.weight])]
+    return pairs + ([(conv.bias, [m.bias])] if conv.bias is not None else [])
+
+
+@pytest.mark.parametrize("add_self_loops", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("cached", [False, True])
+def test_gcn(graph, add_self_loops, bias, weighted, cached):
+    x, edge_index = graph
+    conv = randomise(GCNConv(C_IN, C_OUT, add_self_loops=add_self_loops, bias=bias, cached=cached)).eval()
+    m = from_pyg(conv)
+    assert isinstance(m, gf.GraphAttention) and m.self_loops == ("remaining" if add_self_loops else None)
+    inputs = [x, torch.rand(edge_index.size(1)) + 0.5, edge_index] if weighted else [x, edge_index]
+    assert_equivalent(conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs,
+                      gcn_pairs(conv, m), module=m)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gcn_without_normalisation(graph, weighted):
+    x, edge_index = graph
+    conv = randomise(GCNConv(C_IN, C_OUT, normalize=False)).eval()
+    m = from_pyg(conv)
+    assert isinstance(m.score, SumScore)
+    inputs = [x, torch.rand(edge_index.size(1)), edge_index] if weighted else [x, edge_index]
+    assert_equivalent(conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs,
+                      gcn_pairs(conv, m), module=m)
+
+
+def test_sum_score_on_the_complete_graph():
+    """On the complete graph every target receives the sum of all values."""
+    attn = gf.GraphAttention(C_IN, 1, score=SumScore(), head_dim=C_OUT, out_proj=False)
+    x = torch.randn(NUM_NODES, C_IN)
+    expected = attn.v_proj(x).sum(0, keepdim=True).expand(NUM_NODES, -1) + attn.bias
+    torch.testing.assert_close(attn(x), expected)
+    torch.testing.assert_close(attn(x, gf.structure.complete_edge_index(NUM_NODES)), expected)
+
+
+# ------------------------------------------------------------------ GATConv
+def gat_pairs(conv, m):
+    if conv.lin is not None:
+        pairs = [(conv.lin.weight, [m.v_proj.weight])]
+    else:
+        pairs = [(conv.lin_src.weight, [m.v_proj.weight]), (conv.lin_dst.weight, [m.q_proj.weight])]
+    pairs += [(conv.att_src, [m.score.att_src]), (conv.att_dst, [m.score.att_dst])]
+    if conv.lin_edge is not None:
+        pairs += [(conv.lin_edge.weight, [m.edge_proj.weight]), (conv.att_edge, [m.score.att_edge])]
+    if conv.res is not None:
+        pairs += [(conv.res.weight, [m.root.weight])]
+    return pairs + ([(conv.bias, [m.bias])] if conv.bias is not None else [])
+
+
+@pytest.mark.parametrize("heads, concat", [(1, True), (3, True), (3, False)])
+@pytest.mark.parametrize("add_self_loops", [True, False])
+@pytest.mark.parametrize("edge_dim", [None, EDGE_DIM])
+@pytest.mark.parametrize("residual, bias", [(False, True), (True, True), (True, False)])
+def test_gat(graph, heads, concat, add_self_loops, edge_dim, residual, bias):
+    x, edge_index = graph
+    conv = GATConv(C_IN, C_OUT, heads=heads, concat=concat, add_self_loops=add_self_loops, edge_dim=edge_dim,
+                   residual=residual, bias=bias, negative_slope=0.1, dropout=0.4)
+    conv = randomise(conv).eval()
+    m = from_pyg(conv)
+    assert m.dropout == 0.4 and m.score.negative_slope == 0.1
+    with_e = edge_dim is not None
+    inputs = [x, torch.randn(edge_index.size(1), EDGE_DIM), edge_index] if with_e else [x, edge_index]
+    assert_equivalent(conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs,
+                      gat_pairs(conv, m), module=m)
+
+
+@pytest.mark.parametrize("separate", [False, True])
+@pytest.mark.parametrize("num_src, num_dst, self_loops, edge_dim", [
+    (6, 4, True, None), (6, 4, True, EDGE_DIM), (3, 6, True, None), (5, 5, False, None), (5, 5, False, EDGE_DIM),
+])  # (3, 6, True, EDGE_DIM) is left out: mean-filled loop features index past the loops, in PyG as here
+def test_gat_bipartite(separate, num_src, num_dst, self_loops, edge_dim):
+    in_dst = C_IN + 1 if separate else C_IN
+    conv = GATConv((C_IN, in_dst) if separate else C_IN, C_OUT, heads=2, add_self_loops=self_loops,
+                   edge_dim=edge_dim, residual=True)
+    conv = randomise(conv).eval()
+    m = from_pyg(conv)
+    assert (m.q_proj is not None) == separate
+    edge_index = bipartite_graph(num_src, num_dst)
+    x_src, x_dst = torch.randn(num_src, C_IN), torch.randn(num_dst, in_dst)
+    with_e = edge_dim is not None
+    inputs = [x_src, x_dst] + ([torch.randn(edge_index.size(1), EDGE_DIM)] if with_e else []) + [edge_index]
+    assert_equivalent(pair_call(conv_call(conv, edge_attr=with_e), edge_attr=with_e),
+                      pair_call(gf_call(m, edge_attr=with_e), edge_attr=with_e), inputs, gat_pairs(conv, m),
+                      module=m)
+
+
+def test_gat_separate_projections_on_one_node_set(graph):
+    x, edge_index = graph
+    conv = randomise(GATConv((C_IN, C_IN), C_OUT, heads=2)).eval()
+    m = from_pyg(conv)
+    assert_equivalent(conv_call(conv, edge_attr=False), gf_call(m, edge_attr=False), [x, edge_index],
+                      gat_pairs(conv, m), module=m)
+
+
+def test_gat_fill_value_without_edge_features_converts(graph):
+    x, edge_index = graph
+    conv = randomise(GATConv(C_IN, C_OUT, heads=2, fill_value=0.0)).eval()
+    m = from_pyg(conv)
+    torch.testing.assert_close(m(x, edge_index), conv(x, edge_index), atol=ATOL, rtol=RTOL)
+
+
+def test_gat_attention_weights_match(graph):
+    """The attention record holds PyG's coefficients, edge for edge."""
+    x, edge_index = graph
+    conv = randomise(GATConv(C_IN, C_OUT, heads=2)).eval()
+    m = from_pyg(conv)
+    _, (ei_ref, alpha_ref) = conv(x, edge_index, return_attention_weights=True)
+    _, att = m(x, edge_index, return_attention=True)
+    ref = {tuple(e): a for e, a in zip(ei_ref.t().tolist(), alpha_ref)}
+    got = {tuple(e): a for e, a in zip(att.edge_index.t().tolist(), att.weights)}
+    assert ref.keys() == got.keys()
+    torch.testing.assert_close(torch.stack([got[k] for k in ref]), torch.stack(list(ref.values())),
+                               atol=ATOL, rtol=RTOL)
+
+
+# ---------------------------------------------------------------- GATv2Conv
+def gatv2_pairs(conv, m):
+    pairs = linear_pairs(conv.lin_l, m.v_proj)
+    if not conv.share_weights:
+        pairs += linear_pairs(conv.lin_r, m.q_proj)
+    pairs += [(conv.att, [m.score.att])]
+    if conv.lin_edge is not None:
+        pairs += [(conv.lin_edge.weight, [m.edge_proj.weight])]
+    if conv.res is not None:
+        pairs += [(conv.res.weight, [m.root.weight])]
+    return pairs + ([(conv.bias, [m.bias])] if conv.bias is not None else [])
+
+
+@pytest.mark.parametrize("heads, concat", [(1, True), (3, True), (3, False)])
+@pytest.mark.parametrize("share_weights", [False, True])
+@pytest.mark.parametrize("edge_dim", [None, EDGE_DIM])
+@pytest.mark.parametrize("residual, bias, add_self_loops", [(False, True, True), (True, False, True),
+                                                             (True, True, False)])
+def test_gatv2(graph, heads, concat, share_weights, edge_dim, residual, bias, add_self_loops):
+    x, edge_index = graph
+    conv = GATv2Conv(C_IN, C_OUT, heads=heads, concat=concat, share_weights=share_weights, edge_dim=edge_dim,
+                     residual=residual, bias=bias, add_self_loops=add_self_loops, negative_slope=0.3)
+    conv = randomise(conv).eval()
+    m = from_pyg(conv)
+    assert (m.q_proj is m.v_proj) == share_weights
+    with_e = edge_dim is not None
+    inputs = [x, torch.randn(edge_index.size(1), EDGE_DIM), edge_index] if with_e else [x, edge_index]
+    assert_equivalent(conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs,
+                      gatv2_pairs(conv, m), module=m)
+
+
+@pytest.mark.parametrize("in_channels", [C_IN, (C_IN, C_IN + 2)])
+def test_gatv2_bipartite(in_channels):
+    conv = randomise(GATv2Conv(in_channels, C_OUT, heads=2, add_self_loops=False, residual=True)).eval()
+    m = from_pyg(conv)
+    num_src, num_dst = 6, 4
+    in_dst = in_channels if isinstance(in_channels, int) else in_channels[1]
+    inputs = [torch.randn(num_src, C_IN), torch.randn(num_dst, in_dst), bipartite_graph(num_src, num_dst)]
+    assert_equivalent(pair_call(conv_call(conv, edge_attr=False), edge_attr=False),
+                      pair_call(gf_call(m, edge_attr=False), edge_attr=False), inputs, gatv2_pairs(conv, m),
+                      module=m)
+
+
+# ---------------------------------------------------------- TransformerConv
+def transformer_conv_pairs(conv, m):
+    pairs = (linear_pairs(conv.lin_query, m.q_proj) + linear_pairs(conv.lin_key, m.k_proj)
+             + linear_pairs(conv.lin_value, m.v_proj))
+    if conv.lin_edge is not None:
+        pairs += linear_pairs(conv.lin_edge, m.edge_proj)
+    if conv.root_weight:
+        pairs += linear_pairs(conv.lin_skip, m.root)
+    return pairs
+
+
+@pytest.mark.parametrize("heads, concat", [(1, True), (3, True), (3, False)])
+@pytest.mark.parametrize("root_weight", [True, False])
+@pytest.mark.parametrize("edge_dim", [None, EDGE_DIM])
+@pytest.mark.parametrize("bias", [True, False])
+def test_transformer_conv(graph, heads, concat, root_weight, edge_dim, bias):
+    x, edge_index = graph
+    conv = TransformerConv(C_IN, C_OUT, heads=heads, concat=concat, root_weight=root_weight, edge_dim=edge_dim,
+                           bias=bias, beta=False, dropout=0.2)
+    conv = randomise(conv).eval()
+    m = from_pyg(conv)
+    assert m.bias is None and m.dropout == 0.2
+    with_e = edge_dim is not None
+    inputs = [x, torch.randn(edge_index.size(1), EDGE_DIM), edge_index] if with_e else [x, edge_index]
+    assert_equivalent(conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs,
+                      transformer_conv_pairs(conv, m), module=m)
+
+
+@pytest.mark.parametrize("in_channels", [C_IN, (C_IN + 1, C_IN)])
+@pytest.mark.parametrize("edge_dim", [None, EDGE_DIM])
+def test_transformer_conv_bipartite(in_channels, edge_dim):
+    conv = randomise(TransformerConv(in_channels, C_OUT, heads=2, edge_dim=edge_dim)).eval()
+    m = from_pyg(conv)
+    in_src = in_channels if isinstance(in_channels, int) else in_channels[0]
+    num_src, num_dst = 6, 4
+    edge_index = bipartite_graph(num_src, num_dst)
+    with_e = edge_dim is not None
+    inputs = ([torch.randn(num_src, in_src), torch.randn(num_dst, C_IN)]
+              + ([torch.randn(edge_index.size(1), EDGE_DIM)] if with_e else []) + [edge_index])
+    assert_equivalent(pair_call(conv_call(conv, edge_attr=with_e), edge_attr=with_e),
+                      pair_call(gf_call(m, edge_attr=with_e), edge_attr=with_e), inputs,
+                      transformer_conv_pairs(conv, m), module=m)
+
+
+def test_pyg_float64_and_training_mode(graph):
+    x, edge_index = graph
+    conv = randomise(TransformerConv(C_IN, C_OUT, heads=2)).double()
+    m = from_pyg(conv)
+    assert m.training and all(p.dtype == torch.float64 for p in m.parameters())
+    conv.eval()
+    m.eval()
+    assert_equivalent(conv_call(conv, edge_attr=False), gf_call(m, edge_attr=False), [x.double(), edge_index],
+                      transformer_conv_pairs(conv, m), module=m, atol=1e-12, rtol=1e-12)
+
+
+# -------------------------------------------------------------- PyG errors
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: GCNConv(C_IN, C_OUT, improved=True), ValueError, "improved"),
+    (lambda: GCNConv(C_IN, C_OUT, aggr="mean"), ValueError, "aggr"),
+    (lambda: GCNConv(C_IN, C_OUT, flow="target_to_source"), ValueError, "flow"),
+    (lambda: GCNConv(-1, C_OUT), ValueError, "lazily"),
+    (lambda: TransformerConv(C_IN, C_OUT, beta=True), ValueError, "beta"),
+    (lambda: GATConv(C_IN, C_OUT, edge_dim=EDGE_DIM, fill_value=0.0), ValueError, "fill_value"),
+    (lambda: GATv2Conv(C_IN, C_OUT, edge_dim=EDGE_DIM, fill_value="add"), ValueError, "fill_value"),
+    (lambda: nn.Linear(C_IN, C_OUT), TypeError, "GCNConv"),
+])
+def test_from_pyg_errors(make, exc, match):
+    with pytest.raises(exc, match=match):
+        from_pyg(make())
+
+
+def test_transformer_conv_beta_without_root_converts(graph):
+    """beta only acts through the skip connection; without it there is nothing to gate."""
+    x, edge_index = graph
+    conv = randomise(TransformerConv(C_IN, C_OUT, heads=2, beta=True, root_weight=False)).eval()
+    m = from_pyg(conv)
+    torch.testing.assert_close(m(x, edge_index), conv(x, edge_index), atol=ATOL, rtol=RTOL)
+
+
+# ---------------------------------------------------------------- networkx
+def _edge_table(edge_index, edge_attr=None):
+    """{(src, dst): attribute} of a graph without parallel edges."""
+    pairs = [tuple(e) for e in edge_index.t().tolist()]
+    assert len(set(pairs)) == len(pairs)
+    values = [None] * len(pairs) if edge_attr is None else edge_attr.tolist()
+    return dict(zip(pairs, values))
+
+
+def test_from_networkx_undirected_gives_both_directions():
+    g = nx.Graph()
+    g.add_node("a", pos=[0.0, 1.0], mass=2.0)
+    g.add_node("b", pos=[1.0, 1.0], mass=3.0)
+    g.add_node("c", pos=[2.0, 0.0], mass=4.0)
+    g.add_edge("a", "b", weight=0.5)
+    g.add_edge("b", "c", weight=2.0)
+    g.add_edge("c", "c", weight=7.0)
+    x, edge_index, w = from_networkx(g, node_attrs=["pos", "mass"], edge_attr="weight")
+    torch.testing.assert_close(x, torch.tensor([[0.0, 1.0, 2.0], [1.0, 1.0, 3.0], [2.0, 0.0, 4.0]]))
+    assert w.shape == (5,)
+    assert _edge_table(edge_index, w) == {(0, 1): 0.5, (1, 0): 0.5, (1, 2): 2.0, (2, 1): 2.0, (2, 2): 7.0}
+
+
+def test_from_networkx_matches_pyg_on_karate_club():
+    g = nx.karate_club_graph()
+    x, edge_index, w = from_networkx(g, edge_attr="weight")
+    ref = pyg_from_networkx(g)
+    assert x is None and edge_index.shape == (2, 2 * g.number_of_edges())
+    assert _edge_table(edge_index, w) == _edge_table(ref.edge_index, ref.weight.float())
+
+
+def test_from_networkx_vector_and_listed_edge_attributes():
+    g = nx.DiGraph()
+    g.add_edge(0, 1, e=[1.0, 2.0], w=3.0)
+    g.add_edge(1, 0, e=[4.0, 5.0], w=6.0)
+    _, edge_index, e = from_networkx(g, edge_attr="e")
+    assert e.shape == (2, 2)
+    _, _, ew = from_networkx(g, edge_attr=["e", "w"])
+    assert _edge_table(edge_index, ew) == {(0, 1): [1.0, 2.0, 3.0], (1, 0): [4.0, 5.0, 6.0]}
+
+
+def test_from_networkx_errors():
+    g = nx.path_graph(3)
+    with pytest.raises(ValueError, match="feat"):
+        from_networkx(g, node_attrs="feat")
+    with pytest.raises(ValueError, match="weight"):
+        from_networkx(g, edge_attr="weight")
+    with pytest.raises(TypeError, match="networkx"):
+        from_networkx([(0, 1)])
+
+
+def test_networkx_round_trip(graph):
+    _, edge_index = graph
+    edge_index = torch.unique(edge_index, dim=1)  # a DiGraph holds one edge per pair
+    x, w = torch.randn(NUM_NODES, 3), torch.rand(edge_index.size(1))
+    g = to_networkx(edge_index, NUM_NODES, x=x, edge_attr=w)
+    assert isinstance(g, nx.DiGraph) and g.number_of_nodes() == NUM_NODES  # node 6 is isolated and kept
+    x2, edge_index2, w2 = from_networkx(g, node_attrs="x", edge_attr="weight")
+    torch.testing.assert_close(x2, x)
+    table, table2 = _edge_table(edge_index, w), _edge_table(edge_index2, w2)
+    assert table.keys() == table2.keys()
+    torch.testing.assert_close(torch.tensor([table2[k] for k in table]), torch.tensor(list(table.values())))
+
+
+def test_to_networkx_undirected_and_from_data():
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    data = Data(x=torch.randn(4, 2), edge_index=edge_index, edge_attr=torch.randn(4, 3))
+    g = to_networkx(data, to_undirected=True)
+    assert isinstance(g, nx.Graph) and not g.is_directed()
+    assert g.number_of_nodes() == 4 and g.number_of_edges() == 2
+    assert torch.tensor(g.nodes[3]["x"]).allclose(data.x[3])
+    assert len(g.edges[0, 1]["weight"]) == 3
+
+
+# ------------------------------------------------------------------- scipy
+def test_scipy_round_trip_keeps_edge_order(graph):
+    _, edge_index = graph
+    w = torch.rand(edge_index.size(1))
+    adj = to_scipy(edge_index, NUM_NODES, w)
+    assert adj.shape == (NUM_NODES, NUM_NODES)
+    edge_index2, w2 = from_scipy(adj)
+    assert torch.equal(edge_index2, edge_index)
+    torch.testing.assert_close(w2, w)
+
+
+def test_to_scipy_sums_parallel_edges_and_is_source_by_row(graph):
+    _, edge_index = graph
+    w = torch.rand(edge_index.size(1), dtype=torch.float64)
+    dense = torch.zeros(NUM_NODES, NUM_NODES, dtype=torch.float64)
+    dense.index_put_((edge_index[0], edge_index[1]), w, accumulate=True)
+    np.testing.assert_allclose(to_scipy(edge_index, NUM_NODES, w).toarray(), dense.numpy())
+    counts = torch.bincount(edge_index[0] * NUM_NODES + edge_index[1], minlength=NUM_NODES ** 2)
+    np.testing.assert_array_equal(to_scipy(edge_index, NUM_NODES).toarray(),
+                                  counts.view(NUM_NODES, NUM_NODES).numpy().astype(np.float32))
+
+
+def test_from_scipy_matches_pyg_and_accepts_dense():
+    rng = np.random.default_rng(0)
+    dense = rng.random((6, 6)) * (rng.random((6, 6)) < 0.4)
+    edge_index, w = from_scipy(sp.csr_matrix(dense))
+    ref_index, ref_w = from_scipy_sparse_matrix(sp.csr_matrix(dense))
+    assert torch.equal(edge_index, ref_index)
+    torch.testing.assert_close(w, ref_w.float())
+    edge_index_d, w_d = from_scipy(dense, dtype=torch.float64)
+    assert torch.equal(edge_index_d, ref_index) and w_d.dtype == torch.float64
+    with pytest.raises(ValueError, match="2-D"):
+        from_scipy(np.zeros(3))
+
+
+def test_to_scipy_bipartite_and_errors():
+    edge_index = bipartite_graph(3, 5)
+    adj = to_scipy(edge_index, (3, 5))
+    assert adj.shape == (3, 5) and adj.sum() == edge_index.size(1)
+    with pytest.raises(ValueError, match="num_nodes"):
+        to_scipy(edge_index, 2)
+    with pytest.raises(ValueError, match="edge_weight"):
+        to_scipy(edge_index, (3, 5), torch.ones(2))
+    with pytest.raises(TypeError, match="edge_index"):
+        to_scipy([[0, 1], [1, 0]], 2)
+
+
+def test_scipy_gcn_weights_drive_the_converted_layer(graph):
+    """Edge weights read from a matrix feed the converted GCN exactly as PyG's."""
+    x, _ = graph
+    rng = np.random.default_rng(1)
+    adj = sp.random(NUM_NODES, NUM_NODES, density=0.3, random_state=rng, format="csr")
+    edge_index, w = from_scipy(adj)
+    conv = randomise(GCNConv(C_IN, C_OUT)).eval()
+    torch.testing.assert_close(from_pyg(conv)(x, edge_index, edge_attr=w), conv(x, edge_index, w),
+                               atol=ATOL, rtol=RTOL)
+
+
+# --------------------------------------------------------------- PyG Data
+def test_from_data_single_and_batch():
+    d1 = Data(x=torch.randn(3, C_IN), edge_index=torch.tensor([[0, 1], [1, 2]]), edge_attr=torch.randn(2, EDGE_DIM))
+    d2 = Data(x=torch.randn(4, C_IN), edge_index=torch.tensor([[0, 3, 2], [1, 1, 0]]),
+              edge_attr=torch.randn(3, EDGE_DIM))
+    x, edge_index, edge_attr, batch = from_data(d1)
+    assert x is d1.x and edge_index is d1.edge_index and edge_attr is d1.edge_attr and batch is None
+    data = Batch.from_data_list([d1, d2])
+    x, edge_index, edge_attr, batch = from_data(data)
+    assert torch.equal(batch, torch.tensor([0, 0, 0, 1, 1, 1, 1]))
+    conv = randomise(GATConv(C_IN, C_OUT, heads=2, edge_dim=EDGE_DIM)).eval()
+    torch.testing.assert_close(from_pyg(conv)(x, edge_index, edge_attr=edge_attr, batch=batch),
+                               conv(x, edge_index, edge_attr), atol=ATOL, rtol=RTOL)
+
+
+def test_from_data_edge_weight_and_errors():
+    data = Data(x=torch.randn(3, 2), edge_index=torch.tensor([[0, 1], [1, 2]]), edge_weight=torch.rand(2))
+    assert from_data(data)[2] is data.edge_weight
+    with pytest.raises(TypeError, match="Data"):
+        from_data({"x": data.x})
+    with pytest.raises(ValueError, match="edge_index"):
+        from_data(Data(x=torch.randn(3, 2)))
