@@ -48,7 +48,7 @@ def cpu_vs_cuda() -> None:
             for device in ["cpu", "cuda"]:
                 m = layer.to(device)
                 m.zero_grad()
-                xi = x.to(device).requires_grad_(True)
+                xi = x.to(device).detach().clone().requires_grad_(True)
                 if path == "dense":
                     out = m(xi)
                 elif path == "causal":

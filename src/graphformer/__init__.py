@@ -6,6 +6,7 @@ self-attention on a sentence (the complete graph of its tokens), a decoder
 graphs with fixed or additive scores) and graph transformers.
 """
 
+from . import encodings  # noqa: F401  (registers the "rotary" score)
 from .attention import AttentionWeights, GraphAttention
 from .layers import ConvFeedForward, FeedForward, GraphformerDecoderLayer, GraphformerEncoder, GraphformerLayer
 from .scores import Score, available_scores, register_score

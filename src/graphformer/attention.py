@@ -354,6 +354,7 @@ class GraphAttention(nn.Module):
 
         q, k, v = self._project(x_src, x_dst, bipartite)
         if not return_attention and self._sdpa_ok():
+            q, k = self.score.transform(q, k)
             mask = allowed
             if attn_bias is not None:
                 mask = attn_bias if allowed is None else attn_bias.masked_fill(~allowed, float("-inf"))
@@ -364,9 +365,14 @@ class GraphAttention(nn.Module):
         else:
             if causal:
                 allowed = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
+            if not self.score.softmax:  # fixed weights read M, N and the degrees off the full edge pattern
+                full = torch.ones(M, N, dtype=torch.bool, device=x_dst.device)
+                allowed = (full if allowed is None else allowed & full).expand(B, self.num_heads, M, N)
             out, att = self._dense_explicit(q, k, v, allowed, attn_bias)
         if empty is not None:
             out = out.masked_fill(empty, 0.0)
+            if att is not None:  # a target with no incoming edge attends to nothing
+                att = AttentionWeights(att.weights.masked_fill(empty, 0.0), None, att.scores)
         out = self._finish(out, x_dst)
         if unbatched:
             out = out.squeeze(0)
@@ -375,7 +381,7 @@ class GraphAttention(nn.Module):
         return out, att
 
     def _sdpa_ok(self) -> bool:
-        return type(self.score) is DotScore
+        return isinstance(self.score, DotScore) and type(self.score).dense is DotScore.dense
 
     def _dense_explicit(self, q, k, v, allowed, attn_bias):
         """The readable reference: every score and weight as a [B, H, M, N] matrix."""
@@ -385,7 +391,10 @@ class GraphAttention(nn.Module):
                 scores = scores + attn_bias
             if allowed is not None:
                 scores = scores.masked_fill(~allowed, float("-inf"))
-            top = scores.detach().amax(-1, keepdim=True)
+            if scores.size(-1) == 0:  # no source nodes: amax has nothing to reduce
+                top = scores.new_zeros(scores.shape[:-1] + (1,))
+            else:
+                top = scores.detach().amax(-1, keepdim=True)
             top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
             ex = torch.exp(scores - top)
             weights = ex / ex.sum(-1, keepdim=True).clamp(min=torch.finfo(ex.dtype).tiny)
@@ -402,8 +411,8 @@ class GraphAttention(nn.Module):
         batch_src, batch_dst = batch if isinstance(batch, (tuple, list)) else (batch, batch)
         if x_src.dim() != 2:
             raise ValueError(f"with batch, x must be [N, d], got shape {tuple(x_src.shape)}")
-        _check_batch(batch_src, x_src.size(0), "batch_src" if bipartite else "batch")
-        _check_batch(batch_dst, x_dst.size(0), "batch_dst" if bipartite else "batch")
+        _check_batch(batch_src, x_src.size(0), "batch_src" if bipartite else "batch", packed=True)
+        _check_batch(batch_dst, x_dst.size(0), "batch_dst" if bipartite else "batch", packed=True)
         num_graphs = int(max(batch_src.max(), batch_dst.max())) + 1 if batch_dst.numel() else 0
         dense_src, pad_src = to_dense_batch(x_src, batch_src, num_graphs)
         dense_dst, pad_dst = to_dense_batch(x_dst, batch_dst, num_graphs) if bipartite else (dense_src, pad_src)
@@ -411,11 +420,15 @@ class GraphAttention(nn.Module):
         return out[~pad_dst], att
 
 
-def _check_batch(batch, num_nodes: int, name: str = "batch") -> None:
+def _check_batch(batch, num_nodes: int, name: str = "batch", packed: bool = False) -> None:
     if not isinstance(batch, Tensor) or batch.dtype not in (torch.long, torch.int):
         raise TypeError(f"{name} must be an integer tensor of graph ids, one per node")
     if batch.dim() != 1 or batch.numel() != num_nodes:
         raise ValueError(f"{name} must have shape [{num_nodes}] (one graph id per node), got {tuple(batch.shape)}")
+    if packed and batch.numel() and not torch.compiler.is_compiling() and (
+            int(batch[0]) < 0 or bool((batch[1:] < batch[:-1]).any())):
+        raise ValueError(f"{name} must hold graph ids >= 0 in increasing order, the nodes of each graph "
+                         "contiguous (as in a PyG Batch); sort the nodes by graph id")
 
 
 def _edge_bias(attn_bias: Tensor, num_edges: int, num_heads: int, graph: SparseGraph) -> Tensor:

@@ -109,14 +109,23 @@ class DotScore(Score):
         super().__init__()
         self.scale = 1.0 / math.sqrt(head_dim)
 
+    def transform(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """Map queries and keys before the product (identity; rotary positions rotate them).
+
+        A subclass that only overrides this keeps the fused SDPA kernel on the dense path.
+        """
+        return q, k
+
     def sparse(self, q, k, graph, edge):
+        q, k = self.transform(q, k)
         q = q * self.scale
         s = ops.sddmm(graph, q, k)
-        if edge is not None:
+        if _edge_features(edge, "dot") is not None:
             s = s + (q[:, graph.row] * edge).sum(-1)
         return s
 
     def dense(self, q, k, mask):
+        q, k = self.transform(q, k)
         return (q * self.scale) @ k.transpose(-1, -2)
 
 
@@ -148,7 +157,7 @@ class AdditiveScore(Score):
         alpha_src = (k * self.att_src.unsqueeze(1)).sum(-1)  # [H, N]
         alpha_dst = (q * self.att_dst.unsqueeze(1)).sum(-1)  # [H, M]
         s = alpha_src[:, graph.col] + alpha_dst[:, graph.row]
-        if edge is not None and self.att_edge is not None:
+        if _edge_features(edge, "additive") is not None and self.att_edge is not None:
             s = s + (edge * self.att_edge.unsqueeze(1)).sum(-1)
         return F.leaky_relu(s, self.negative_slope)
 
@@ -172,13 +181,20 @@ class GATv2Score(Score):
 
     def sparse(self, q, k, graph, edge):
         h = q[:, graph.row] + k[:, graph.col]  # [H, E, C]
-        if edge is not None:
+        if _edge_features(edge, "gatv2") is not None:
             h = h + edge
         return (F.leaky_relu(h, self.negative_slope) * self.att.unsqueeze(1)).sum(-1)
 
     def dense(self, q, k, mask):
         h = q.unsqueeze(-2) + k.unsqueeze(-3)  # [B, H, M, N, C]
         return (F.leaky_relu(h, self.negative_slope) * self.att[:, None, None, :]).sum(-1)
+
+
+def _edge_features(edge: Tensor | None, name: str) -> Tensor | None:
+    if edge is not None and edge.dim() != 3:
+        raise ValueError(f"the {name!r} score takes edge features, not one weight per edge: build the layer "
+                         f"with edge_dim=... and pass edge_attr of shape [E, edge_dim] (got {tuple(edge.shape)})")
+    return edge
 
 
 def _edge_weight(edge: Tensor | None, num_edges: int, like: Tensor) -> Tensor:
@@ -227,7 +243,7 @@ class GCNScore(Score):
             mask = torch.ones(M, N, dtype=torch.bool, device=k.device)
         w = mask.to(k.dtype)
         deg_dst = w.sum(-1)  # [..., M]
-        deg_src = deg_dst if M == N else w.sum(-2)
+        deg_src = deg_dst if w.size(-2) == w.size(-1) else w.sum(-2)  # M == N read off the mask, not q
         return _inv(deg_dst, 0.5).unsqueeze(-1) * w * _inv(deg_src, 0.5).unsqueeze(-2)
 
 
