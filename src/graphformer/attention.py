@@ -188,7 +188,8 @@ class GraphAttention(nn.Module):
             if causal or key_padding_mask is not None:
                 raise ValueError("causal and key_padding_mask describe the complete graph; with an explicit "
                                  "edge_index leave them out and list the edges you want instead")
-            out, att = self._sparse(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite)
+            out, att = self._sparse(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite,
+                                    return_attention)
         elif batch is not None:
             out, att = self._batched_complete(x_src, x_dst, batch, bipartite, causal, attn_bias,
                                               return_attention)
@@ -261,7 +262,7 @@ class GraphAttention(nn.Module):
         return out if self.bias is None else out + self.bias
 
     # --------------------------------------------------------- sparse path
-    def _sparse(self, x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite):
+    def _sparse(self, x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite, return_attention):
         if x_src.dim() != 2:
             raise ValueError(f"with edge_index, x must be [N, d] (stack graphs into one PyG-style batch), "
                              f"got shape {tuple(x_src.shape)}")
@@ -314,8 +315,10 @@ class GraphAttention(nn.Module):
         dropped = F.dropout(weights, self.dropout, self.training)
         out = ops.spmm(graph, dropped, v)  # [H, M, C]
         if edge is not None and edge.dim() == 3 and self.score.edge_in_value:
-            out = out.index_add(1, graph.row, edge * dropped.unsqueeze(-1))
+            out = out + ops.segment_sum(edge * dropped.unsqueeze(-1), graph)
         out = self._finish(out, x_dst)
+        if not return_attention:
+            return out, None
         att = AttentionWeights(graph.to_edge_order(weights.t()), graph.edge_index,
                                graph.to_edge_order(scores.t()))
         return out, att

@@ -25,7 +25,7 @@ import warnings
 import torch
 from torch import Tensor
 
-__all__ = ["sddmm", "spmm", "segment_softmax"]
+__all__ = ["sddmm", "segment_softmax", "segment_sum", "spmm"]
 
 _SPARSE_DTYPES = (torch.float32, torch.float64)
 # Below this many per-edge multiply-adds (E * C) gathering is cheaper than setting up a CSR kernel.
@@ -161,18 +161,57 @@ def spmm(graph, values: Tensor, dense: Tensor) -> Tensor:
     return _spmm_op(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, values, dense)
 
 
+def _segment_sum(values: Tensor, crow: Tensor) -> Tensor:
+    """Sum of ``values`` ``[H, E]`` over each CSR row, ``[H, M]``."""
+    return torch.segment_reduce(values, "sum", offsets=crow.expand(values.size(0), -1), axis=1, unsafe=True)
+
+
+@torch.library.custom_op("graphformer::segment_softmax", mutates_args=())
+def _segment_softmax_op(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
+    if scores.size(1) == 0:
+        return scores.clone()
+    offsets = crow.expand(scores.size(0), -1)
+    top = torch.segment_reduce(scores, "max", offsets=offsets, axis=1, unsafe=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    ex = torch.exp(scores - top.index_select(1, row))
+    total = _segment_sum(ex, crow)
+    return ex / total.clamp(min=torch.finfo(total.dtype).tiny).index_select(1, row)
+
+
+@_segment_softmax_op.register_fake
+def _(scores, crow, row):
+    return torch.empty_like(scores)
+
+
+def _segment_softmax_setup(ctx, inputs, output):
+    _, crow, row = inputs
+    ctx.save_for_backward(output, crow, row)
+
+
+def _segment_softmax_backward(ctx, grad):
+    weights, crow, row = ctx.saved_tensors
+    if weights.size(1) == 0:
+        return grad, None, None
+    gw = grad * weights
+    # d softmax: a_e (g_e - sum_{e' into the same target} a_e' g_e')
+    return gw - weights * _segment_sum(gw, crow).index_select(1, row), None, None
+
+
+torch.library.register_autograd("graphformer::segment_softmax", _segment_softmax_backward,
+                                setup_context=_segment_softmax_setup)
+
+
+def segment_sum(values: Tensor, graph) -> Tensor:
+    """Sum per-edge ``values`` ``[H, E, ...]`` (CSR order) into their targets, ``[H, M, ...]``."""
+    offsets = graph.crow.expand(values.size(0), -1)
+    return torch.segment_reduce(values, "sum", offsets=offsets, axis=1, unsafe=True)
+
+
 def segment_softmax(scores: Tensor, graph) -> Tensor:
-    """Softmax of ``scores`` ``[H, E]`` over the incoming edges of each target.
+    """Softmax of ``scores`` ``[H, E]`` (CSR order) over the incoming edges of each target.
 
     Scores of ``-inf`` get weight 0; a target whose every score is ``-inf``
-    gets all-zero weights (never NaN).
+    gets all-zero weights (never NaN). The backward pass keeps only the
+    ``[H, E]`` weights.
     """
-    H, E = scores.shape  # noqa: N806
-    if E == 0:
-        return scores
-    offsets = graph.crow.expand(H, -1)
-    top = torch.segment_reduce(scores.detach(), "max", offsets=offsets, axis=1, unsafe=True)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    ex = torch.exp(scores - top[:, graph.row])
-    total = torch.segment_reduce(ex, "sum", offsets=offsets, axis=1, unsafe=True)
-    return ex / total.clamp(min=torch.finfo(total.dtype).tiny)[:, graph.row]
+    return _segment_softmax_op(scores.contiguous(), graph.crow, graph.row)

@@ -121,7 +121,7 @@ class DotScore(Score):
         q = q * self.scale
         s = ops.sddmm(graph, q, k)
         if _edge_features(edge, "dot") is not None:
-            s = s + (q[:, graph.row] * edge).sum(-1)
+            s = s + (q.index_select(1, graph.row) * edge).sum(-1)
         return s
 
     def dense(self, q, k, mask):
@@ -156,7 +156,7 @@ class AdditiveScore(Score):
     def sparse(self, q, k, graph, edge):
         alpha_src = (k * self.att_src.unsqueeze(1)).sum(-1)  # [H, N]
         alpha_dst = (q * self.att_dst.unsqueeze(1)).sum(-1)  # [H, M]
-        s = alpha_src[:, graph.col] + alpha_dst[:, graph.row]
+        s = alpha_src.index_select(1, graph.col) + alpha_dst.index_select(1, graph.row)
         if _edge_features(edge, "additive") is not None and self.att_edge is not None:
             s = s + (edge * self.att_edge.unsqueeze(1)).sum(-1)
         return F.leaky_relu(s, self.negative_slope)
@@ -180,7 +180,7 @@ class GATv2Score(Score):
         nn.init.xavier_uniform_(self.att.unsqueeze(0))
 
     def sparse(self, q, k, graph, edge):
-        h = q[:, graph.row] + k[:, graph.col]  # [H, E, C]
+        h = q.index_select(1, graph.row) + k.index_select(1, graph.col)  # [H, E, C]
         if _edge_features(edge, "gatv2") is not None:
             h = h + edge
         return (F.leaky_relu(h, self.negative_slope) * self.att.unsqueeze(1)).sum(-1)
@@ -278,7 +278,7 @@ class FunctionScore(Score):
         self.softmax = softmax
 
     def sparse(self, q, k, graph, edge):
-        return self.fn(q[:, graph.row], k[:, graph.col])
+        return self.fn(q.index_select(1, graph.row), k.index_select(1, graph.col))
 
     def dense(self, q, k, mask):
         s = self.fn(q.unsqueeze(-2), k.unsqueeze(-3))
