@@ -52,6 +52,10 @@ def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     if a.dtype not in _SPARSE_DTYPES or E * a.size(-1) < _SMALL or E > M * N:
         row = _rows(crow, E)
         return (a[:, row] * b[:, col]).sum(-1)
+    if a.is_cuda:  # one batched cuSPARSE call
+        pattern = _csr(crow.expand(H, -1).contiguous(), col.expand(H, -1).contiguous(), a.new_zeros(H, E),
+                       (H, M, N))
+        return torch.sparse.sampled_addmm(pattern, a, b.transpose(1, 2), beta=0.0).values()
     pattern = _csr(crow, col, a.new_zeros(E), (M, N))
     return torch.stack([torch.sparse.sampled_addmm(pattern, a[h], b[h].t(), beta=0.0).values()
                         for h in range(H)])

@@ -192,7 +192,9 @@ class SparseGraph:
         src, dst = edge_index[0], edge_index[1]
         key = dst * num_src + src
         perm = None
-        if torch.compiler.is_compiling() or (key.numel() > 1 and bool((key[1:] < key[:-1]).any())):
+        # on CPU a sortedness check is cheaper than a sort; on GPU it would cost a device sync
+        always_sort = key.is_cuda or torch.compiler.is_compiling()
+        if always_sort or (key.numel() > 1 and bool((key[1:] < key[:-1]).any())):
             perm = torch.argsort(key)
             src, dst = src[perm], dst[perm]
         crow = _pointer(dst, num_dst)
@@ -221,6 +223,6 @@ class SparseGraph:
 
 
 def _pointer(sorted_index: Tensor, size: int) -> Tensor:
-    ptr = torch.zeros(size + 1, dtype=torch.long, device=sorted_index.device)
-    ptr[1:] = torch.cumsum(torch.bincount(sorted_index, minlength=size), 0)
-    return ptr
+    """CSR row pointers of a sorted index: ``ptr[r]`` = first position holding a value >= r."""
+    bounds = torch.arange(size + 1, dtype=sorted_index.dtype, device=sorted_index.device)
+    return torch.searchsorted(sorted_index, bounds)
