@@ -283,7 +283,7 @@ class GraphAttention(nn.Module):
                 if attn_bias is not None:
                     raise ValueError("attn_bias on edges cannot be combined with self_loops; add the loops to "
                                      "edge_index yourself and give them a bias")
-            graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst)
+            graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite)
         E = graph.num_edges  # noqa: N806
         q, k, v = self._project(x_src, x_dst, bipartite)  # [H, M, C], [H, N, C], [H, N, C]
 
@@ -324,7 +324,8 @@ class GraphAttention(nn.Module):
         return out, att
 
     # ---------------------------------------------------------- dense path
-    def _dense(self, x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias, return_attention):
+    def _dense(self, x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias, return_attention,
+               query_padding=None):
         unbatched = x_dst.dim() == 2
         if unbatched:
             x_src, x_dst = x_src.unsqueeze(0), x_dst.unsqueeze(0)
@@ -341,14 +342,17 @@ class GraphAttention(nn.Module):
             if tuple(pad.shape) != (B, N):
                 raise ValueError(f"key_padding_mask must have shape [B, N] = [{B}, {N}], got {tuple(pad.shape)}")
             allowed = ~pad[:, None, None, :]
+        if query_padding is not None:  # padded targets of a packed batch receive nothing
+            receives = ~query_padding[:, None, :, None]
+            allowed = receives if allowed is None else allowed & receives
         if causal and (allowed is not None or not self._sdpa_ok()):
             tril = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
             allowed = tril if allowed is None else allowed & tril
             causal = False
-        empty = None
+        empty, edges = None, allowed  # edges: the true edge mask; allowed: what the fused kernel may see
         if allowed is not None:
             empty = ~allowed.any(-1, keepdim=True)  # targets with no incoming edge
-            allowed = allowed | empty
+            allowed = allowed | empty  # a row with no key would give NaN in the kernel; zeroed below
         if attn_bias is not None:
             attn_bias = attn_bias.to(x_dst.dtype)
             if attn_bias.dim() < 2 or attn_bias.shape[-2:] != (M, N):
@@ -367,11 +371,11 @@ class GraphAttention(nn.Module):
             att = None
         else:
             if causal:
-                allowed = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
+                edges = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
             if not self.score.softmax:  # fixed weights read M, N and the degrees off the full edge pattern
                 full = torch.ones(M, N, dtype=torch.bool, device=x_dst.device)
-                allowed = (full if allowed is None else allowed & full).expand(B, self.num_heads, M, N)
-            out, att = self._dense_explicit(q, k, v, allowed, attn_bias)
+                edges = (full if edges is None else edges & full).expand(B, self.num_heads, M, N)
+            out, att = self._dense_explicit(q, k, v, edges, attn_bias, bipartite)
         if empty is not None:
             out = out.masked_fill(empty, 0.0)
             if att is not None:  # a target with no incoming edge attends to nothing
@@ -386,7 +390,7 @@ class GraphAttention(nn.Module):
     def _sdpa_ok(self) -> bool:
         return isinstance(self.score, DotScore) and type(self.score).dense is DotScore.dense
 
-    def _dense_explicit(self, q, k, v, allowed, attn_bias):
+    def _dense_explicit(self, q, k, v, allowed, attn_bias, bipartite=False):
         """The readable reference: every score and weight as a [B, H, M, N] matrix."""
         if self.score.softmax:
             scores = self.score.dense(q, k, None)
@@ -405,7 +409,7 @@ class GraphAttention(nn.Module):
             if attn_bias is not None:
                 raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
                                  "has fixed weights")
-            scores = weights = self.score.dense(q, k, allowed)
+            scores = weights = self.score.dense(q, k, allowed, bipartite=bipartite)
         out = F.dropout(weights, self.dropout, self.training) @ v
         return out, AttentionWeights(weights, None, scores)
 
@@ -419,7 +423,8 @@ class GraphAttention(nn.Module):
         num_graphs = int(max(batch_src.max(), batch_dst.max())) + 1 if batch_dst.numel() else 0
         dense_src, pad_src = to_dense_batch(x_src, batch_src, num_graphs)
         dense_dst, pad_dst = to_dense_batch(x_dst, batch_dst, num_graphs) if bipartite else (dense_src, pad_src)
-        out, att = self._dense(dense_src, dense_dst, bipartite, causal, pad_src, attn_bias, return_attention)
+        out, att = self._dense(dense_src, dense_dst, bipartite, causal, pad_src, attn_bias, return_attention,
+                               query_padding=pad_dst if bipartite else None)
         return out[~pad_dst], att
 
 

@@ -247,7 +247,7 @@ class SumScore(Score):
                              f"got shape {tuple(edge.shape)}")
         return w.expand(k.size(0), -1)  # [H, E]
 
-    def dense(self, q, k, mask):
+    def dense(self, q, k, mask, bipartite=False):
         M, N = (q.size(-2) if q is not None else k.size(-2)), k.size(-2)  # noqa: N806
         if mask is None:
             mask = torch.ones(M, N, dtype=torch.bool, device=k.device)

@@ -91,11 +91,12 @@ class Score(nn.Module):
         """
         raise NotImplementedError
 
-    def dense(self, q: Tensor | None, k: Tensor | None, mask: Tensor | None) -> Tensor:
+    def dense(self, q: Tensor | None, k: Tensor | None, mask: Tensor | None, bipartite: bool = False) -> Tensor:
         """Scores of the complete (bipartite) graph, ``[B, H, M, N]``.
 
         ``mask`` (bool, broadcastable to ``[B, H, M, N]``, True = edge exists)
-        is given to scores without softmax, which must return masked weights.
+        and ``bipartite`` (two node sets) are given to scores without softmax,
+        which must return masked weights.
         """
         raise NotImplementedError
 
@@ -124,7 +125,7 @@ class DotScore(Score):
             s = s + (q.index_select(1, graph.row) * edge).sum(-1)
         return s
 
-    def dense(self, q, k, mask):
+    def dense(self, q, k, mask, bipartite=False):
         q, k = self.transform(q, k)
         return (q * self.scale) @ k.transpose(-1, -2)
 
@@ -161,7 +162,7 @@ class AdditiveScore(Score):
             s = s + (edge * self.att_edge.unsqueeze(1)).sum(-1)
         return F.leaky_relu(s, self.negative_slope)
 
-    def dense(self, q, k, mask):
+    def dense(self, q, k, mask, bipartite=False):
         alpha_src = (k * self.att_src.unsqueeze(1)).sum(-1)  # [B, H, N]
         alpha_dst = (q * self.att_dst.unsqueeze(1)).sum(-1)  # [B, H, M]
         return F.leaky_relu(alpha_dst.unsqueeze(-1) + alpha_src.unsqueeze(-2), self.negative_slope)
@@ -185,7 +186,7 @@ class GATv2Score(Score):
             h = h + edge
         return (F.leaky_relu(h, self.negative_slope) * self.att.unsqueeze(1)).sum(-1)
 
-    def dense(self, q, k, mask):
+    def dense(self, q, k, mask, bipartite=False):
         h = q.unsqueeze(-2) + k.unsqueeze(-3)  # [B, H, M, N, C]
         return (F.leaky_relu(h, self.negative_slope) * self.att[:, None, None, :]).sum(-1)
 
@@ -215,7 +216,7 @@ class GCNScore(Score):
     r"""Fixed GCN weights, :math:`a_{ij} = w_{ij} / \sqrt{d_i d_j}` with :math:`d` the weighted in-degree.
 
     For a plain graph d_j is node j's in-degree, as in PyG's ``gcn_norm``;
-    for a bipartite graph (different node counts) it is source j's out-degree.
+    for a bipartite graph (two node sets) it is source j's out-degree.
     No softmax: on the complete graph with self-loops every weight is 1/N.
     """
 
@@ -230,20 +231,20 @@ class GCNScore(Score):
         H = k.size(0)  # noqa: N806
         w = _edge_weight(edge, graph.num_edges, k)
         deg_dst = graph.in_degree(w)
-        if graph.num_src == graph.num_dst:
+        if not graph.bipartite:
             deg_src = deg_dst
         else:
             deg_src = w.new_zeros(graph.num_src).index_add_(0, graph.col, w)
         weights = _inv(deg_dst, 0.5)[graph.row] * w * _inv(deg_src, 0.5)[graph.col]
         return weights.expand(H, -1)
 
-    def dense(self, q, k, mask):
+    def dense(self, q, k, mask, bipartite=False):
         M, N = (q.size(-2) if q is not None else k.size(-2)), k.size(-2)  # noqa: N806
         if mask is None:
             mask = torch.ones(M, N, dtype=torch.bool, device=k.device)
         w = mask.to(k.dtype)
         deg_dst = w.sum(-1)  # [..., M]
-        deg_src = deg_dst if w.size(-2) == w.size(-1) else w.sum(-2)  # M == N read off the mask, not q
+        deg_src = w.sum(-2) if bipartite else deg_dst
         return _inv(deg_dst, 0.5).unsqueeze(-1) * w * _inv(deg_src, 0.5).unsqueeze(-2)
 
 
@@ -261,7 +262,7 @@ class MeanScore(Score):
         w = _edge_weight(edge, graph.num_edges, k)
         return (w * _inv(graph.in_degree(w), 1.0)[graph.row]).expand(k.size(0), -1)
 
-    def dense(self, q, k, mask):
+    def dense(self, q, k, mask, bipartite=False):
         M, N = (q.size(-2) if q is not None else k.size(-2)), k.size(-2)  # noqa: N806
         if mask is None:
             mask = torch.ones(M, N, dtype=torch.bool, device=k.device)
@@ -280,7 +281,7 @@ class FunctionScore(Score):
     def sparse(self, q, k, graph, edge):
         return self.fn(q.index_select(1, graph.row), k.index_select(1, graph.col))
 
-    def dense(self, q, k, mask):
+    def dense(self, q, k, mask, bipartite=False):
         s = self.fn(q.unsqueeze(-2), k.unsqueeze(-3))
         return s if self.softmax or mask is None else s * mask
 

@@ -164,6 +164,8 @@ class SparseGraph:
         t_crow, t_col, t_perm: the transposed layout (rows = sources), used
             by the backward pass; ``t_perm`` maps CSC positions to CSR positions.
         edge_index: the edges as given.
+        bipartite: sources and targets are two node sets (cross-attention),
+            even when they have the same size.
     """
 
     num_src: int
@@ -176,6 +178,7 @@ class SparseGraph:
     t_col: Tensor
     t_perm: Tensor
     edge_index: Tensor
+    bipartite: bool = False
 
     @property
     def num_edges(self) -> int:
@@ -183,7 +186,7 @@ class SparseGraph:
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_src: int, num_dst: int | None = None,
-                        check: bool = True) -> SparseGraph:
+                        check: bool = True, bipartite: bool = False) -> SparseGraph:
         """Sort edges by (target, source) and build both CSR layouts."""
         num_dst = num_src if num_dst is None else num_dst
         if check:
@@ -201,7 +204,8 @@ class SparseGraph:
         t_perm = torch.argsort(src * num_dst + dst)
         t_col = dst[t_perm]
         t_crow = _pointer(src[t_perm], num_src)
-        return cls(num_src, num_dst, crow, src, dst, perm, t_crow, t_col, t_perm, edge_index)
+        return cls(num_src, num_dst, crow, src, dst, perm, t_crow, t_col, t_perm, edge_index,
+                   bipartite or num_src != num_dst)
 
     def to_csr_order(self, values: Tensor) -> Tensor:
         """Reorder per-edge ``values`` ``[E, ...]`` from the given edge order to CSR order."""
@@ -225,4 +229,4 @@ class SparseGraph:
 def _pointer(sorted_index: Tensor, size: int) -> Tensor:
     """CSR row pointers of a sorted index: ``ptr[r]`` = first position holding a value >= r."""
     bounds = torch.arange(size + 1, dtype=sorted_index.dtype, device=sorted_index.device)
-    return torch.searchsorted(sorted_index, bounds)
+    return torch.searchsorted(sorted_index.contiguous(), bounds)  # a row of a transposed edge_index is strided
