@@ -5,7 +5,7 @@ the GPU, and both give what the CPU gives.
 
 Checks:
 1. CPU vs CUDA: outputs and gradients of every score on both paths (float32,
-   2e-5 relative to the largest entry).
+   2e-5 relative to max(1, largest entry)).
 2. Which SDPA kernel the dense path launches (read from the profiler's CUDA
    kernel names) for float16 / bfloat16 / float32, with and without a padding
    mask and causal: flash or memory-efficient, never the math fallback; and it
@@ -37,8 +37,9 @@ def max_diff(a, b) -> float:
 
 
 def rel_diff(a, b) -> float:
-    """max |a - b| relative to max |b| (float32 sums differ in order between devices)."""
-    return max_diff(a, b) / max(float(b.detach().abs().max()), 1e-12)
+    """max |a - b| relative to max(1, max |b|): float32 sums differ in order between devices, and some
+    gradients are zero in exact arithmetic (a key bias under softmax), so they hold only rounding noise."""
+    return max_diff(a, b) / max(float(b.detach().abs().max()), 1.0)
 
 
 def cpu_vs_cuda() -> None:
