@@ -73,6 +73,47 @@ def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
     return torch.stack([_csr(crow, col, values[h], (M, N)) @ dense[h] for h in range(H)])
 
 
+# Each product is registered twice with the same backward formulas: as a torch.library custom
+# operator, which torch.compile traces without graph breaks, and as an autograd.Function, which
+# eager mode calls with less per-call overhead.
+
+
+def _inverse(perm: Tensor) -> Tensor:
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel(), device=perm.device)
+    return inv
+
+
+def _backward_formulas(sddmm_fn, spmm_fn):
+    """Backward of both products, written with the given (differentiable) products."""
+
+    def sddmm_backward(ctx, grad):
+        crow, col, t_crow, t_col, t_perm, a, b = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[5]:
+            grad_a = spmm_fn(crow, col, t_crow, t_col, t_perm, grad, b)
+        if ctx.needs_input_grad[6]:
+            grad_b = spmm_fn(t_crow, t_col, crow, col, _inverse(t_perm), grad[:, t_perm], a)
+        return None, None, None, None, None, grad_a, grad_b
+
+    def spmm_backward(ctx, grad):
+        crow, col, t_crow, t_col, t_perm, values, dense = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_values = grad_dense = None
+        if ctx.needs_input_grad[5]:
+            grad_values = sddmm_fn(crow, col, t_crow, t_col, t_perm, grad, dense)
+        if ctx.needs_input_grad[6]:
+            grad_dense = spmm_fn(t_crow, t_col, crow, col, _inverse(t_perm), values[:, t_perm], grad)
+        return None, None, None, None, None, grad_values, grad_dense
+
+    return sddmm_backward, spmm_backward
+
+
+def _save_inputs(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
 @torch.library.custom_op("graphformer::sddmm", mutates_args=())
 def _sddmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor,
               a: Tensor, b: Tensor) -> Tensor:
@@ -82,22 +123,6 @@ def _sddmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: 
 @_sddmm_op.register_fake
 def _(crow, col, t_crow, t_col, t_perm, a, b):
     return a.new_empty(a.size(0), col.size(0))
-
-
-def _sddmm_setup(ctx, inputs, output):
-    crow, col, t_crow, t_col, t_perm, a, b = inputs
-    ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, a, b)
-
-
-def _sddmm_backward(ctx, grad):
-    crow, col, t_crow, t_col, t_perm, a, b = ctx.saved_tensors
-    grad = grad.contiguous()
-    grad_a = grad_b = None
-    if ctx.needs_input_grad[5]:
-        grad_a = _spmm_op(crow, col, t_crow, t_col, t_perm, grad, b)
-    if ctx.needs_input_grad[6]:
-        grad_b = _spmm_op(t_crow, t_col, crow, col, _inverse(t_perm), grad[:, t_perm], a)
-    return None, None, None, None, None, grad_a, grad_b
 
 
 @torch.library.custom_op("graphformer::spmm", mutates_args=())
@@ -111,30 +136,34 @@ def _(crow, col, t_crow, t_col, t_perm, values, dense):
     return dense.new_empty(dense.size(0), crow.size(0) - 1, dense.size(2))
 
 
-def _spmm_setup(ctx, inputs, output):
-    crow, col, t_crow, t_col, t_perm, values, dense = inputs
-    ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, values, dense)
+_op_sddmm_backward, _op_spmm_backward = _backward_formulas(_sddmm_op, _spmm_op)
+torch.library.register_autograd("graphformer::sddmm", _op_sddmm_backward, setup_context=_save_inputs)
+torch.library.register_autograd("graphformer::spmm", _op_spmm_backward, setup_context=_save_inputs)
 
 
-def _spmm_backward(ctx, grad):
-    crow, col, t_crow, t_col, t_perm, values, dense = ctx.saved_tensors
-    grad = grad.contiguous()
-    grad_values = grad_dense = None
-    if ctx.needs_input_grad[5]:
-        grad_values = _sddmm_op(crow, col, t_crow, t_col, t_perm, grad, dense)
-    if ctx.needs_input_grad[6]:
-        grad_dense = _spmm_op(t_crow, t_col, crow, col, _inverse(t_perm), values[:, t_perm], grad)
-    return None, None, None, None, None, grad_values, grad_dense
+class _SDDMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, crow, col, t_crow, t_col, t_perm, a, b):
+        ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, a, b)
+        return _sddmm(crow, col, a.contiguous(), b.contiguous())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _eager_sddmm_backward(ctx, grad)
 
 
-def _inverse(perm: Tensor) -> Tensor:
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(perm.numel(), device=perm.device)
-    return inv
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, crow, col, t_crow, t_col, t_perm, values, dense):
+        ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, values, dense)
+        return _spmm(crow, col, values.contiguous(), dense.contiguous())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _eager_spmm_backward(ctx, grad)
 
 
-torch.library.register_autograd("graphformer::sddmm", _sddmm_backward, setup_context=_sddmm_setup)
-torch.library.register_autograd("graphformer::spmm", _spmm_backward, setup_context=_spmm_setup)
+_eager_sddmm_backward, _eager_spmm_backward = _backward_formulas(_SDDMM.apply, _SpMM.apply)
 
 
 def sddmm(graph, a: Tensor, b: Tensor) -> Tensor:
@@ -148,7 +177,8 @@ def sddmm(graph, a: Tensor, b: Tensor) -> Tensor:
     Returns:
         ``[H, E]`` in CSR order.
     """
-    return _sddmm_op(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, a, b)
+    fn = _sddmm_op if torch.compiler.is_compiling() else _SDDMM.apply
+    return fn(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, a, b)
 
 
 def spmm(graph, values: Tensor, dense: Tensor) -> Tensor:
@@ -162,7 +192,8 @@ def spmm(graph, values: Tensor, dense: Tensor) -> Tensor:
     Returns:
         ``[H, M, C]``; a target with no incoming edge gets zeros.
     """
-    return _spmm_op(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, values, dense)
+    fn = _spmm_op if torch.compiler.is_compiling() else _SpMM.apply
+    return fn(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, values, dense)
 
 
 def _segment_sum(values: Tensor, crow: Tensor) -> Tensor:
@@ -170,8 +201,7 @@ def _segment_sum(values: Tensor, crow: Tensor) -> Tensor:
     return torch.segment_reduce(values, "sum", offsets=crow.expand(values.size(0), -1), axis=1, unsafe=True)
 
 
-@torch.library.custom_op("graphformer::segment_softmax", mutates_args=())
-def _segment_softmax_op(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
+def _segment_softmax(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
     if scores.size(1) == 0:
         return scores.clone()
     offsets = crow.expand(scores.size(0), -1)
@@ -180,6 +210,11 @@ def _segment_softmax_op(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
     ex = torch.exp(scores - top.index_select(1, row))
     total = _segment_sum(ex, crow)
     return ex / total.clamp(min=torch.finfo(total.dtype).tiny).index_select(1, row)
+
+
+@torch.library.custom_op("graphformer::segment_softmax", mutates_args=())
+def _segment_softmax_op(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
+    return _segment_softmax(scores, crow, row)
 
 
 @_segment_softmax_op.register_fake
@@ -205,6 +240,18 @@ torch.library.register_autograd("graphformer::segment_softmax", _segment_softmax
                                 setup_context=_segment_softmax_setup)
 
 
+class _SegmentSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scores, crow, row):
+        weights = _segment_softmax(scores, crow, row)
+        ctx.save_for_backward(weights, crow, row)
+        return weights
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _segment_softmax_backward(ctx, grad)
+
+
 def segment_sum(values: Tensor, graph) -> Tensor:
     """Sum per-edge ``values`` ``[H, E, ...]`` (CSR order) into their targets, ``[H, M, ...]``."""
     offsets = graph.crow.expand(values.size(0), -1)
@@ -218,4 +265,5 @@ def segment_softmax(scores: Tensor, graph) -> Tensor:
     gets all-zero weights (never NaN). The backward pass keeps only the
     ``[H, E]`` weights.
     """
-    return _segment_softmax_op(scores.contiguous(), graph.crow, graph.row)
+    fn = _segment_softmax_op if torch.compiler.is_compiling() else _SegmentSoftmax.apply
+    return fn(scores.contiguous(), graph.crow, graph.row)
