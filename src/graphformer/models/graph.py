@@ -1,0 +1,436 @@
+"""Graph models as settings of one layer: GCN, GAT, a graph transformer and GPS.
+
+Each model is a thin composition of :class:`~graphformer.GraphAttention` /
+:class:`~graphformer.GraphformerLayer`: which graph (the given edges, or the
+complete graph of each input graph), which score (``"gcn"``, ``"additive"``,
+``"dot"``) and which encodings (Laplacian or random-walk node features, a
+shortest-path bias on the complete graph).
+
+The edges are laid out once per forward pass (one :class:`~graphformer.SparseGraph`
+shared by every layer, self-loops added once); for full-batch training on a
+fixed graph, build it once with ``model.prepare(edge_index, num_nodes)`` and
+pass the result in place of ``edge_index``.
+
+Legend: N nodes (all graphs of a batch together), E edges, B graphs in a batch,
+N_max nodes of the largest graph, H heads, C channels per head, F input
+features, D hidden width, K outputs (classes), k encoding width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..attention import GraphAttention
+from ..encodings import ShortestPathBias, random_sign_flip
+from ..layers import FeedForward, GraphformerLayer
+from ..structure import SparseGraph, add_self_loops, check_edge_index
+
+__all__ = ["GAT", "GCN", "GPS", "GPSLayer", "GraphTransformer", "mean_pool"]
+
+
+def mean_pool(x: Tensor, batch: Tensor | None, num_graphs: int | None = None) -> Tensor:
+    """Average node features per graph: ``[N, D]`` -> ``[B, D]`` (``[1, D]`` without ``batch``).
+
+    A graph id with no node gets zeros.
+    """
+    if batch is None:
+        return x.mean(0, keepdim=True)
+    num_graphs = int(batch.max()) + 1 if num_graphs is None else num_graphs
+    total = x.new_zeros(num_graphs, x.size(-1)).index_add_(0, batch, x)
+    count = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
+    return total / count.unsqueeze(-1)
+
+
+def _layout(edge_index: Tensor | SparseGraph, num_nodes: int, self_loops: str | None,
+            edge_attr: Tensor | None = None) -> tuple[SparseGraph, Tensor | None]:
+    """One SparseGraph (self-loops added once) for every layer of a forward pass.
+
+    A SparseGraph given by the caller is taken as it is (its self-loops already in place).
+    """
+    if isinstance(edge_index, SparseGraph):
+        if edge_index.num_src != num_nodes:
+            raise ValueError(f"the SparseGraph was built for {edge_index.num_src} nodes but x has {num_nodes} rows; "
+                             "build it with model.prepare(edge_index, num_nodes=x.size(0))")
+        return edge_index, edge_attr
+    check_edge_index(edge_index, num_nodes, num_nodes)
+    if self_loops is not None:
+        edge_index, edge_attr = add_self_loops(edge_index, num_nodes, edge_attr, mode=self_loops)
+    return SparseGraph.from_edge_index(edge_index, num_nodes, check=False), edge_attr
+
+
+def _check_x(x: Tensor, in_channels: int) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError("x must be a floating-point tensor of node features [N, F]")
+    if x.dim() != 2 or x.size(1) != in_channels:
+        raise ValueError(f"x must have shape [N, {in_channels}] (in_channels), got {tuple(x.shape)}")
+
+
+class GCN(nn.Module):
+    r"""Graph convolutional network (Kipf & Welling, ICLR 2017).
+
+    .. math::
+        H^{(l+1)} = \sigma\big(\hat A\, \mathrm{drop}(H^{(l)})\, W^{(l)} + b^{(l)}\big), \qquad
+        \hat A = D^{-1/2} (A + I) D^{-1/2}
+
+    with ReLU between layers and none after the last. Every layer is
+    ``GraphAttention(d_in, 1, score="gcn", head_dim=d_out, out_proj=False,
+    self_loops="remaining")``, i.e. exactly PyG's ``GCNConv``: a message
+    passing layer whose weights are fixed by the degrees instead of learned.
+    On the complete graph (with self-loops) every weight is 1/N, so one layer
+    replaces each node by the mean of all nodes: attention with all scores equal.
+
+    Args:
+        in_channels: input features F.
+        hidden_channels: hidden width (16 in the paper).
+        out_channels: outputs K.
+        num_layers: number of graph convolutions (2 in the paper).
+        dropout: dropout on the input of every layer (0.5 in the paper).
+
+    Shapes:
+        x ``[N, F]``, edge_index ``[2, E]`` (or a SparseGraph from :meth:`prepare`),
+        edge_weight ``[E]`` -> ``[N, K]``.
+    """
+
+    self_loops = "remaining"
+
+    def __init__(self, in_channels: int, hidden_channels: int = 16, out_channels: int = 2, num_layers: int = 2,
+                 dropout: float = 0.5):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.in_channels, self.dropout = in_channels, dropout
+        widths = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.convs = nn.ModuleList([
+            GraphAttention(d_in, 1, score="gcn", head_dim=d_out, out_proj=False, self_loops=self.self_loops)
+            for d_in, d_out in zip(widths[:-1], widths[1:])])
+
+    def prepare(self, edge_index: Tensor, num_nodes: int) -> SparseGraph:
+        """Add self-loops and lay the edges out once, for reuse across forward passes."""
+        return _layout(edge_index, num_nodes, self.self_loops)[0]
+
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, edge_weight: Tensor | None = None) -> Tensor:
+        """Class scores of every node (see the class docstring for shapes).
+
+        With a prepared SparseGraph, ``edge_weight`` must follow its edges (self-loops included).
+        """
+        _check_x(x, self.in_channels)
+        graph, weight = _layout(edge_index, x.size(0), self.self_loops, edge_weight)
+        for i, conv in enumerate(self.convs):
+            x = F.dropout(x, self.dropout, self.training)
+            x = conv(x, graph, edge_attr=weight)
+            if i < len(self.convs) - 1:
+                x = F.relu(x)
+        return x
+
+
+class GAT(nn.Module):
+    r"""Graph attention network (Veličković et al., ICLR 2018).
+
+    .. math::
+        \alpha_{ij} = \mathrm{softmax}_{j \in \mathcal{N}(i) \cup \{i\}}
+            \big(\mathrm{LeakyReLU}(a_{dst}^\top W h_i + a_{src}^\top W h_j)\big), \qquad
+        h_i' = \big\Vert_{h=1}^{H} \mathrm{ELU}\Big(\sum_j \alpha^h_{ij} W^h h_j\Big)
+
+    The last layer averages its heads and has no activation. Every layer is
+    ``GraphAttention(d_in, H, score="additive", head_dim=C, out_proj=False,
+    self_loops="add", dropout=p)`` (PyG's ``GATConv``), with dropout ``p`` on
+    the layer input and on the attention weights. On the complete graph it is
+    self-attention with GAT's additive score in place of the dot product.
+
+    Args:
+        in_channels: input features F.
+        hidden_channels: channels per head in the hidden layers (8 in the paper).
+        out_channels: outputs K.
+        heads: heads of the hidden layers (8).
+        out_heads: heads of the last layer, averaged (1 for Cora and CiteSeer, 8 for PubMed).
+        num_layers: number of attention layers (2).
+        dropout: dropout on inputs and attention weights (0.6).
+
+    Shapes:
+        x ``[N, F]``, edge_index ``[2, E]`` (or a SparseGraph from :meth:`prepare`) -> ``[N, K]``.
+    """
+
+    self_loops = "add"
+
+    def __init__(self, in_channels: int, hidden_channels: int = 8, out_channels: int = 2, heads: int = 8,
+                 out_heads: int = 1, num_layers: int = 2, dropout: float = 0.6):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.in_channels, self.dropout = in_channels, dropout
+        self.convs = nn.ModuleList()
+        d_in = in_channels
+        for _ in range(num_layers - 1):
+            self.convs.append(GraphAttention(d_in, heads, score="additive", head_dim=hidden_channels, dropout=dropout,
+                                             out_proj=False, self_loops=self.self_loops))
+            d_in = heads * hidden_channels
+        self.convs.append(GraphAttention(d_in, out_heads, score="additive", head_dim=out_channels, dropout=dropout,
+                                         concat=False, out_proj=False, self_loops=self.self_loops))
+
+    def prepare(self, edge_index: Tensor, num_nodes: int) -> SparseGraph:
+        """Replace self-loops by one per node and lay the edges out once."""
+        return _layout(edge_index, num_nodes, self.self_loops)[0]
+
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, return_attention: bool = False):
+        """Class scores of every node; with ``return_attention`` also one
+        :class:`~graphformer.AttentionWeights` record per layer."""
+        _check_x(x, self.in_channels)
+        graph, _ = _layout(edge_index, x.size(0), self.self_loops)
+        records = []
+        for i, conv in enumerate(self.convs):
+            x = F.dropout(x, self.dropout, self.training)
+            x = conv(x, graph, return_attention=return_attention)
+            if return_attention:
+                x, att = x
+                records.append(att)
+            if i < len(self.convs) - 1:
+                x = F.elu(x)
+        return (x, records) if return_attention else x
+
+
+class _Encoder(nn.Module):
+    """Input map shared by the transformer models: ``h = W_in drop(x) + W_pe p``."""
+
+    def __init__(self, in_channels: int, hidden: int, pe_dim: int, dropout: float, sign_flip: bool):
+        super().__init__()
+        self.in_channels, self.pe_dim, self.sign_flip = in_channels, pe_dim, sign_flip
+        self.dropout = dropout
+        self.lin = nn.Linear(in_channels, hidden)
+        self.pe_lin = nn.Linear(pe_dim, hidden) if pe_dim else None
+
+    def forward(self, x: Tensor, pe: Tensor | None) -> Tensor:
+        _check_x(x, self.in_channels)
+        h = self.lin(F.dropout(x, self.dropout, self.training))
+        if self.pe_lin is None:
+            if pe is not None:
+                raise ValueError("pe was given but the model was built with pe_dim=0; pass pe_dim=pe.size(1)")
+            return h
+        if pe is None or pe.dim() != 2 or pe.shape != (x.size(0), self.pe_dim):
+            raise ValueError(f"the model was built with pe_dim={self.pe_dim}: pass pe of shape "
+                             f"[{x.size(0)}, {self.pe_dim}], got {None if pe is None else tuple(pe.shape)}")
+        if self.sign_flip and self.training:
+            pe = random_sign_flip(pe)  # Laplacian eigenvectors are defined up to sign
+        return h + self.pe_lin(pe)
+
+
+class GraphTransformer(nn.Module):
+    r"""Graph transformer: Transformer layers with dot-product attention on a graph.
+
+    .. math::
+        h^{(0)}_i = W_{in} x_i + W_{pe} p_i, \qquad
+        h^{(l+1)} = \mathrm{GraphformerLayer}(h^{(l)}), \qquad
+        y = W_{out}\, h^{(L)}_i \ \text{(nodes)} \ \text{or}\ W_{out} \tfrac{1}{|G|}\textstyle\sum_{i \in G} h^{(L)}_i
+        \ \text{(graphs)}
+
+    where the attention of each layer runs
+
+    * ``attention="edges"``: over the given edges plus a self-loop per node
+      (Dwivedi & Bresson 2021), sparse path, ``O(E)``;
+    * ``attention="complete"``: over the complete graph of each input graph
+      (Graphormer-style), dense path with padding masks, with an optional
+      learned shortest-path bias :math:`s_{ij} \mathrel{+}= b_h(\mathrm{spd}(i, j))`
+      (Ying et al. 2021).
+
+    ``p`` is a structural node encoding computed beforehand
+    (:func:`graphformer.encodings.laplacian_pe` or ``random_walk_pe``). With
+    constant node features and no encoding, softmax attention can only average
+    identical vectors: the encodings are what let the model see structure.
+    On a complete graph without encodings or bias this is a plain Transformer
+    encoder (``nn.TransformerEncoder``) over the nodes.
+
+    Args:
+        in_channels: input features F.
+        hidden_channels: model width D.
+        out_channels: outputs K.
+        num_layers: Transformer layers.
+        num_heads: heads H (must divide D).
+        dropout: dropout on the input features, attention weights and residual branches.
+        pe_dim: width k of the node encoding given as ``pe`` (0: none).
+        sign_flip: flip the encoding's columns at random in training (for Laplacian eigenvectors).
+        attention: ``"edges"`` or ``"complete"``.
+        max_distance: with ``attention="complete"``, learn a bias per head for
+            shortest-path distances 0..max_distance, plus one for unreachable pairs
+            (:class:`~graphformer.encodings.ShortestPathBias`); None: no bias.
+        graph_level: mean-pool the nodes of each graph before the output layer.
+        dim_feedforward: width of the feed-forward part (default 2 D).
+        norm_first: pre-norm layers (default) or post-norm.
+        attn_dropout: dropout on the attention weights, if different from ``dropout``
+            (on the complete graph, any attention dropout leaves the fused CPU kernels
+            for an explicit ``[B, H, N, N]`` path, several times slower).
+
+    Shapes:
+        x ``[N, F]``, edge_index ``[2, E]``, batch ``[N]`` (graph id of each node),
+        pe ``[N, k]``, distance ``[B, N_max, N_max]`` hops clipped to ``max_distance``
+        (``max_distance + 1`` = unreachable; :func:`~graphformer.encodings.shortest_path_distances`
+        with ``batch``), ``[N, N]`` without ``batch`` -> ``[N, K]`` (nodes) or ``[B, K]`` (graphs).
+    """
+
+    self_loops = "add"
+
+    def __init__(self, in_channels: int, hidden_channels: int = 64, out_channels: int = 2, num_layers: int = 2,
+                 num_heads: int = 4, dropout: float = 0.1, *, pe_dim: int = 0, sign_flip: bool = False,
+                 attention: str = "edges", max_distance: int | None = None, graph_level: bool = False,
+                 dim_feedforward: int | None = None, norm_first: bool = True, attn_dropout: float | None = None):
+        super().__init__()
+        if attention not in ("edges", "complete"):
+            raise ValueError(f"attention must be 'edges' or 'complete', got {attention!r}")
+        if max_distance is not None and attention != "complete":
+            raise ValueError("a shortest-path bias needs attention='complete' (on the edges every distance is 1)")
+        if max_distance is not None and max_distance < 1:
+            raise ValueError(f"max_distance must be >= 1, got {max_distance}")
+        self.attention, self.max_distance, self.graph_level = attention, max_distance, graph_level
+        self.encoder = _Encoder(in_channels, hidden_channels, pe_dim, dropout, sign_flip)
+        self.layers = nn.ModuleList([
+            GraphformerLayer(hidden_channels, num_heads, dim_feedforward or 2 * hidden_channels, dropout,
+                             norm_first=norm_first, score="dot")
+            for _ in range(num_layers)])
+        if attn_dropout is not None:
+            if not 0.0 <= attn_dropout < 1.0:
+                raise ValueError(f"attn_dropout must lie in [0, 1), got {attn_dropout}")
+            for layer in self.layers:
+                layer.self_attn.dropout = attn_dropout  # the layer's dropout on attention weights only
+        # one bias table shared by the layers, as Graphormer does
+        self.distance_bias = ShortestPathBias(num_heads, max_distance) if max_distance is not None else None
+        self.norm = nn.LayerNorm(hidden_channels) if norm_first else None
+        self.head = nn.Linear(hidden_channels, out_channels)
+
+    def prepare(self, edge_index: Tensor, num_nodes: int) -> SparseGraph:
+        """Add one self-loop per node and lay the edges out once."""
+        return _layout(edge_index, num_nodes, self.self_loops)[0]
+
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, *, batch: Tensor | None = None,
+                pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
+        """Node or graph outputs (see the class docstring for shapes)."""
+        h = self.encoder(x, pe)
+        kwargs = {}
+        if self.attention == "edges":
+            if edge_index is None:
+                raise ValueError("attention='edges' needs edge_index")
+            graph = _layout(edge_index, x.size(0), self.self_loops)[0]
+        else:
+            graph = None
+            if batch is not None:
+                kwargs["batch"] = batch
+            if self.distance_bias is not None:
+                if distance is None:
+                    raise ValueError("the model was built with max_distance: pass distance [B, N_max, N_max] "
+                                     "(e.g. from graphformer.data.graphs.collate)")
+                kwargs["attn_bias"] = self.distance_bias(distance)
+        for layer in self.layers:
+            h = layer(h, graph, **kwargs)
+        if self.norm is not None:
+            h = self.norm(h)
+        if self.graph_level:
+            h = mean_pool(h, batch)
+        return self.head(h)
+
+
+class GPSLayer(nn.Module):
+    r"""One GPS layer (Rampášek et al., NeurIPS 2022): local message passing plus global attention.
+
+    .. math::
+        h^L = \mathrm{LN}\big(x + \mathrm{drop}(\mathrm{Local}(x, A))\big), \quad
+        h^G = \mathrm{LN}\big(x + \mathrm{drop}(\mathrm{Global}(x))\big), \quad
+        y = \mathrm{LN}\big(h + \mathrm{drop}(\mathrm{FF}(h))\big),\ h = h^L + h^G
+
+    ``Local`` is a :class:`~graphformer.GraphAttention` on the given edges
+    (sparse path; ``local_score`` ``"dot"``, ``"additive"``, ``"gcn"``, ...),
+    ``Global`` the same layer on the complete graph of each input graph
+    (dense path, one padded block per graph id in ``batch``). On a complete
+    graph both parts attend over the same edges, and the layer is a Transformer
+    layer whose attention is the sum of two attention modules.
+
+    Args:
+        d_model: width D.
+        num_heads: heads of both attention parts.
+        dim_feedforward: width of the feed-forward part (default 2 D).
+        dropout: dropout on the residual branches and inside the feed-forward part.
+        local_score: score of the local part.
+        activation: of the feed-forward part.
+        attn_dropout: dropout on the attention weights (default ``dropout``).
+
+    Shapes:
+        x ``[N, D]``, edge_index ``[2, E]`` or SparseGraph, batch ``[N]`` -> ``[N, D]``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int = 4, dim_feedforward: int | None = None, dropout: float = 0.1,
+                 local_score: str = "dot", activation: str = "relu", attn_dropout: float | None = None):
+        super().__init__()
+        attn_dropout = dropout if attn_dropout is None else attn_dropout
+        self.local_attn = GraphAttention(d_model, num_heads, score=local_score, dropout=attn_dropout)
+        self.global_attn = GraphAttention(d_model, num_heads, score="dot", dropout=attn_dropout)
+        self.feedforward = FeedForward(d_model, dim_feedforward or 2 * d_model, dropout, activation)
+        self.norm_local = nn.LayerNorm(d_model)
+        self.norm_global = nn.LayerNorm(d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, batch: Tensor | None = None,
+                attn_bias: Tensor | None = None) -> Tensor:
+        """Apply the layer; ``attn_bias`` ``[B, H, N_max, N_max]`` goes to the global part."""
+        h_local = self.norm_local(x + self.dropout(self.local_attn(x, edge_index)))
+        h_global = self.norm_global(x + self.dropout(self.global_attn(x, batch=batch, attn_bias=attn_bias)))
+        h = h_local + h_global
+        return self.norm_ff(h + self.dropout(self.feedforward(h)))
+
+
+class GPS(nn.Module):
+    r"""GPS graph transformer: :class:`GPSLayer` blocks between an input encoder and an output layer.
+
+    .. math::
+        h^{(0)}_i = W_{in} x_i + W_{pe} p_i, \qquad h^{(l+1)} = \mathrm{GPSLayer}(h^{(l)}, A), \qquad
+        y = W_{out} h^{(L)}_i \ \text{or}\ W_{out} \mathrm{meanpool}_G(h^{(L)})
+
+    The local part runs on the given edges plus a self-loop per node; the
+    global part on the complete graph of each graph in ``batch`` (the whole
+    node set when ``batch`` is None). On a complete input graph local and
+    global attention coincide in structure and GPS is a Transformer encoder
+    with doubled attention.
+
+    Args: as :class:`GraphTransformer` (without ``attention`` and ``norm_first``), plus
+    ``local_score`` (score of the local part).
+
+    Shapes:
+        x ``[N, F]``, edge_index ``[2, E]``, batch ``[N]``, pe ``[N, k]``,
+        distance ``[B, N_max, N_max]`` -> ``[N, K]`` or ``[B, K]``.
+    """
+
+    self_loops = "add"
+
+    def __init__(self, in_channels: int, hidden_channels: int = 64, out_channels: int = 2, num_layers: int = 2,
+                 num_heads: int = 4, dropout: float = 0.1, *, pe_dim: int = 0, sign_flip: bool = False,
+                 local_score: str = "dot", max_distance: int | None = None, graph_level: bool = False,
+                 dim_feedforward: int | None = None, attn_dropout: float | None = None):
+        super().__init__()
+        if max_distance is not None and max_distance < 1:
+            raise ValueError(f"max_distance must be >= 1, got {max_distance}")
+        self.max_distance, self.graph_level = max_distance, graph_level
+        self.encoder = _Encoder(in_channels, hidden_channels, pe_dim, dropout, sign_flip)
+        self.layers = nn.ModuleList([
+            GPSLayer(hidden_channels, num_heads, dim_feedforward, dropout, local_score, attn_dropout=attn_dropout)
+            for _ in range(num_layers)])
+        self.distance_bias = ShortestPathBias(num_heads, max_distance) if max_distance is not None else None
+        self.head = nn.Linear(hidden_channels, out_channels)
+
+    def prepare(self, edge_index: Tensor, num_nodes: int) -> SparseGraph:
+        """Add one self-loop per node and lay the edges out once."""
+        return _layout(edge_index, num_nodes, self.self_loops)[0]
+
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, *, batch: Tensor | None = None,
+                pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
+        """Node or graph outputs (see the class docstring for shapes)."""
+        h = self.encoder(x, pe)
+        graph = _layout(edge_index, x.size(0), self.self_loops)[0]
+        bias = None
+        if self.distance_bias is not None:
+            if distance is None:
+                raise ValueError("the model was built with max_distance: pass distance [B, N_max, N_max]")
+            bias = self.distance_bias(distance)
+        for layer in self.layers:
+            h = layer(h, graph, batch=batch, attn_bias=bias)
+        if self.graph_level:
+            h = mean_pool(h, batch)
+        return self.head(h)
+

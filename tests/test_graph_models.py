@@ -1,0 +1,218 @@
+"""GCN, GAT, GraphTransformer and GPS from graphformer.models.graph."""
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphformer.data.graphs import add_encodings, collate, load_planetoid, synthetic_structures
+from graphformer.models.graph import GAT, GCN, GPS, GraphTransformer, mean_pool
+from graphformer.structure import complete_edge_index
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One CPU thread: on a few busy cores, small operators run far faster than with contended threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _random_graph(num_nodes=12, num_edges=40, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, num_nodes, (2, num_edges), generator=gen)
+    return ei[:, ei[0] != ei[1]]
+
+
+def _small_graphs(encoding="none", num_per_class=1):
+    graphs = synthetic_structures(num_per_class=num_per_class, min_nodes=8, max_nodes=14, seed=3)[:5]
+    return add_encodings(graphs, encoding, dim=4, max_distance=6)
+
+
+# ------------------------------------------------------------------ PyG equality
+def test_gcn_equals_pyg_gcnconv_stack():
+    from torch_geometric.nn import GCNConv
+
+    x, ei = torch.randn(12, 5), _random_graph()
+    model = GCN(5, 7, 3).eval()
+    convs = [GCNConv(5, 7), GCNConv(7, 3)]
+    with torch.no_grad():
+        for ours, theirs in zip(model.convs, convs):
+            theirs.lin.weight.copy_(ours.v_proj.weight)
+            theirs.bias.normal_()
+            ours.bias.copy_(theirs.bias)
+    expected = convs[1](convs[0](x, ei).relu(), ei)
+    torch.testing.assert_close(model(x, ei), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gat_equals_pyg_gatconv_stack():
+    from torch_geometric.nn import GATConv
+
+    x, ei = torch.randn(12, 5), _random_graph()
+    model = GAT(5, 4, 3, heads=2, out_heads=2).eval()
+    convs = [GATConv(5, 4, heads=2), GATConv(8, 3, heads=2, concat=False)]
+    with torch.no_grad():
+        for ours, theirs in zip(model.convs, convs):
+            theirs.lin.weight.copy_(ours.v_proj.weight)
+            theirs.att_src.copy_(ours.score.att_src.unsqueeze(0))
+            theirs.att_dst.copy_(ours.score.att_dst.unsqueeze(0))
+            theirs.bias.normal_()
+            ours.bias.copy_(theirs.bias)
+    expected = convs[1](F.elu(convs[0](x, ei)), ei)
+    torch.testing.assert_close(model(x, ei), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [GCN, GAT, GraphTransformer, GPS])
+def test_prepared_graph_gives_same_output(cls):
+    x, ei = torch.randn(12, 5), _random_graph()
+    model = cls(5, 8, 3).eval()
+    torch.testing.assert_close(model(x, model.prepare(ei, 12)), model(x, ei))
+
+
+def test_gat_returns_attention_per_layer_normalised():
+    x, ei = torch.randn(12, 5), _random_graph()
+    model = GAT(5, 4, 3, heads=2).eval()
+    out, records = model(x, ei, return_attention=True)
+    assert out.shape == (12, 3) and len(records) == 2
+    for att in records:
+        total = torch.zeros(12, att.weights.size(1)).index_add_(0, att.edge_index[1], att.weights)
+        torch.testing.assert_close(total, torch.ones_like(total))  # softmax over incoming edges (loops included)
+
+
+# ---------------------------------------------------------------- shapes
+@pytest.mark.parametrize("cls", [GCN, GAT])
+def test_message_passing_shapes(cls):
+    x, ei = torch.randn(12, 5), _random_graph()
+    assert cls(5, 8, 3)(x, ei).shape == (12, 3)
+
+
+@pytest.mark.parametrize("attention", ["edges", "complete"])
+def test_graph_transformer_node_shapes(attention):
+    x, ei, pe = torch.randn(12, 5), _random_graph(), torch.randn(12, 4)
+    model = GraphTransformer(5, 16, 3, num_heads=2, pe_dim=4, attention=attention)
+    assert model(x, ei, pe=pe).shape == (12, 3)
+
+
+def test_graph_level_shapes():
+    b = collate(_small_graphs("shortest-path"))
+    for model in (GraphTransformer(1, 16, 8, num_heads=2, attention="complete", max_distance=6, graph_level=True),
+                  GPS(1, 16, 8, num_heads=2, max_distance=6, graph_level=True)):
+        assert model(b.x, b.edge_index, batch=b.batch, distance=b.distance).shape == (5, 8)
+
+
+def test_mean_pool_matches_per_graph_mean():
+    x, batch = torch.randn(7, 3), torch.tensor([0, 0, 1, 1, 1, 2, 2])
+    expected = torch.stack([x[batch == g].mean(0) for g in range(3)])
+    torch.testing.assert_close(mean_pool(x, batch), expected)
+
+
+# ------------------------------------------------- a batch is its graphs one by one
+@pytest.mark.parametrize("encoding,kwargs", [
+    ("random-walk", {"cls": GraphTransformer, "attention": "complete", "pe_dim": 4}),
+    ("laplacian", {"cls": GraphTransformer, "attention": "edges", "pe_dim": 4}),
+    ("shortest-path", {"cls": GraphTransformer, "attention": "complete", "max_distance": 6}),
+    ("random-walk", {"cls": GPS, "pe_dim": 4}),
+    ("shortest-path", {"cls": GPS, "max_distance": 6}),
+])
+def test_batch_equals_graphs_one_by_one(encoding, kwargs):
+    kwargs = dict(kwargs)
+    cls = kwargs.pop("cls")
+    graphs = _small_graphs(encoding)
+    model = cls(1, 16, 8, num_heads=2, graph_level=True, **kwargs).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # non-zero distance biases, so they matter
+            p.add_(0.1 * torch.randn_like(p))
+        b = collate(graphs)
+        together = model(b.x, b.edge_index, batch=b.batch, pe=b.pe, distance=b.distance)
+        alone = torch.cat([model(g.x, g.edge_index, batch=torch.zeros(g.num_nodes, dtype=torch.long),
+                                 pe=getattr(g, "pe", None),
+                                 distance=None if b.distance is None else g.distance.unsqueeze(0))
+                           for g in graphs])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [GCN, GAT])
+def test_disjoint_union_equals_graphs_one_by_one(cls):
+    graphs = _small_graphs()
+    for g in graphs:
+        g.x = torch.randn(g.num_nodes, 3)
+    model = cls(3, 8, 4).eval()
+    b = collate(graphs)
+    alone = torch.cat([model(g.x, g.edge_index) for g in graphs])
+    torch.testing.assert_close(model(b.x, b.edge_index), alone, atol=1e-5, rtol=1e-5)
+
+
+def test_collate_offsets_edges_and_pads_distances():
+    graphs = _small_graphs("shortest-path")
+    b = collate(graphs)
+    sizes = [g.num_nodes for g in graphs]
+    assert b.batch.tolist() == sum(([i] * n for i, n in enumerate(sizes)), [])
+    start = sum(sizes[:2])
+    own = (b.batch[b.edge_index[0]] == 2) & (b.batch[b.edge_index[1]] == 2)
+    assert torch.equal(b.edge_index[:, own] - start, graphs[2].edge_index)
+    assert int(own.sum()) == graphs[2].edge_index.size(1)
+    assert b.distance.shape == (5, max(sizes), max(sizes))
+    assert torch.equal(b.distance[2, : sizes[2], : sizes[2]], graphs[2].distance)
+
+
+# ------------------------------------------------------ what each reduces to
+def test_gcn_on_complete_graph_averages_all_nodes():
+    x = torch.randn(6, 4)
+    conv = GCN(4, 8, 3, num_layers=1, dropout=0.0).eval()
+    out = conv(x, complete_edge_index(6, self_loops=False))
+    lin = conv.convs[0]
+    expected = (x.mean(0, keepdim=True) @ lin.v_proj.weight.t() + lin.bias).expand(6, -1)
+    torch.testing.assert_close(out, expected)
+
+
+def test_transformer_edges_on_complete_graph_equals_complete_attention():
+    x, pe = torch.randn(9, 5), torch.randn(9, 4)
+    sparse = GraphTransformer(5, 16, 3, num_heads=2, pe_dim=4, attention="edges").eval()
+    dense = GraphTransformer(5, 16, 3, num_heads=2, pe_dim=4, attention="complete").eval()
+    dense.load_state_dict(sparse.state_dict())
+    ei = complete_edge_index(9, self_loops=False)  # the model adds the self-loops
+    torch.testing.assert_close(sparse(x, ei, pe=pe), dense(x, pe=pe), atol=1e-5, rtol=1e-4)
+
+
+def test_constant_features_without_encoding_are_structure_blind():
+    graphs = _small_graphs()
+    model = GraphTransformer(1, 16, 8, num_heads=2, attention="edges", graph_level=True).eval()
+    b = collate(graphs)
+    out = model(b.x, b.edge_index, batch=b.batch)
+    torch.testing.assert_close(out, out[:1].expand_as(out))  # softmax averages identical vectors
+
+
+# ------------------------------------------------------------- bad input
+def test_bad_input_raises_clear_errors():
+    x, ei = torch.randn(12, 5), _random_graph()
+    with pytest.raises(ValueError, match="in_channels"):
+        GCN(4, 8, 3)(x, ei)
+    with pytest.raises(ValueError, match="pe_dim"):
+        GraphTransformer(5, 16, 3, num_heads=2, pe_dim=4)(x, ei)
+    with pytest.raises(ValueError, match="attention='complete'"):
+        GraphTransformer(5, 16, 3, max_distance=4)
+    with pytest.raises(ValueError, match="distance"):
+        GraphTransformer(5, 16, 3, attention="complete", max_distance=4)(x, ei)
+    with pytest.raises(ValueError, match="prepare"):
+        GCN(5, 8, 3)(x, GCN(5, 8, 3).prepare(ei, 20))
+
+
+# --------------------------------------------------------------- training
+def test_gcn_learns_cora_quickly(shared_data, tmp_path):
+    shutil.copytree(shared_data / "planetoid" / "Cora" / "raw", tmp_path / "Cora" / "raw")
+    data = load_planetoid(tmp_path, "Cora")
+    torch.manual_seed(0)
+    model = GCN(data.num_features, 16, 7, dropout=0.0)  # no dropout: 30 steps, a third of the time
+    graph = model.prepare(data.edge_index, data.num_nodes)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
+    for _ in range(30):
+        model.train()
+        opt.zero_grad()
+        F.cross_entropy(model(data.x, graph)[data.train_mask], data.y[data.train_mask]).backward()
+        opt.step()
+    model.eval()
+    pred = model(data.x, graph).argmax(-1)
+    accuracy = float((pred[data.test_mask] == data.y[data.test_mask]).float().mean())
+    assert accuracy > 0.6  # chance is about 0.3 (largest class)
