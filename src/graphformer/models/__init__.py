@@ -1,4 +1,4 @@
-"""Models built from the graphformer layer: forecasters (and graph models where present)."""
+"""Models built from the graphformer layer: forecasters and graph models."""
 
 from .forecasting import (
     GraphPriorForecaster,
@@ -8,22 +8,20 @@ from .forecasting import (
     TemporalTransformer,
     normalize,
 )
+from .graph import GAT, GCN, GPS, GPSLayer, GraphTransformer, mean_pool
 
 __all__ = [
+    "GAT",
+    "GCN",
+    "GPS",
+    "GPSLayer",
     "GraphPriorForecaster",
+    "GraphTransformer",
     "ITransformer",
     "InstanceStats",
     "PatchTransformer",
     "TemporalTransformer",
+    "mean_pool",
     "normalize",
 ]
 
-try:
-    from . import graph as _graph
-except ModuleNotFoundError as err:  # the graph models are optional here
-    if err.name != f"{__name__}.graph":
-        raise
-else:
-    from .graph import *  # noqa: F403
-
-    __all__ += list(getattr(_graph, "__all__", []))
