@@ -23,7 +23,6 @@ from torch_geometric.utils import from_scipy_sparse_matrix
 
 import graphformer as gf
 from graphformer.interop import (
-    SumScore,
     from_data,
     from_networkx,
     from_pyg,
@@ -32,6 +31,7 @@ from graphformer.interop import (
     to_networkx,
     to_scipy,
 )
+from graphformer.scores import SumScore
 
 ATOL, RTOL = 1e-5, 1e-5
 B, N, M, D, HEADS, FF = 2, 5, 4, 8, 2, 16

@@ -43,10 +43,8 @@ from torch import Tensor, nn
 
 from .attention import GraphAttention
 from .layers import GraphformerDecoderLayer, GraphformerEncoder, GraphformerLayer
-from .scores import Score
 
 __all__ = [
-    "SumScore",
     "from_data",
     "from_networkx",
     "from_pyg",
@@ -222,45 +220,13 @@ def _from_decoder_layer(layer: nn.TransformerDecoderLayer) -> GraphformerDecoder
 
 
 # -------------------------------------------------------- PyTorch Geometric
-class SumScore(Score):
-    r"""Unnormalised sum over in-neighbours, :math:`a_{ij} = w_{ij}` (1 without edge weights).
-
-    The score of ``GCNConv(normalize=False)``: each target adds up its
-    (weighted) incoming messages. Not registered by name; pass an instance,
-    ``GraphAttention(d, score=SumScore())``.
-    """
-
-    softmax = False
-    uses_query = False
-    uses_key = False
-
-    def __init__(self, num_heads: int = 1, head_dim: int = 1, edge_dim: int | None = None):
-        super().__init__()
-
-    def sparse(self, q, k, graph, edge):
-        if edge is None:
-            w = k.new_ones(graph.num_edges)
-        elif edge.dim() == 1:
-            w = edge
-        else:
-            raise ValueError("the sum score takes edge_attr as one weight per edge, shape [E]; "
-                             f"got shape {tuple(edge.shape)}")
-        return w.expand(k.size(0), -1)  # [H, E]
-
-    def dense(self, q, k, mask, bipartite=False):
-        M, N = (q.size(-2) if q is not None else k.size(-2)), k.size(-2)  # noqa: N806
-        if mask is None:
-            mask = torch.ones(M, N, dtype=torch.bool, device=k.device)
-        return mask.to(k.dtype)  # [.., M, N]
-
-
 def from_pyg(conv: nn.Module) -> GraphAttention:
     """Convert a PyTorch Geometric convolution to the :class:`~graphformer.GraphAttention` computing the same function.
 
     ====================  ==========================================================================
     ``conv``              GraphAttention
     ====================  ==========================================================================
-    ``GCNConv``           ``score="gcn"`` (:class:`SumScore` with ``normalize=False``),
+    ``GCNConv``           ``score="gcn"`` (``"sum"`` with ``normalize=False``),
                           ``self_loops="remaining"`` if ``add_self_loops``; ``lin`` -> ``v_proj``
     ``GATConv``           ``score="additive"``, ``self_loops="add"`` if ``add_self_loops``; ``lin``
                           -> ``v_proj`` (or ``lin_src`` -> ``v_proj``, ``lin_dst`` -> ``q_proj``),
@@ -328,7 +294,7 @@ def _from_gcn(conv) -> GraphAttention:
         raise ValueError("GCNConv(improved=True) gives added self-loops weight 2, which GraphAttention's "
                          "self_loops='remaining' (weight 1) does not; build the conv with improved=False, or "
                          "add weight-2 self-loops to edge_index / edge weights yourself and use add_self_loops=False")
-    score = "gcn" if conv.normalize else SumScore()
+    score = "gcn" if conv.normalize else "sum"
     attn = GraphAttention(conv.in_channels, 1, score=score, bias=conv.bias is not None,
                           head_dim=conv.out_channels, out_proj=False,
                           self_loops="remaining" if conv.add_self_loops else None)

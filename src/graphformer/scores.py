@@ -12,6 +12,7 @@ name              score s_ij                                                  so
 ``"gatv2"``       a . LeakyReLU(q_i + v_j + e_ij)                      (GATv2)    yes
 ``"gcn"``         w_ij / sqrt(d_i d_j), d = weighted in-degree       (GCN)    no
 ``"mean"``        w_ij / d_i                                          (mean)   no
+``"sum"``         w_ij                                                 (sum)    no
 ================  ==========================================================  =========
 
 A new score is a function of a query and a key registered under a name::
@@ -52,6 +53,7 @@ __all__ = [
     "GCNScore",
     "MeanScore",
     "Score",
+    "SumScore",
     "available_scores",
     "make_score",
     "register_score",
@@ -270,6 +272,28 @@ class MeanScore(Score):
         return w * _inv(w.sum(-1, keepdim=True), 1.0)
 
 
+class SumScore(Score):
+    r"""Unnormalised sum over in-neighbours, :math:`a_{ij} = w_{ij}` (1 without edge weights).
+
+    The aggregation of ``GCNConv(normalize=False)``: each target adds up its
+    (weighted) incoming messages.
+    """
+
+    softmax = False
+    uses_query = False
+    uses_key = False
+
+    def __init__(self, num_heads: int = 1, head_dim: int = 1, edge_dim: int | None = None):
+        super().__init__()
+
+    def sparse(self, q, k, graph, edge):
+        return _edge_weight(edge, graph.num_edges, k).expand(k.size(0), -1)
+
+    def dense(self, q, k, mask, bipartite=False):
+        M, N = (q.size(-2) if q is not None else k.size(-2)), k.size(-2)  # noqa: N806
+        return (torch.ones(M, N, dtype=torch.bool, device=k.device) if mask is None else mask).to(k.dtype)
+
+
 class FunctionScore(Score):
     """A score given as a function ``fn(q_i, k_j) -> s_ij`` on broadcastable ``[..., C]`` tensors."""
 
@@ -296,6 +320,7 @@ _REGISTRY: dict[str, Callable[..., Score]] = {
     "gatv2": GATv2Score,
     "gcn": GCNScore,
     "mean": MeanScore,
+    "sum": SumScore,
 }
 
 
