@@ -3,9 +3,10 @@
 Each table cell is one setting trained with several seeds through the Python
 API of ``graphformer forecast`` (the exact command line of each cell is
 written into the tables' page). Finished runs are kept in ``--runs`` (one
-folder per cell and seed, holding ``metrics.json``) and are not run again, so
-the script can be stopped and restarted, and cells can be run a few at a
-time::
+folder per cell and seed, holding ``metrics.json``) and are not run again; a
+folder with ``last.pt`` but no ``metrics.json`` (an interrupted run) is
+resumed from its last completed epoch. So the script can be stopped and
+restarted, and cells can be run a few at a time::
 
     # the priority cell: ETTh1, horizon 96, iTransformer, 3 seeds
     python scripts/forecast_results.py --only etth1_itransformer_96 --seeds 2021 2022 2023
@@ -13,7 +14,9 @@ time::
     python scripts/forecast_results.py --only 'etth1_*' --seeds 2021
     # list the cells; write the page from whatever has finished
     python scripts/forecast_results.py --list
-    python scripts/forecast_results.py --table-only
+    python scripts/forecast_results.py --table-only --page docs/results_forecasting.md
+    # speed: seconds per training epoch, ours against the reference structure
+    python scripts/forecast_results.py --speed 5 --threads 2
 
 Cells: ETTh1 and ETTm1 (look-back 96, horizons 96/192/336/720) with
 iTransformer, PatchTransformer and the graph-prior model on the 3 most
@@ -252,7 +255,10 @@ def cli_command(cell: Cell, seed: int, out: str) -> str:
 
 
 def run_cell(cell: Cell, seed: int, runs: Path, data_root: Path, threads: int | None, progress: bool) -> dict:
-    """Run one cell with one seed unless its ``metrics.json`` already exists; return the metrics."""
+    """Run one cell with one seed unless its ``metrics.json`` already exists; return the metrics.
+
+    A run folder with ``last.pt`` but no ``metrics.json`` was interrupted and is resumed.
+    """
     folder = runs / f"{cell.name}_s{seed}"
     done = folder / "metrics.json"
     if done.is_file():
@@ -268,7 +274,8 @@ def run_cell(cell: Cell, seed: int, runs: Path, data_root: Path, threads: int | 
         folder.mkdir(parents=True, exist_ok=True)
         done.write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
-    return train(cfg, folder, progress=progress, plot=True)
+    resume = (folder / "last.pt").is_file()  # an interrupted run: continue from its last epoch
+    return train(cfg, folder, resume=resume, progress=progress, plot=True)
 
 
 def _collect(cell: Cell, runs: Path) -> list[dict]:
@@ -290,6 +297,33 @@ def _cell_text(found: list[dict], keys: tuple[str, str], digits: int) -> str:
     a, b = ([m[k] for m in found] for k in keys)
     n = "no training" if found[0]["model"] == "last_value" else f"n={len(found)}"
     return f"{_mean_std(a, digits)} / {_mean_std(b, digits)} ({n})"
+
+
+def _summary(table: str, mine: list[Cell], runs: Path, keys: tuple[str, str], published: bool) -> list[str]:
+    """Sentences computed from the finished runs: our iTransformer against the paper, the best model per row."""
+    out = []
+    if published:
+        diffs = []
+        for c in mine:
+            found = _collect(c, runs)
+            if c.column == "ITransformer" and found:
+                pub = PUBLISHED[(table, int(c.row))][0]
+                mse, mae = (statistics.mean(m[k] for m in found) for k in keys)
+                diffs.append(f"H {c.row}: {100 * (mse / pub[0] - 1):+.1f} % / {100 * (mae / pub[1] - 1):+.1f} %")
+        if diffs:
+            out.append("Our ITransformer against the published MSE / MAE (relative difference of the means): "
+                       + "; ".join(diffs) + ".")
+    else:
+        best = []
+        for row in dict.fromkeys(c.row for c in mine):
+            means = {c.column: statistics.mean(m[keys[0]] for m in _collect(c, runs))
+                     for c in mine if c.row == row and _collect(c, runs)}
+            if len(means) > 1:
+                name = min(means, key=means.get)
+                best.append(f"H {row}: {name} ({means[name]:.3f})")
+        if best:
+            out.append("Lowest mean RMSE per horizon: " + "; ".join(best) + ".")
+    return out
 
 
 def write_page(all_cells: list[Cell], runs: Path, page: Path) -> str:
@@ -348,7 +382,7 @@ def write_page(all_cells: list[Cell], runs: Path, page: Path) -> str:
                 pub = PUBLISHED.get((table, int(row)))
                 cells_row += [f"{pub[0][0]:.3f} / {pub[0][1]:.3f}", f"{pub[1][0]:.3f} / {pub[1][1]:.3f}"]
             lines.append(f"| {row} | " + " | ".join(cells_row) + " |")
-        lines.append("")
+        lines += [""] + _summary(table, mine, runs, keys, caption) + [""]
         for c in mine:
             for m in _collect(c, runs):
                 seed = m["seed"]
