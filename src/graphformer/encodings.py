@@ -242,6 +242,8 @@ class RotaryScore(DotScore):
     ``"dot"``. The dense path rotates q and k, then runs the fused SDPA kernel.
     """
 
+    formula = "s_ij = (R_i q_i) . (R_j k_j) / sqrt(C)   (R_p rotates channel pairs by position p)"
+
     def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None, base: float = 10000.0):
         super().__init__(num_heads, head_dim, edge_dim)
         self.rotary = Rotary(head_dim, base)

@@ -73,6 +73,8 @@ class Score(nn.Module):
       layer has a single node set (GAT's shared weight matrix).
     * ``edge_in_value``: projected edge features are added to the values
       (TransformerConv) as well as used in the score.
+    * ``formula``: the score (or fixed weight) of edge j -> i without edge
+      features, as plain text; ``graphformer explain`` prints and draws it.
     """
 
     softmax: bool = True
@@ -80,6 +82,7 @@ class Score(nn.Module):
     uses_key: bool = True
     query_shares_value: bool = False
     edge_in_value: bool = False
+    formula: str | None = None
 
     def sparse(self, q: Tensor | None, k: Tensor | None, graph, edge: Tensor | None) -> Tensor:
         """Scores of every edge, ``[H, E]`` in the graph's CSR order.
@@ -105,6 +108,8 @@ class Score(nn.Module):
 
 class DotScore(Score):
     r"""Scaled dot product, :math:`s_{ij} = q_i^\top (k_j + e_{ij}) / \sqrt{C}`."""
+
+    formula = "s_ij = q_i . k_j / sqrt(C)"
 
     edge_in_value = True
 
@@ -139,6 +144,8 @@ class AdditiveScore(Score):
     touched, so the score costs ``O(E H)``.
     """
 
+    formula = "s_ij = LeakyReLU(a_dst . q_i + a_src . v_j)   (GAT; q_i = v_i on one node set)"
+
     uses_key = False
     query_shares_value = True
 
@@ -172,6 +179,8 @@ class AdditiveScore(Score):
 
 class GATv2Score(Score):
     r"""GATv2's score, :math:`s_{ij} = a^\top \mathrm{LeakyReLU}(q_i + v_j + e_{ij})`."""
+
+    formula = "s_ij = a . LeakyReLU(q_i + v_j)   (GATv2)"
 
     uses_key = False
 
@@ -222,6 +231,8 @@ class GCNScore(Score):
     No softmax: on the complete graph with self-loops every weight is 1/N.
     """
 
+    formula = "a_ij = 1 / sqrt(d_i d_j)   (d = in-degree)"
+
     softmax = False
     uses_query = False
     uses_key = False
@@ -253,6 +264,8 @@ class GCNScore(Score):
 class MeanScore(Score):
     r"""Mean over in-neighbours, :math:`a_{ij} = w_{ij} / d_i`."""
 
+    formula = "a_ij = 1 / d_i   (d = in-degree)"
+
     softmax = False
     uses_query = False
     uses_key = False
@@ -278,6 +291,8 @@ class SumScore(Score):
     The aggregation of ``GCNConv(normalize=False)``: each target adds up its
     (weighted) incoming messages.
     """
+
+    formula = "a_ij = 1   (each target adds up its in-neighbours)"
 
     softmax = False
     uses_query = False
