@@ -1,12 +1,5 @@
-import html
 import json
 import math
-import re
-import shutil
-import subprocess
-import sys
-from html.parser import HTMLParser
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -14,11 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from graphformer import cli, explain
+from graphformer import cli, explain, scores
+from graphformer.explain import inputs
 
 TOKENS = ["我", "爱", "你"]
-NODE = shutil.which("node")
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _softmax_rows(s: np.ndarray) -> np.ndarray:
@@ -221,181 +213,6 @@ def test_csv_files_load_back(tmp_path, capsys):
     assert list(pd.read_csv(tmp_path / "weights_head0.csv", index_col=0).index) == TOKENS
 
 
-def test_png_is_written(tmp_path, capsys):
-    path = tmp_path / "trace.png"
-    code, out, _ = _run_cli(["--png", str(path)], capsys)
-    assert code == 0
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-    assert json.loads(out.strip().splitlines()[-1])["png"] == str(path)
-    graph_png = tmp_path / "graph.png"
-    explain.write_png(explain.trace(nx.star_graph(4), d_model=2, num_heads=2), graph_png, head=1)
-    assert graph_png.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_png_without_matplotlib_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match="pip install"):
-        explain.write_png(explain.trace("a b"), tmp_path / "x.png")
-    code, _, err = _run_cli(["--png", str(tmp_path / "x.png")], capsys)
-    assert code == 1 and "matplotlib" in err
-
-
-def test_cycle_spectrum_figure(tmp_path):
-    path = tmp_path / "cycle.png"
-    residual = explain.cycle_spectrum_figure(12, path)
-    assert residual < 1e-10
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="n must"):
-        explain.cycle_spectrum_figure(2, path)
-
-
-# -------------------------------------------------------------------- HTML
-def _page_parts(page: str) -> tuple[dict, str]:
-    data = json.loads(re.search(r"const DATA = (\{.*?\});\n", page, re.S).group(1).replace("<\\/", "</"))
-    return data, page[page.index("// BEGIN COMPUTE"):page.index("// END COMPUTE")]
-
-
-def test_html_contains_the_matrices(tmp_path, capsys):
-    path = tmp_path / "trace.html"
-    code, _, _ = _run_cli(["--html", str(path)], capsys)
-    assert code == 0
-    page = path.read_text(encoding="utf-8")
-    t = explain.trace("我 爱 你")
-    for token in TOKENS:
-        assert f"<th>{token}</th>" in page
-    for i in range(3):
-        for j in range(3):
-            assert f'id="weights0-{i}-{j}" style="background: rgba(49,130,189,' in page
-            assert f">{t.weights[0, i, j].item():.4f}</td>" in page
-            assert f'id="scores0-{i}-{j}">{t.scores[0, i, j].item():.4f}</td>' in page
-    data, _ = _page_parts(page)
-    np.testing.assert_array_equal(data["python"]["weights"], t.weights.tolist())
-    np.testing.assert_array_equal(data["python"]["output"], t.output.tolist())
-    # self-contained: no external resources
-    assert "http://" not in page and "https://" not in page and "src=" not in page
-
-
-def test_html_refuses_scores_it_cannot_recompute(tmp_path):
-    from graphformer import register_score
-
-    register_score("explain_test_l1", lambda q, k: -(q - k).abs().sum(-1))
-    t = explain.trace("a b", score="explain_test_l1")
-    with pytest.raises(ValueError, match="recomputes"):
-        explain.write_html(t, tmp_path / "x.html")
-
-
-@pytest.mark.skipif(NODE is None, reason="node (JavaScript) not installed")
-@pytest.mark.parametrize("kwargs", [
-    {"tokens_or_graph": "我 爱 你"},
-    {"tokens_or_graph": "the cat sat on the mat", "d_model": 4, "num_heads": 2, "causal": True},
-    {"tokens_or_graph": "a b c d e", "d_model": 4, "num_heads": 2, "score": "rotary", "positional": "sinusoidal"},
-    {"tokens_or_graph": nx.karate_club_graph(), "d_model": 4, "num_heads": 2, "score": "additive"},
-    {"tokens_or_graph": nx.house_graph(), "d_model": 2, "score": "gatv2"},
-    {"tokens_or_graph": nx.path_graph(5), "score": "gcn"},
-    {"tokens_or_graph": nx.star_graph(4), "score": "mean", "self_loops": False},
-])
-def test_html_javascript_reproduces_python(tmp_path, kwargs):
-    t = explain.trace(**kwargs)
-    page = explain.write_html(t, tmp_path / "t.html")
-    data, js = _page_parts(Path(page).read_text(encoding="utf-8"))
-    script = tmp_path / "compute.js"
-    script.write_text(f"const DATA = {json.dumps(data)};\n{js}\nconsole.log(JSON.stringify(compute(DATA)));\n",
-                      encoding="utf-8")
-    res = json.loads(subprocess.run([NODE, str(script)], capture_output=True, text=True, check=True,
-                                    timeout=60).stdout)
-    scores = np.array([[[-np.inf if v is None else v for v in row] for row in m] for m in res["scores"]])
-    expected_scores = t.scores.numpy() if t.softmax else t.weights.numpy()
-    np.testing.assert_allclose(scores, expected_scores, atol=1e-12)
-    np.testing.assert_allclose(res["weights"], t.weights.numpy(), atol=1e-12)
-    np.testing.assert_allclose(res["output"], t.output.numpy(), atol=1e-12)
-    np.testing.assert_allclose(res["entropy"], t.entropy.numpy(), atol=1e-12)
-
-
-class _Elements(HTMLParser):
-    """Every element with an id: its tag and attributes."""
-
-    def __init__(self):
-        super().__init__()
-        self.found = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if "id" in attrs:
-            self.found.append({"tag": tag, "attrs": attrs})
-
-
-_FAKE_DOM = """
-const listeners = {}, loaders = [], elements = {};
-for (const e of FOUND) {
-  const dataset = {};
-  for (const [k, v] of Object.entries(e.attrs)) if (k.startsWith("data-")) dataset[k.slice(5)] = v;
-  elements[e.attrs.id] = {tag: e.tag, id: e.attrs.id, value: e.attrs.value, dataset, style: {}, textContent: "",
-    handlers: [], addEventListener(ev, fn) { this.handlers.push(fn); }};
-}
-const document = {
-  getElementById: id => elements[id] || null,
-  querySelectorAll: sel => Object.values(elements).filter(e => e.tag === "input" && "m" in e.dataset),
-};
-const window = {addEventListener: (ev, fn) => { if (ev === "DOMContentLoaded") loaders.push(fn); }};
-"""
-
-_FAKE_DRIVER = """
-loaders.forEach(f => f());
-const snap = () => Object.fromEntries(Object.values(elements).map(e => [e.id, e.textContent]));
-const first = {cells: snap(), maxdiff: elements.status.dataset.maxdiff, result: elements.result.textContent};
-elements["X-0-0"].value = "5";
-elements["X-0-0"].handlers.forEach(f => f());
-console.log(JSON.stringify({first, second: {cells: snap(), result: elements.result.textContent}}));
-"""
-
-
-@pytest.mark.skipif(NODE is None, reason="node (JavaScript) not installed")
-def test_html_page_recomputes_after_an_edit(tmp_path):
-    """The page's own script, run against a minimal stand-in for the DOM: load, then edit X[0, 0]."""
-    t = explain.trace("我 爱 你")
-    page = Path(explain.write_html(t, tmp_path / "t.html")).read_text(encoding="utf-8")
-    parser = _Elements()
-    parser.feed(page)
-    body = page[page.index("<script>") + len("<script>"):page.rindex("</script>")]
-    script = tmp_path / "page.js"
-    script.write_text(f"const FOUND = {json.dumps(parser.found)};\n{_FAKE_DOM}\n{body}\n{_FAKE_DRIVER}",
-                      encoding="utf-8")
-    res = json.loads(subprocess.run([NODE, str(script)], capture_output=True, text=True, check=True,
-                                    timeout=60).stdout)
-    assert float(res["first"]["maxdiff"]) < 1e-12
-    for i in range(3):
-        for j in range(3):
-            assert res["first"]["cells"][f"weights0-{i}-{j}"] == f"{t.weights[0, i, j].item():.4f}"
-        assert res["first"]["cells"][f"output-{i}-0"] == f"{t.output[i, 0].item():.4f}"
-    edited = explain.trace("我 爱 你", values="5,2,3")
-    after = json.loads(res["second"]["result"])
-    np.testing.assert_allclose(after["weights"], edited.weights.numpy(), atol=1e-12)
-    np.testing.assert_allclose(after["output"], edited.output.numpy(), atol=1e-12)
-    np.testing.assert_allclose(after["entropy"], edited.entropy.numpy(), atol=1e-12)
-    assert res["second"]["cells"]["output-0-0"] == f"{edited.output[0, 0].item():.4f}"
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed")
-def test_html_in_headless_chromium(tmp_path):
-    t = explain.trace("the cat sat on the mat", d_model=4, num_heads=2, causal=True)
-    page = Path(explain.write_html(t, tmp_path / "t.html")).resolve()
-    dom = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-                          "--disable-background-networking", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
-    result = re.search(r'<pre id="result"[^>]*>(.*?)</pre>', dom, re.S)
-    assert result is not None, "the page's script did not run"
-    res = json.loads(html.unescape(result.group(1)))
-    np.testing.assert_allclose(res["weights"], t.weights.numpy(), atol=1e-12)
-    np.testing.assert_allclose(res["output"], t.output.numpy(), atol=1e-12)
-    np.testing.assert_allclose(res["entropy"], t.entropy.numpy(), atol=1e-12)
-    maxdiff = re.search(r'data-maxdiff="([^"]+)"', dom)
-    assert maxdiff is not None and float(maxdiff.group(1)) < 1e-12
-    for h in range(2):
-        cell = re.search(rf'id="weights{h}-5-2"[^>]*>([^<]*)<', dom)
-        assert cell is not None and cell.group(1) == f"{t.weights[h, 5, 2].item():.4f}"
-
-
 # ------------------------------------------------------------------ errors
 @pytest.mark.parametrize("argv, message", [
     (["--values", "1,2"], "2 rows for 3 tokens"),
@@ -434,3 +251,179 @@ def test_trace_rejects_bad_input():
         explain.trace(torch.tensor([[0], [1]]))
     with pytest.raises(ValueError, match="positional"):
         explain.trace("a b", positional="learned")
+
+
+# ------------------------------------------------- strict JSON, flags that must act
+def _last_json(out: str) -> dict:
+    """The command's metrics line, parsed strictly (NaN / Infinity are not JSON)."""
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+    return json.loads(out.strip().splitlines()[-1], parse_constant=refuse)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--values", "1,nan,3"], "not a finite number"),
+    (["--values", "1,inf,3"], "not a finite number"),
+    (["--values", "1;-inf;3"], "not a finite number"),
+    (["a b", "--values", "1,0;0,2", "--wq", "1,nan;0,1"], "not a finite number"),
+    (["--values", "1e200,2,3"], "overflow"),
+    (["--wo", "1e308", "--values", "1e10,2,3"], "overflow"),
+])
+def test_non_finite_numbers_are_an_error_never_nan_json(argv, message, capsys):
+    code, out, err = _run_cli(argv, capsys)
+    assert code == 1 and message in err
+    assert "NaN" not in out and "Infinity" not in out  # nothing half-printed either
+
+
+def test_non_finite_csv_inputs_are_an_error(tmp_path, capsys):
+    path = tmp_path / "x.csv"
+    path.write_text("f0\n1\nnan\n3\n", encoding="utf-8")
+    code, _, err = _run_cli(["--x", str(path)], capsys)
+    assert code == 1 and "--x" in err and "not a finite number" in err
+    with pytest.raises(ValueError, match="values: entry"):
+        explain.trace("a b", values=torch.tensor([1.0, float("nan")]))
+
+
+def test_metrics_line_is_strict_json(capsys):
+    code, out, _ = _run_cli(["--graph", "path", "--score", "gcn"], capsys)
+    assert code == 0
+    metrics = _last_json(out)
+    assert metrics["formula"] == scores.GCNScore.formula
+
+
+@pytest.mark.parametrize("digits", ["-1", "16", "100"])
+def test_digits_out_of_range_is_a_clear_error(digits, capsys):
+    code, _, err = _run_cli(["--digits", digits], capsys)
+    assert code == 1 and "--digits must be an int from 0 to 15" in err
+    with pytest.raises(ValueError, match="--digits"):
+        explain.format_trace(explain.trace("a b"), int(digits))
+
+
+def test_digits_sets_the_decimals(capsys):
+    code, out, _ = _run_cli(["--digits", "0"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    row = lines[lines.index(next(line for line in lines if line.startswith("scores"))) + 2]
+    assert row.split() == ["我", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("graph", ["karate", "petersen", "house", "kite", "florentine"])
+def test_nodes_on_a_fixed_size_graph_is_an_error(graph, capsys):
+    code, _, err = _run_cli(["--graph", graph, "--nodes", "7"], capsys)
+    assert code == 1 and "fixed size" in err and graph in err
+
+
+def test_nodes_sizes_the_sized_graphs(capsys):
+    for graph, nodes in (("path", 7), ("cycle", 4), ("star", 6), ("wheel", 5), ("complete", 3)):
+        code, out, _ = _run_cli(["--graph", graph, "--nodes", str(nodes)], capsys)
+        assert code == 0
+        assert len(_last_json(out)["tokens"]) == nodes
+    code, _, err = _run_cli(["--nodes", "3"], capsys)  # no graph to size
+    assert code == 1 and "--nodes" in err
+
+
+def test_flags_that_would_do_nothing_are_errors(capsys):
+    code, _, err = _run_cli(["--directed"], capsys)
+    assert code == 1 and "--edges" in err
+    code, _, err = _run_cli(["a b", "--no-self-loops"], capsys)
+    assert code == 1 and "sentence" in err
+
+
+# ------------------------------------------------------------- formulas
+def test_every_score_carries_its_formula_once():
+    classes = {"dot": scores.DotScore, "additive": scores.AdditiveScore, "gat": scores.AdditiveScore,
+               "gatv2": scores.GATv2Score, "gcn": scores.GCNScore, "mean": scores.MeanScore,
+               "sum": scores.SumScore, "rotary": explain.encodings.RotaryScore}
+    seen = set()
+    for name, cls in classes.items():
+        assert isinstance(cls.formula, str) and cls.formula, name
+        t = explain.trace("a b c", score=name)
+        assert t.formula == cls.formula
+        seen.add(cls.formula)
+    assert len(seen) == len(set(classes.values()))  # no two classes share a formula
+    assert "sum" not in scores.SumScore.formula  # the old text printed "s_ij = sum(q_i, k_j)"
+
+
+@pytest.mark.parametrize("score", ["sum", "gcn", "mean", "dot", "gatv2"])
+def test_cli_prints_the_scores_own_formula(score, capsys):
+    code, out, _ = _run_cli(["--graph", "path", "--score", score], capsys)
+    assert code == 0
+    formula = scores.make_score(score, 1, 4).formula
+    weight_titles = [line for line in out.splitlines() if line.startswith(("weights", "scores"))]
+    assert any(formula in line for line in weight_titles)
+    assert f"{score}(q_i, k_j)" not in out
+
+
+def test_sum_score_weights_are_ones_on_edges(capsys):
+    code, out, _ = _run_cli(["--graph", "path", "--nodes", "4", "--score", "sum", "--values", "1,2,3,4"], capsys)
+    assert code == 0
+    title = next(line for line in out.splitlines() if line.startswith("weights"))
+    assert title.startswith("weights: a_ij = 1")
+    adj = nx.to_numpy_array(nx.path_graph(4)) + np.eye(4)
+    metrics = _last_json(out)
+    np.testing.assert_array_equal(metrics["weights"][0], adj)
+    np.testing.assert_allclose(np.ravel(metrics["outputs"]), adj @ [1.0, 2, 3, 4])
+
+
+def test_function_score_gets_a_generic_formula(monkeypatch):
+    monkeypatch.setitem(scores._REGISTRY, "explain_test_l1",
+                        lambda num_heads, head_dim, edge_dim=None: scores.FunctionScore(
+                            lambda q, k: -(q - k).abs().sum(-1)))
+    assert explain.trace("a b", score="explain_test_l1").formula == "s_ij = explain_test_l1(q_i, k_j)"
+
+
+# ---------------------------------------------------- named graph defaults
+def test_named_graph_defaults_to_seeded_random_features(capsys):
+    code, out, _ = _run_cli(["--graph", "karate"], capsys)
+    assert code == 0
+    metrics = _last_json(out)
+    weights = np.array(metrics["weights"][0])
+    assert np.array(metrics["outputs"]).shape == (34, 4)  # four random features, not 1, 2, ..., 34
+    assert weights.max(1).mean() < 0.6  # spread over the neighbours, not one-hot
+    ceiling = np.log2((weights > 0).sum(1))
+    assert np.mean(np.array(metrics["entropy_bits"][0]) / ceiling) > 0.5
+    t = explain.trace(nx.karate_club_graph(), d_model=4, seed=0)
+    np.testing.assert_allclose(metrics["weights"][0], t.weights[0].numpy(), atol=0)  # = the API with d_model=4
+    code, out2, _ = _run_cli(["--graph", "karate", "--seed", "1"], capsys)
+    assert _last_json(out2)["weights"] != metrics["weights"]
+
+
+def test_graph_default_keeps_given_values(capsys):
+    code, out, _ = _run_cli(["--graph", "path", "--nodes", "3", "--values", "1,2,3"], capsys)
+    assert code == 0
+    assert np.array(_last_json(out)["outputs"]).shape == (3, 1)
+
+
+def test_named_graph_helper():
+    assert inputs.named_graph("path", 7).number_of_nodes() == 7
+    assert inputs.named_graph("path").number_of_nodes() == inputs.DEFAULT_NODES
+    with pytest.raises(ValueError, match="fixed size"):
+        inputs.named_graph("karate", 5)
+    with pytest.raises(ValueError, match="unknown graph"):
+        inputs.named_graph("nope")
+
+
+# ----------------------------------------------------------- public API
+def test_public_names_unchanged():
+    old = {"NAMED_GRAPHS", "Trace", "add_arguments", "cycle_spectrum_figure", "format_trace", "parse_matrix",
+           "run", "trace", "write_csv", "write_html", "write_png", "entropy_bits"}
+    assert old <= set(explain.__all__)
+    for name in explain.__all__:
+        assert getattr(explain, name).__doc__ if callable(getattr(explain, name)) else True, name
+    assert callable(explain.trace) and isinstance(explain.trace("a"), explain.Trace)
+
+
+def test_files_are_written_atomically(tmp_path, monkeypatch):
+    from graphformer.explain import files
+
+    target = tmp_path / "page.txt"
+    target.write_text("old", encoding="utf-8")
+
+    def broken_replace(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        files.atomic_write(target, "new")
+    assert target.read_text(encoding="utf-8") == "old"  # untouched, no temporary left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["page.txt"]

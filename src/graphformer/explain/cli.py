@@ -13,8 +13,15 @@ import networkx as nx
 
 from ..scores import available_scores
 from .files import write_csv
-from .inputs import DEFAULT_NODES, DEFAULT_SENTENCE, NAMED_GRAPHS, SIZED_GRAPHS, named_graph, read_csv_matrix, \
-    read_edges
+from .inputs import (
+    DEFAULT_NODES,
+    DEFAULT_SENTENCE,
+    NAMED_GRAPHS,
+    SIZED_GRAPHS,
+    named_graph,
+    read_csv_matrix,
+    read_edges,
+)
 from .page import write_html
 from .pictures import write_png
 from .text import MAX_DIGITS, check_digits, format_trace

@@ -219,9 +219,9 @@ def trace_figure(t: Trace, head: int | None = None):
         ax_graph.axis("off")
         ax_graph.set_aspect("equal")
         ax_graph.margins(0.12)
+        node_label = "node i coloured by a_ii" + ("" if mask.diagonal().all() else " (white: no self-loop)")
         handles = [Line2D([], [], color=cmap(0.85), lw=3, label="edge j -> i (arrow at i): a_ij"),
-                   Line2D([], [], marker="o", ls="", ms=10, mfc=cmap(0.85), mec="#333333",
-                          label="node i coloured by a_ii" + ("" if mask.diagonal().all() else " (white: no self-loop)"))]
+                   Line2D([], [], marker="o", ls="", ms=10, mfc=cmap(0.85), mec="#333333", label=node_label)]
         ax_graph.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False,
                         ncol=2)
         bar = fig.colorbar(image, ax=[ax_map, ax_graph], fraction=0.03, pad=0.01)
