@@ -359,8 +359,22 @@ def patches(out: Path) -> list[Path]:
     return [save(fig, out / "patches.png")]
 
 
+def explain_pictures(out: Path) -> list[Path]:
+    """What ``graphformer explain --png`` draws: the worked example, and the karate club with two heads."""
+    from graphformer import explain
+    from graphformer.cli import build_parser
+
+    written = []
+    for name, argv in (("explain_sentence.png", []), ("explain_karate.png", ["--graph", "karate", "--heads", "2"])):
+        args = build_parser().parse_args(["explain", *argv, "--png", str(out / name)])  # the command itself
+        with contextlib.redirect_stdout(io.StringIO()):
+            written.append(Path(explain.run(args)["png"]))
+    return written
+
+
 FIGURES_BY_NAME = {"sentence": sentence, "graphs": structures, "gcn": gcn, "spectrum": spectrum,
-                   "variables": variables, "patches": patches}
+                   "variables": variables, "patches": patches,
+                   "explain": explain_pictures}
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
