@@ -223,3 +223,13 @@ def test_html_refuses_scores_it_cannot_recompute(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="recomputes"):
         explain.write_html(t, tmp_path / "x.html")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_missing_chromium_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        _chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        _chromium()
