@@ -165,8 +165,8 @@ def test_mha_self_attention(batch_first, bias, form):
     assert isinstance(m, gf.GraphAttention)
     ref, kwargs = _mha_call(form)
     x = torch.randn(B, N, D)
-    assert_equivalent(seq_first(lambda x: ref(mha, x), batch_first), lambda x: m(x, **kwargs), [x],
-                      mha_pairs(mha, m), module=m)
+    assert_equivalent(seq_first(lambda x: ref(mha, x), batch_first), seq_first(lambda x: m(x, **kwargs), batch_first),
+                      [x], mha_pairs(mha, m), module=m)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -195,8 +195,10 @@ def test_mha_cross_attention(batch_first, kdim, padded):
     def ref(x_src, x_dst):
         return seq_first(lambda s, t: mha(t, s, s, key_padding_mask=pad)[0], batch_first)(x_src, x_dst)
 
-    assert_equivalent(ref, lambda s, t: m((s, t), key_padding_mask=pad), [x_src, x_dst], mha_pairs(mha, m),
-                      module=m)
+    def conv(x_src, x_dst):
+        return seq_first(lambda s, t: m((s, t), key_padding_mask=pad), batch_first)(x_src, x_dst)
+
+    assert_equivalent(ref, conv, [x_src, x_dst], mha_pairs(mha, m), module=m)
 
 
 def test_mha_float64_dtype_mode_and_frozen_weights():
@@ -235,7 +237,6 @@ def test_mha_copies_are_independent():
 @pytest.mark.parametrize("kwargs, match", [
     ({"add_bias_kv": True}, "add_bias_kv"),
     ({"add_zero_attn": True}, "add_zero_attn"),
-    ({"kdim": 6, "vdim": 4}, "kdim"),
 ])
 def test_mha_unsupported_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -270,8 +271,8 @@ def test_encoder_layer(batch_first, norm_first, bias, form):
     assert isinstance(m, gf.GraphformerLayer) and not m.training
     ref, kwargs = _encoder_call(form)
     x = torch.randn(B, N, D)
-    assert_equivalent(seq_first(lambda x: ref(layer, x), batch_first), lambda x: m(x, **kwargs), [x],
-                      encoder_pairs(layer, m), module=m)
+    assert_equivalent(seq_first(lambda x: ref(layer, x), batch_first),
+                      seq_first(lambda x: m(x, **kwargs), batch_first), [x], encoder_pairs(layer, m), module=m)
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", nn.GELU(approximate="tanh"), F.silu])
@@ -355,7 +356,8 @@ def test_decoder_layer(batch_first, norm_first, bias, causal, padded):
     def conv(x, memory):
         return m(x, memory, causal=causal, key_padding_mask=pad, memory_key_padding_mask=mem_pad)
 
-    assert_equivalent(seq_first(ref, batch_first), conv, [x, memory], decoder_pairs(layer, m), module=m)
+    assert_equivalent(seq_first(ref, batch_first), seq_first(conv, batch_first), [x, memory],
+                      decoder_pairs(layer, m), module=m)
 
 
 @pytest.mark.parametrize("activation", ["gelu", F.silu])
@@ -366,8 +368,9 @@ def test_decoder_layer_activation_and_no_grad(activation):
     assert m.norm3.eps == 1e-3
     x, memory = torch.randn(B, N, D), torch.randn(B, M, D)
     with torch.no_grad():
-        torch.testing.assert_close(m(x, memory), layer(x, memory, tgt_mask=causal_mask(N), tgt_is_causal=True),
-                                   atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(m(x, memory, causal=True),
+                                   layer(x, memory, tgt_mask=causal_mask(N), tgt_is_causal=True), atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(m(x, memory), layer(x, memory), atol=ATOL, rtol=RTOL)  # torch's default: no mask
 
 
 # ----------------------------------------------------------- PyG: graphs
@@ -629,13 +632,9 @@ def test_pyg_float64_and_training_mode(graph):
 
 # -------------------------------------------------------------- PyG errors
 @pytest.mark.parametrize("make, exc, match", [
-    (lambda: GCNConv(C_IN, C_OUT, improved=True), ValueError, "improved"),
     (lambda: GCNConv(C_IN, C_OUT, aggr="mean"), ValueError, "aggr"),
     (lambda: GCNConv(C_IN, C_OUT, flow="target_to_source"), ValueError, "flow"),
     (lambda: GCNConv(-1, C_OUT), ValueError, "lazily"),
-    (lambda: TransformerConv(C_IN, C_OUT, beta=True), ValueError, "beta"),
-    (lambda: GATConv(C_IN, C_OUT, edge_dim=EDGE_DIM, fill_value=0.0), ValueError, "fill_value"),
-    (lambda: GATv2Conv(C_IN, C_OUT, edge_dim=EDGE_DIM, fill_value="add"), ValueError, "fill_value"),
     (lambda: nn.Linear(C_IN, C_OUT), TypeError, "GCNConv"),
 ])
 def test_from_pyg_errors(make, exc, match):
@@ -805,3 +804,347 @@ def test_from_data_edge_weight_and_errors():
         from_data({"x": data.x})
     with pytest.raises(ValueError, match="edge_index"):
         from_data(Data(x=torch.randn(3, 2)))
+
+
+# =====================================================================
+# The peers' own cases. Each test names the peer file and test it ports.
+# =====================================================================
+def assert_same_call(ref_fn, gf_fn, inputs, atol=ATOL, rtol=RTOL):
+    """``ref_fn(*inputs)`` and ``gf_fn(*inputs)`` agree: every tensor they return, and the input gradients.
+
+    Both may return a tensor or a tuple (torch's ``(out, weights)``); items
+    that are None must be None in both. The gradient is that of a fixed
+    random projection of the first output.
+    """
+    def run(fn):
+        xs = [t.detach().clone().requires_grad_(t.is_floating_point()) if isinstance(t, torch.Tensor)
+              and t.layout == torch.strided else t for t in inputs]
+        out = fn(*xs)
+        outs = list(out) if isinstance(out, tuple) else [out]
+        leaves = [x for x in xs if isinstance(x, torch.Tensor) and x.requires_grad]
+        first = outs[0]
+        weight = torch.randn(first.shape, generator=torch.Generator().manual_seed(1), dtype=first.dtype)
+        grads = torch.autograd.grad((first * weight).sum(), leaves, allow_unused=True) if leaves else []
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads)]
+        return [o.detach() if isinstance(o, torch.Tensor) else o for o in outs], grads
+
+    ref_out, ref_grads = run(ref_fn)
+    gf_out, gf_grads = run(gf_fn)
+    assert len(ref_out) == len(gf_out)
+    for a, b in zip(gf_out, ref_out):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+    for a, b in zip(gf_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+TRAILING = torch.tensor([False, False, True])  # common_modules' key padding mask: the last position padded
+
+
+# ------------------------------------------------- nn.MultiheadAttention
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_mha_module_samples(bias, batch_first, padded, masked):
+    """Port of torch/testing/_internal/common_modules.py: module_inputs_torch_nn_MultiheadAttention.
+
+    Unbatched query, key and value (three different tensors), a [3] key
+    padding mask and a [num_heads, 3, 3] bool attn_mask; torch's call form
+    returns (out, weights) equal to torch's, and graphformer's form — the
+    masks as a graph (adjacency) — gives the same output.
+    """
+    mha = randomise(nn.MultiheadAttention(3, 3, batch_first=batch_first, bias=bias)).eval()
+    m = from_torch(mha)
+    assert isinstance(m, gf.GraphAttention) and m.batch_first == batch_first
+    pad = TRAILING if padded else None
+    mask = TRAILING.expand(3, 3, 3) if masked else None
+    q, k, v = torch.randn(3, 3), torch.randn(3, 3), torch.randn(3, 3)
+    assert_same_call(lambda q, k, v: mha(q, k, v, key_padding_mask=pad, attn_mask=mask),
+                     lambda q, k, v: m(q, k, v, key_padding_mask=pad, attn_mask=mask), [q, k, v])
+    adjacency = None if mask is None else ~mask
+
+    def graphformer_form(q, k, v):
+        return m((k, q), value=v, key_padding_mask=pad, adjacency=adjacency)
+
+    assert_same_call(lambda q, k, v: mha(q, k, v, key_padding_mask=pad, attn_mask=mask)[0], graphformer_form,
+                     [q, k, v])
+
+
+@pytest.mark.parametrize("option", ["add_bias_kv", "add_zero_attn"])
+def test_mha_module_samples_bias_kv_and_zero_attn_are_refused(option):
+    """Port of common_modules.py: module_inputs_torch_nn_MultiheadAttention, its add_bias_kv / add_zero_attn samples.
+
+    Both append a key/value node after the projections (learned, or zero)
+    that no graph over the given nodes holds: refused, naming the option.
+    """
+    with pytest.raises(ValueError, match=option):
+        from_torch(nn.MultiheadAttention(3, 3, **{option: True}))
+
+
+MASKS = ["bool", "float", "bool_3d", "float_3d", "causal", "float_padding", "bool_padding_and_float_mask"]
+
+
+def _torch_masks(kind: str, batch: int, heads: int, m: int, n: int):
+    """(attn_mask, key_padding_mask, is_causal) of a mask kind, as torch's tests build them."""
+    gen = torch.Generator().manual_seed(7)
+    keep = torch.rand(batch * heads, m, n, generator=gen) > 0.4
+    keep[..., 0] = True  # every target keeps one source (torch gives NaN for a row without any)
+    float_mask = torch.randn(batch * heads, m, n, generator=gen).masked_fill(~keep, float("-inf"))
+    pad = torch.zeros(batch, n, dtype=torch.bool)
+    pad[0, n - 2:] = True
+    float_pad = torch.randn(batch, n, generator=gen).masked_fill(pad, float("-inf"))
+    if kind == "bool":
+        return ~keep[0], None, False
+    if kind == "float":
+        return float_mask[0], None, False
+    if kind == "bool_3d":
+        return ~keep, None, False
+    if kind == "float_3d":
+        return float_mask, None, False
+    if kind == "causal":
+        return causal_mask(m), None, True
+    if kind == "float_padding":
+        return None, float_pad, False
+    return float_mask[0], pad, False
+
+
+@pytest.mark.parametrize("kind", MASKS)
+@pytest.mark.parametrize("kdim, vdim", [(None, None), (6, 6), (6, 4)])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_mha_torch_call_form_with_masks(kind, kdim, vdim, batch_first):
+    """Port of test/nn/test_multihead_attention.py: test_multihead_attn_3d_attn_mask,
+    test_multihead_attention_kdim_vdim (kdim != vdim included) and the masks of
+    _multihead_attn_test_helper (bool / float attn_mask, float key_padding_mask).
+
+    Query, key and value are three tensors; the weights come back averaged
+    and per head as torch gives them.
+    """
+    mha = randomise(nn.MultiheadAttention(D, HEADS, batch_first=batch_first, kdim=kdim, vdim=vdim)).eval()
+    m = from_torch(mha)
+    attn_mask, pad, is_causal = _torch_masks(kind, B, HEADS, M if kind != "causal" else N, N)
+    tgt = N if kind == "causal" else M
+    shape = (B, tgt) if batch_first else (tgt, B)
+    kv_shape = (B, N) if batch_first else (N, B)
+    q, k, v = torch.randn(*shape, D), torch.randn(*kv_shape, kdim or D), torch.randn(*kv_shape, vdim or D)
+    for average in (True, False):
+        kw = dict(key_padding_mask=pad, attn_mask=attn_mask, is_causal=is_causal, average_attn_weights=average)
+        assert_same_call(lambda q, k, v: mha(q, k, v, **kw), lambda q, k, v: m(q, k, v, **kw), [q, k, v])
+    kw = dict(key_padding_mask=pad, attn_mask=attn_mask, is_causal=is_causal, need_weights=False)
+    out, weights = m(q, k, v, **kw)
+    assert weights is None
+    with torch.no_grad():  # torch's fused kernel
+        torch.testing.assert_close(out, mha(q, k, v, **kw)[0], atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float", "float_padding", "causal"])
+def test_mha_graphformer_form_takes_torch_masks(kind):
+    """Port of test/nn/test_multihead_attention.py: test_multihead_self_attn_two_masks_fast_path —
+    self-attention with an attn_mask and a key padding mask, here in graphformer's form m(x, ...)."""
+    mha = randomise(nn.MultiheadAttention(D, HEADS, batch_first=True)).eval()
+    m = from_torch(mha)
+    attn_mask, pad, is_causal = _torch_masks(kind, B, HEADS, N, N)
+    x = torch.randn(B, N, D)
+    kw = dict(key_padding_mask=pad, attn_mask=attn_mask, is_causal=is_causal)
+    assert_same_call(lambda x: mha(x, x, x, **kw)[0], lambda x: m(x, **kw), [x])
+
+
+def test_mha_value_distinct_from_key_and_self_attention_identity():
+    """Port of test/nn/test_multihead_attention.py: test_multihead_attention_kdim_vdim — key and value differ;
+    and mha(x, x, x) (one tensor) takes the fused self-attention projection, same numbers."""
+    mha = randomise(nn.MultiheadAttention(D, HEADS, batch_first=True)).eval()
+    m = from_torch(mha)
+    q, k, v = torch.randn(B, M, D), torch.randn(B, N, D), torch.randn(B, N, D)
+    assert_same_call(mha, m, [q, k, v])
+    assert_same_call(lambda x: mha(x, x, x), lambda x: m(x, x, x), [q])
+    assert_same_call(lambda q, k: mha(q, k, k), lambda q, k: m(q, k, k), [q, k])
+    with pytest.raises(ValueError, match="vdim"):
+        from_torch(nn.MultiheadAttention(D, HEADS, kdim=6, vdim=4))((torch.randn(N, 6), torch.randn(M, D)))
+
+
+def test_dense_adjacency_is_the_graph_of_its_edges():
+    """A dense mask is a graph given by its adjacency matrix: the dense path on it equals the sparse path on
+    its edges (DESIGN: two paths, one function), gradients included."""
+    attn = randomise(gf.GraphAttention(D, HEADS)).eval()
+    adjacency = torch.rand(N, N) > 0.5
+    adjacency[3] = False  # a target with no incoming edge: a zero message on both paths
+    dst, src = adjacency.nonzero().t()
+    edge_index = torch.stack([src, dst])
+    assert_same_call(lambda x: attn(x, edge_index), lambda x: attn(x, adjacency=adjacency), [torch.randn(N, D)])
+    with pytest.raises(TypeError, match="bool"):
+        attn(torch.randn(N, D), adjacency=adjacency.float())
+
+
+# ------------------------------------------------- the seq-first trap
+def test_seq_first_module_keeps_its_layout_when_length_equals_batch():
+    """The trap of issue 'batch_first=False': with sequence length == batch size a batch-first reading of
+    seq-first input runs without error and is wrong. The converted module takes the source's layout."""
+    layer = randomise(nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0)).eval()  # batch_first=False
+    m = from_torch(layer)
+    assert m.batch_first is False
+    x = torch.randn(B, B, D)  # [N, B, d] with N == B: the shape cannot tell the layouts apart
+    assert_same_call(layer, m, [x])
+    batch_first = from_torch(layer, batch_first=True)
+    assert batch_first.batch_first is True
+    torch.testing.assert_close(batch_first(x.transpose(0, 1)).transpose(0, 1), layer(x), atol=ATOL, rtol=RTOL)
+    assert not torch.allclose(batch_first(x), layer(x), atol=1e-3)  # the silent error the layout avoids
+    with pytest.raises(TypeError, match="batch_first"):
+        from_torch(layer, batch_first="no")
+
+
+# ------------------------------------------------- encoder layer / encoder
+ENCODER_SAMPLES = [(mask, pad, norm_first, batch_first, bias) for mask in (False, True) for pad in (False, True)
+                   for norm_first in (True, False) for batch_first in (True, False) for bias in (True, False)]
+
+
+@pytest.mark.parametrize("masked, padded, norm_first, batch_first, bias", ENCODER_SAMPLES)
+def test_encoder_layer_module_samples(masked, padded, norm_first, batch_first, bias):
+    """Port of common_modules.py: module_inputs_torch_nn_TransformerEncoderLayer (no_batch_dim samples):
+    unbatched [3, 4] source, src_mask [F, F, T].expand(3, 3), src_key_padding_mask [F, F, T]; torch's
+    call form, keyword and positional mask."""
+    layer = nn.TransformerEncoderLayer(d_model=4, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=batch_first,
+                                       norm_first=norm_first, bias=bias)
+    layer = randomise(layer).eval()
+    m = from_torch(layer)
+    mask = TRAILING.expand(3, 3) if masked else None
+    pad = TRAILING if padded else None
+    x = torch.randn(3, 4)
+    assert_same_call(lambda x: layer(x, src_mask=mask, src_key_padding_mask=pad),
+                     lambda x: m(x, src_mask=mask, src_key_padding_mask=pad), [x])
+    assert_same_call(lambda x: layer(x, mask, pad), lambda x: m(x, mask, pad), [x])
+
+
+@pytest.mark.parametrize("activation, bias", [("relu", True), (F.gelu, True), ("relu", False)])
+def test_encoder_layer_module_samples_batched(activation, bias):
+    """Port of common_modules.py: module_inputs_torch_nn_TransformerEncoderLayer, samples relu_activation,
+    gelu_activation, no_bias: positional constructor (seq-first by default), [2, 3, 4] input."""
+    layer = randomise(nn.TransformerEncoderLayer(4, 2, 8, 0.0, activation, bias=bias)).eval()
+    m = from_torch(layer)
+    assert_same_call(layer, m, [torch.randn(2, 3, 4)])
+
+
+@pytest.mark.parametrize("kind", MASKS)
+def test_encoder_layer_any_src_mask(kind):
+    """Port of test/test_transformers.py: test_transformerencoderlayer_src_mask — any src_mask (bool, float,
+    [B * H, N, N]), a float key padding mask, is_causal."""
+    layer = randomise(nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True)).eval()
+    m = from_torch(layer)
+    mask, pad, is_causal = _torch_masks(kind, B, HEADS, N, N)
+    x = torch.randn(B, N, D)
+    kw = dict(src_mask=mask, src_key_padding_mask=pad, is_causal=is_causal)
+    assert_same_call(lambda x: layer(x, **kw), lambda x: m(x, **kw), [x])
+
+
+@pytest.mark.parametrize("masked, padded, batch_first", [(m_, p, b) for m_ in (False, True) for p in (False, True)
+                                                          for b in (True, False)])
+def test_encoder_module_samples(masked, padded, batch_first):
+    """Port of common_modules.py: module_inputs_torch_nn_TransformerEncoder (two layers, mask= instead of
+    src_mask=), unbatched samples."""
+    layer = nn.TransformerEncoderLayer(d_model=4, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=batch_first)
+    encoder = randomise(nn.TransformerEncoder(layer, 2)).eval()
+    m = from_torch(encoder)
+    assert isinstance(m, gf.GraphformerEncoder)
+    mask = TRAILING.expand(3, 3) if masked else None
+    pad = TRAILING if padded else None
+    assert_same_call(lambda x: encoder(x, mask=mask, src_key_padding_mask=pad),
+                     lambda x: m(x, mask=mask, src_key_padding_mask=pad), [torch.randn(3, 4)])
+    assert_same_call(lambda x: encoder(x, mask, pad), lambda x: m(x, mask, pad), [torch.randn(3, 4)])
+
+
+# ------------------------------------------------- decoder layer / decoder / Transformer
+DECODER_SAMPLES = [(mask, pad, norm_first, bias, batch_first) for mask in (False, True) for pad in (False, True)
+                   for norm_first in (True, False) for bias in (True, False) for batch_first in (True, False)]
+
+
+@pytest.mark.parametrize("masked, padded, norm_first, bias, batch_first", DECODER_SAMPLES)
+def test_decoder_layer_module_samples(masked, padded, norm_first, bias, batch_first):
+    """Port of common_modules.py: module_inputs_torch_nn_TransformerDecoderLayer: unbatched and batched
+    (seq-first when batch_first=False) target and memory, the same [F, F, T] mask as tgt_mask and
+    memory_mask and as both key padding masks."""
+    layer = nn.TransformerDecoderLayer(d_model=4, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=batch_first,
+                                       norm_first=norm_first, bias=bias)
+    layer = randomise(layer).eval()
+    m = from_torch(layer)
+    mask = TRAILING.expand(3, 3) if masked else None
+    pad = TRAILING if padded else None
+    kw = dict(tgt_mask=mask, memory_mask=mask, tgt_key_padding_mask=pad, memory_key_padding_mask=pad)
+    assert_same_call(lambda t, s: layer(t, s, **kw), lambda t, s: m(t, s, **kw), [torch.randn(3, 4), torch.randn(3, 4)])
+    if padded:
+        kw.update(tgt_key_padding_mask=pad.expand(2, 3), memory_key_padding_mask=pad.expand(2, 3))
+    shape = (2, 3, 4) if batch_first else (3, 2, 4)
+    assert_same_call(lambda t, s: layer(t, s, **kw), lambda t, s: m(t, s, **kw),
+                     [torch.randn(*shape), torch.randn(*shape)])
+
+
+@pytest.mark.parametrize("kind", MASKS)
+def test_decoder_layer_any_tgt_and_memory_mask(kind):
+    """Port of test/test_nn.py: test_transformerdecoderlayer (tgt_mask, memory_mask and both key padding
+    masks, here of every kind: bool, float, per head, float padding)."""
+    layer = randomise(nn.TransformerDecoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True)).eval()
+    m = from_torch(layer)
+    tgt_mask, tgt_pad, tgt_causal = _torch_masks(kind, B, HEADS, N, N)
+    memory_mask, memory_pad, _ = _torch_masks(kind if kind != "causal" else "bool", B, HEADS, N, M + 2)
+    kw = dict(tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_pad,
+              memory_key_padding_mask=memory_pad, tgt_is_causal=tgt_causal)
+    assert_same_call(lambda t, s: layer(t, s, **kw), lambda t, s: m(t, s, **kw),
+                     [torch.randn(B, N, D), torch.randn(B, M + 2, D)])
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("norm", [False, True])
+def test_decoder_stack(batch_first, norm):
+    """Port of test/test_nn.py: test_transformerdecoder — a stack of decoder layers with a final norm,
+    causal tgt_mask and padded memory; torch's call form and graphformer's (causal=True)."""
+    layer = nn.TransformerDecoderLayer(D, HEADS, FF, dropout=0.0, batch_first=batch_first)
+    decoder = randomise(nn.TransformerDecoder(layer, 2, norm=nn.LayerNorm(D) if norm else None)).eval()
+    m = from_torch(decoder)
+    assert isinstance(m, gf.interop.TorchDecoder) and len(m.layers) == 2
+    mem_pad = padding(B, M + 2)
+    shape, mem_shape = ((B, N), (B, M + 2)) if batch_first else ((N, B), (M + 2, B))
+    inputs = [torch.randn(*shape, D), torch.randn(*mem_shape, D)]
+    kw = dict(tgt_mask=causal_mask(N), tgt_is_causal=True, memory_key_padding_mask=mem_pad)
+    assert_same_call(lambda t, s: decoder(t, s, **kw), lambda t, s: m(t, s, **kw), inputs)
+    assert_same_call(lambda t, s: decoder(t, s, **kw),
+                     lambda t, s: m(t, s, causal=True, memory_key_padding_mask=mem_pad), inputs)
+    assert_same_call(decoder, m, inputs)  # no mask, as torch's default
+
+
+TRANSFORMER_SAMPLES = [(mask, pad, norm_first, bias, batch_first) for mask in (False, True) for pad in (False, True)
+                       for norm_first in (True, False) for bias in (True, False) for batch_first in (True, False)]
+
+
+@pytest.mark.parametrize("masked, padded, norm_first, bias, batch_first", TRANSFORMER_SAMPLES)
+def test_transformer_module_samples(masked, padded, norm_first, bias, batch_first):
+    """Port of common_modules.py: module_inputs_torch_nn_Transformer: one encoder and one decoder layer,
+    unbatched and batched, the same [F, F, T] mask as src_mask and tgt_mask and as both key padding masks."""
+    model = nn.Transformer(d_model=4, nhead=2, dim_feedforward=8, num_encoder_layers=1, num_decoder_layers=1,
+                           dropout=0.0, batch_first=batch_first, norm_first=norm_first, bias=bias)
+    model = randomise(model).eval()
+    m = from_torch(model)
+    assert isinstance(m, gf.interop.TorchTransformer)
+    mask = TRAILING.expand(3, 3) if masked else None
+    pad = TRAILING if padded else None
+    kw = dict(tgt_mask=mask, src_mask=mask, tgt_key_padding_mask=pad, src_key_padding_mask=pad)
+    assert_same_call(lambda s, t: model(s, t, **kw), lambda s, t: m(s, t, **kw), [torch.randn(3, 4), torch.randn(3, 4)])
+    if padded:
+        kw.update(tgt_key_padding_mask=pad.expand(2, 3), src_key_padding_mask=pad.expand(2, 3))
+    shape = (2, 3, 4) if batch_first else (3, 2, 4)
+    assert_same_call(lambda s, t: model(s, t, **kw), lambda s, t: m(s, t, **kw),
+                     [torch.randn(*shape), torch.randn(*shape)])
+
+
+def test_transformer_generate_square_subsequent_mask_and_memory_mask():
+    """Port of test/test_nn.py: test_transformer_args_check / test_transformer (the causal float mask of
+    nn.Transformer.generate_square_subsequent_mask, a memory_mask, memory padding)."""
+    model = randomise(nn.Transformer(D, HEADS, 2, 2, FF, dropout=0.0, batch_first=True)).eval()
+    m = from_torch(model)
+    tgt_mask = nn.Transformer.generate_square_subsequent_mask(N)
+    memory_mask, _, _ = _torch_masks("float", 1, HEADS, N, M + 2)
+    mem_pad = padding(B, M + 2)
+    kw = dict(tgt_mask=tgt_mask, memory_mask=memory_mask, memory_key_padding_mask=mem_pad, tgt_is_causal=True)
+    inputs = [torch.randn(B, M + 2, D), torch.randn(B, N, D)]
+    assert_same_call(lambda s, t: model(s, t, **kw), lambda s, t: m(s, t, **kw), inputs)
+    no_memory_mask = dict(kw, memory_mask=None)
+    assert_same_call(lambda s, t: model(s, t, **no_memory_mask),
+                     lambda s, t: m(s, t, causal=True, memory_key_padding_mask=mem_pad), inputs)

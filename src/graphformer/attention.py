@@ -379,6 +379,7 @@ class GraphAttention(nn.Module):
         unbatched = x_dst.dim() == 2
         if unbatched:
             x_src, x_dst = x_src.unsqueeze(0), x_dst.unsqueeze(0)
+            value = None if value is None else value.unsqueeze(0)
         B, M, N = x_dst.size(0), x_dst.size(1), x_src.size(1)  # noqa: N806
         if x_src.size(0) != B:
             raise ValueError(f"x_src and x_dst have different batch sizes ({x_src.size(0)} and {B})")

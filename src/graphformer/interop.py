@@ -237,6 +237,7 @@ def _torch_masks(attn_mask: Tensor | None, key_padding_mask: Tensor | None, is_c
             pad_bias = pad.masked_fill(~finite, 0.0).expand(-1, -1, targets, -1)
             bias = pad_bias if bias is None else bias + pad_bias
             if not bool(finite.all()):
+                finite = finite.expand(-1, -1, targets, -1)
                 adjacency = finite if adjacency is None else adjacency & finite
     if adjacency is not None:
         kw["adjacency"] = adjacency
@@ -268,11 +269,13 @@ class TorchMultiheadAttention(GraphAttention):
                 average_attn_weights=True, is_causal=False, **kwargs):
         """Attend; torch's form when ``key`` is a feature tensor, graphformer's otherwise (see the class)."""
         if not _is_dense(key):  # graphformer's form: the second argument is edge_index (or nothing)
-            if value is not None or need_weights is not None:
-                raise TypeError("value and need_weights belong to torch's call form m(query, key, value, ...); "
-                                "pass key as the second argument")
+            if need_weights is not None:
+                raise TypeError("need_weights belongs to torch's call form m(query, key, value, ...); in "
+                                "graphformer's form pass return_attention=True")
             x = _to_batch_first(self.batch_first, query)
             edge_index = kwargs.pop("edge_index", key)
+            if value is not None:
+                kwargs["value"] = _to_batch_first(self.batch_first, value)
             kw = kwargs
             if attn_mask is not None or is_causal or (key_padding_mask is not None
                                                        and key_padding_mask.dtype != torch.bool):
@@ -741,7 +744,9 @@ class PygConv(GraphAttention):
     weights of GCN or the edge features of the others; ``edge_weight`` its
     GCN name. With ``return_attention_weights`` (any bool, as PyG) it returns
     ``(out, (edge_index, alpha))``, ``alpha`` ``[E, H]`` over the edges the
-    layer used (self-loops included); the other keywords are
+    layer used (self-loops included) — for a ``torch.sparse`` input the
+    first item is a sparse COO tensor ``[M, N, H]`` holding ``alpha`` at
+    ``[i, j]``, as PyG gives (PyG keeps the input's layout); the other keywords are
     :meth:`GraphAttention.forward`'s (``return_attention=True`` gives the
     graphformer record).
 
@@ -775,7 +780,10 @@ class PygConv(GraphAttention):
             if (x_src.size(0), x_dst.size(0)) != tuple(size):
                 raise ValueError(f"size={tuple(size)} disagrees with the node features "
                                  f"({x_src.size(0)} sources, {x_dst.size(0)} targets)")
+        adjacency_shape = None
         if edge_index is not None and _is_adjacency(edge_index):
+            if isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
+                adjacency_shape = tuple(edge_index.shape[:2])
             edge_index, edge_attr = self._from_adjacency(x, edge_index, edge_attr)
         if edge_attr is not None and edge_attr.dim() == 1 and self.edge_proj is not None \
                 and self.edge_proj.in_features == 1:
@@ -788,6 +796,10 @@ class PygConv(GraphAttention):
         if self.cached:
             self._check_cache(att, x)
         if return_attention_weights is not None:
+            if adjacency_shape is not None:  # as PyG: the adjacency again, holding the coefficients [.., H]
+                target_source = att.edge_index.flip(0)
+                adj = torch.sparse_coo_tensor(target_source, att.weights, (*adjacency_shape, att.weights.size(1)))
+                return out, (adj, att.weights)
             return out, (att.edge_index, att.weights)
         return (out, att) if kwargs.get("return_attention", False) else out
 
