@@ -1148,3 +1148,335 @@ def test_transformer_generate_square_subsequent_mask_and_memory_mask():
     no_memory_mask = dict(kw, memory_mask=None)
     assert_same_call(lambda s, t: model(s, t, **no_memory_mask),
                      lambda s, t: m(s, t, causal=True, memory_key_padding_mask=mem_pad), inputs)
+
+
+# ------------------------------------------------- PyG: sparse adjacency, beta, fill values, loops, cache
+from torch_geometric import EdgeIndex  # noqa: E402
+from torch_geometric.utils import add_remaining_self_loops as pyg_add_remaining_self_loops  # noqa: E402
+from torch_geometric.utils import add_self_loops as pyg_add_self_loops  # noqa: E402
+from torch_geometric.utils import to_edge_index as pyg_to_edge_index  # noqa: E402
+from torch_geometric.utils import to_torch_coo_tensor, to_torch_csc_tensor, to_torch_csr_tensor  # noqa: E402
+
+from graphformer.interop import PygConv, from_sparse_adjacency  # noqa: E402
+
+PYG_TAKES = ("csc_t", "edge_index", "sparse_tensor")
+PYG_EDGES = torch.tensor([[0, 1, 2, 3], [0, 0, 1, 1]])  # PyG's test graph (GAT, GATv2, TransformerConv)
+PYG_GCN_EDGES = torch.tensor([[0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0]])  # PyG's GCN test graph
+
+
+def adjacency_forms(edge_index, value=None, size=(4, 4)):
+    """The transposed adjacency adj_t in the forms PyG's conv tests pass — CSC.t() (= CSR) and SparseTensor
+    (when torch_sparse imports) — plus COO.t() (uncoalesced), CSR.t() (= CSC) and an EdgeIndex.
+
+    PyG itself refuses some of these for some convs (CSC in gcn_norm and GATv2, an uncoalesced COO in
+    TransformerConv); ``PYG_TAKES`` lists the forms every PyG conv takes.
+    """
+    forms = {"csc_t": to_torch_csc_tensor(edge_index, value, size=size).t(),
+             "coo_t": to_torch_coo_tensor(edge_index, value, size=size).t(),
+             "csr_t": to_torch_csr_tensor(edge_index, value, size=size).t(),
+             "edge_index": EdgeIndex(edge_index, sparse_size=size)}
+    try:
+        from torch_sparse import SparseTensor
+    except ImportError:
+        pass
+    else:
+        forms["sparse_tensor"] = SparseTensor.from_edge_index(edge_index, value, sparse_sizes=size).t()
+    return forms
+
+
+def test_from_sparse_adjacency_matches_pyg_to_edge_index():
+    """adj_t[i, j] is the edge j -> i: ours is PyG's to_edge_index(adj_t) flipped, in every layout."""
+    value = torch.rand(PYG_GCN_EDGES.size(1))
+    for name, adj_t in adjacency_forms(PYG_GCN_EDGES, value).items():
+        edge_index, weight = from_sparse_adjacency(adj_t)
+        assert type(edge_index) is torch.Tensor and edge_index.dtype == torch.long, name
+        got = sorted(zip(map(tuple, edge_index.t().tolist()), [None] * edge_index.size(1) if weight is None
+                         else weight.tolist()))
+        expected = sorted(zip(map(tuple, PYG_GCN_EDGES.t().tolist()), [None] * 6 if weight is None
+                              else value.tolist()))
+        assert got == expected, name
+        if isinstance(adj_t, torch.Tensor) and adj_t.layout in (torch.sparse_coo, torch.sparse_csr):
+            ref, _ = pyg_to_edge_index(adj_t)
+            assert sorted(map(tuple, ref.flip(0).t().tolist())) == sorted(map(tuple, edge_index.t().tolist()))
+    with pytest.raises(TypeError, match="from_sparse_adjacency"):
+        gf.GraphAttention(C_IN)(torch.randn(4, C_IN), to_torch_csc_tensor(PYG_GCN_EDGES, size=(4, 4)).t())
+
+
+@pytest.mark.parametrize("form", ["csc_t", "coo_t", "csr_t", "edge_index"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gcn_conv_sparse_adjacency(form, weighted):
+    """Port of PyG test/nn/conv/test_gcn_conv.py: test_gcn_conv — conv(x, adj1.t()) and conv(x, adj2.t())
+    (weights in the adjacency) equal conv(x, edge_index[, value]); our module agrees in each form, and
+    takes PyG's positional weights and the edge_weight keyword."""
+    x = torch.randn(4, 16)
+    value = torch.rand(PYG_GCN_EDGES.size(1))
+    conv = randomise(GCNConv(16, 32)).eval()
+    m = from_pyg(conv)
+    adj_t = adjacency_forms(PYG_GCN_EDGES, value if weighted else None)[form]
+    weights = [value] if weighted and form == "edge_index" else []
+    if form != "csr_t":  # gcn_norm refuses CSC
+        assert_same_call(lambda x: conv(x, adj_t, *weights), lambda x: m(x, adj_t, *weights), [x])
+    ref = conv(x, PYG_GCN_EDGES, value if weighted else None)
+    torch.testing.assert_close(m(x, adj_t, *weights), ref, atol=1e-6, rtol=1e-5)
+    if weighted:
+        assert_same_call(lambda x, w: conv(x, PYG_GCN_EDGES, w), lambda x, w: m(x, PYG_GCN_EDGES, edge_weight=w),
+                         [x, value])
+
+
+def test_gcn_conv_cached_port():
+    """Port of PyG test_gcn_conv.py: test_gcn_conv, its cached part — conv.cached = True after a call;
+    conv(x, edge_index) and conv(x, adj1.t()) both give out1. Converted after PyG cached the graph, the
+    module keeps PyG's cache and gives the same; on another graph it refuses instead of reusing it."""
+    x = torch.randn(4, 16)
+    conv = randomise(GCNConv(16, 32)).eval()
+    out1 = conv(x, PYG_GCN_EDGES)
+    conv.cached = True
+    conv(x, PYG_GCN_EDGES)
+    assert conv._cached_edge_index is not None
+    m = from_pyg(conv)
+    adj1 = to_torch_csc_tensor(PYG_GCN_EDGES, size=(4, 4))
+    torch.testing.assert_close(m(x, PYG_GCN_EDGES), out1, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(m(x, adj1.t()), out1, atol=1e-6, rtol=1e-5)
+    other = PYG_GCN_EDGES[:, :4]
+    with pytest.raises(ValueError, match="cached"):
+        m(x, other)
+    m.reset_cache()
+    torch.testing.assert_close(m(x, other), randomise_like(GCNConv(16, 32), conv)(x, other), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="reset_cache"):
+        m(x, PYG_GCN_EDGES)
+
+
+def randomise_like(fresh: nn.Module, source: nn.Module) -> nn.Module:
+    """``fresh`` holding ``source``'s weights (same class), in eval mode."""
+    fresh.load_state_dict(source.state_dict())
+    return fresh.eval()
+
+
+def test_gcn_cached_converted_before_any_call(graph):
+    """The issue's disagreement: cached=True normalises once and PyG ignores a new edge_index (up to 1.29
+    apart). Same calls give the same output; a call on a new graph raises."""
+    x, edge_index = graph
+    conv = randomise(GCNConv(C_IN, C_OUT, cached=True)).eval()
+    m = from_pyg(conv)
+    for _ in range(2):
+        assert_same_call(lambda x: conv(x, edge_index), lambda x: m(x, edge_index), [x])
+    perm = torch.randperm(edge_index.size(1))
+    torch.testing.assert_close(m(x, edge_index[:, perm]), conv(x, edge_index), atol=ATOL, rtol=RTOL)  # same graph
+    with pytest.raises(ValueError, match="GCNConv\\(cached=True\\)"):
+        m(x, edge_index[:, 1:])
+
+
+def test_gcn_several_self_loops_on_one_node():
+    """The issue's disagreement: several self-loops on one node — PyG (add_remaining_self_loops) keeps one
+    per node with the last one's weight; so does the converted layer (outputs and gradients)."""
+    edge_index = torch.tensor([[0, 2, 1, 2, 3, 2, 4, 0], [1, 2, 2, 2, 4, 2, 0, 0]])  # node 2: three loops
+    weight = torch.tensor([0.5, 2.0, 1.5, 0.25, 1.0, 3.0, 0.7, 1.2])
+    x = torch.randn(5, C_IN)
+    conv = randomise(GCNConv(C_IN, C_OUT)).eval()
+    m = from_pyg(conv)
+    assert_equivalent(lambda x, ei: conv(x, ei, weight), lambda x, ei: m(x, ei, weight), [x, edge_index],
+                      gcn_pairs(conv, m), module=m)
+    # the weights of the loops dropped (2 -> 2 at positions 1 and 3) do not enter the output: zero gradient
+    # here; PyG's index_put backward hands them the kept loop's gradient, an autograd artefact
+    w = weight.clone().requires_grad_()
+    m(x, edge_index, w).sum().backward()
+    assert w.grad[[1, 3]].abs().max() == 0 and w.grad[5].abs() > 0
+    w_ref = weight.clone().requires_grad_()
+    conv(x, edge_index, w_ref).sum().backward()
+    kept = [0, 2, 4, 5, 6, 7]
+    torch.testing.assert_close(w.grad[kept], w_ref.grad[kept], atol=ATOL, rtol=RTOL)
+    assert_equivalent(lambda x, ei: conv(x, ei), lambda x, ei: m(x, ei), [x, edge_index], gcn_pairs(conv, m))
+    ref_index, ref_weight = pyg_add_remaining_self_loops(edge_index, weight, 1.0, 5)
+    ours_index, ours_weight = gf.structure.add_self_loops(edge_index, 5, weight, mode="remaining")
+    assert sorted(zip(map(tuple, ours_index.t().tolist()), ours_weight.tolist())) == \
+        sorted(zip(map(tuple, ref_index.t().tolist()), ref_weight.tolist()))
+
+
+@pytest.mark.parametrize("form", ["edge_index", "csc_t", "coo_t"])
+def test_gcn_sparse_adjacency_with_existing_loops(form):
+    """PyG's loop rule differs by format: on a torch.sparse adjacency the added loop's weight is summed into
+    the diagonal; on edge_index (and EdgeIndex) the existing loop is kept. The converted layer follows."""
+    edge_index = torch.tensor([[0, 1, 2, 3, 2, 1], [1, 0, 1, 1, 2, 1]])
+    value = torch.rand(edge_index.size(1)) + 0.5
+    x = torch.randn(4, C_IN)
+    for improved in (False, True):
+        conv = randomise(GCNConv(C_IN, C_OUT, improved=improved)).eval()
+        m = from_pyg(conv)
+        adj_t = adjacency_forms(edge_index, value)[form] if form != "edge_index" else edge_index
+        weights = [value] if form == "edge_index" else []
+        assert_same_call(lambda x: conv(x, adj_t, *weights), lambda x: m(x, adj_t, *weights), [x])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gcn_improved(graph, weighted):
+    """GCNConv(improved=True): added self-loops weigh 2 (where PyG adds them, see from_pyg's traps)."""
+    x, edge_index = graph
+    conv = randomise(GCNConv(C_IN, C_OUT, improved=True)).eval()
+    m = from_pyg(conv)
+    assert m.fill_value == 2.0
+    inputs = [x, torch.rand(edge_index.size(1)) + 0.5, edge_index] if weighted else [x, edge_index]
+    assert_equivalent(conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs,
+                      gcn_pairs(conv, m), module=m)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_gat_conv_port(residual):
+    """Port of PyG test/nn/conv/test_gat_conv.py: test_gat_conv — edge_index, size=(4, 4), adj1.t(),
+    return_attention_weights (sizes (2, 7) / (7, 2), weights in [0, 1], the sparse form [4, 4, 2] with 7
+    entries) and the bipartite (x1, x2) call with a [4, 2] adjacency."""
+    x1, x2 = torch.randn(4, 8), torch.randn(2, 16)
+    conv = randomise(GATConv(8, 32, heads=2, residual=residual)).eval()
+    m = from_pyg(conv)
+    adj1 = to_torch_csc_tensor(PYG_EDGES, size=(4, 4))
+    for call in (lambda x, c: c(x, PYG_EDGES), lambda x, c: c(x, PYG_EDGES, size=(4, 4)),
+                 lambda x, c: c(x, adj1.t()), lambda x, c: c(x, EdgeIndex(PYG_EDGES, sparse_size=(4, 4)))):
+        assert_same_call(lambda x: call(x, conv), lambda x: call(x, m), [x1])
+    out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
+    _, (ref_index, ref_alpha) = conv(x1, PYG_EDGES, return_attention_weights=True)
+    assert edge_index.size() == (2, 7) and alpha.size() == (7, 2) and 0 <= alpha.min() and alpha.max() <= 1
+    ours = {tuple(e): a for e, a in zip(edge_index.t().tolist(), alpha)}
+    ref = {tuple(e): a for e, a in zip(ref_index.t().tolist(), ref_alpha)}
+    assert ours.keys() == ref.keys()
+    torch.testing.assert_close(torch.stack([ours[k] for k in ref]), torch.stack(list(ref.values())))
+    out_sparse, (adj, alpha_sparse) = m(x1, adj1.t(), return_attention_weights=True)
+    assert adj.size() == torch.Size([4, 4, 2]) and adj._nnz() == 7
+    torch.testing.assert_close(out_sparse, out, atol=1e-6, rtol=1e-5)
+
+    conv = randomise(GATConv((8, 16), 32, heads=2, residual=residual)).eval()
+    m = from_pyg(conv)
+    adj1 = to_torch_csc_tensor(PYG_EDGES, size=(4, 2))
+    for call in (lambda s, t, c: c((s, t), PYG_EDGES), lambda s, t, c: c((s, t), PYG_EDGES, size=(4, 2)),
+                 lambda s, t, c: c((s, t), adj1.t())):
+        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])
+
+
+@pytest.mark.parametrize("Conv", [GATConv, GATv2Conv])
+@pytest.mark.parametrize("edge_dim, fill_value", [(1, 0.5), (1, "mean"), (4, 0.5), (4, "mean")])
+def test_gat_conv_with_edge_attr_port(Conv, edge_dim, fill_value):  # noqa: N803
+    """Port of PyG test_gat_conv.py: test_gat_conv_with_edge_attr and test_gatv2_conv.py:
+    test_gatv2_conv_with_edge_attr — edge_dim=1 with 1-D edge weights given positionally, edge_dim=4 with
+    edge features; self-loops filled with 0.5 or the mean."""
+    x = torch.randn(4, 8)
+    edge_index = torch.tensor([[0, 1, 2, 3], [1, 0, 1, 1]])
+    edge_attr = torch.randn(edge_index.size(1)) if edge_dim == 1 else torch.randn(edge_index.size(1), 4)
+    conv = randomise(Conv(8, 32, heads=2, edge_dim=edge_dim, fill_value=fill_value)).eval()
+    m = from_pyg(conv)
+    assert_same_call(lambda x, e: conv(x, edge_index, e), lambda x, e: m(x, edge_index, e), [x, edge_attr])
+    assert_same_call(lambda x, e: conv(x, edge_index, e), lambda x, e: m(x, edge_index, edge_attr=e), [x, edge_attr])
+
+
+@pytest.mark.parametrize("Conv", [GATConv, GATv2Conv])
+@pytest.mark.parametrize("fill_value", [0.5, "mean", "add", "sum", "max", "min", "mul", "tensor"])
+def test_gat_fill_values_with_edge_features(graph, Conv, fill_value):  # noqa: N803
+    """GAT / GATv2 self-loop fill_value other than 'mean' with edge_dim (numbers, tensors, every reduction of
+    PyG's scatter): converted and equal, outputs and every gradient."""
+    x, edge_index = graph
+    fill = torch.randn(EDGE_DIM) if fill_value == "tensor" else fill_value
+    conv = randomise(Conv(C_IN, C_OUT, heads=2, edge_dim=EDGE_DIM, fill_value=fill)).eval()
+    m = from_pyg(conv)
+    e = torch.randn(edge_index.size(1), EDGE_DIM)
+    pairs = gat_pairs(conv, m) if Conv is GATConv else gatv2_pairs(conv, m)
+    assert_equivalent(conv_call(conv, edge_attr=True), gf_call(m, edge_attr=True), [x, e, edge_index], pairs,
+                      module=m)
+    no_loops = edge_index[0] != edge_index[1]  # GAT removes existing loops first
+    reference, ref_attr = pyg_add_self_loops(edge_index[:, no_loops], e[no_loops], fill_value=fill,
+                                             num_nodes=NUM_NODES)
+    ours, our_attr = gf.structure.add_self_loops(edge_index, NUM_NODES, e, mode="add", fill_value=fill)
+    loops = {i: a for (j, i), a in zip(ours.t().tolist(), our_attr) if i == j}
+    ref_loops = {i: a for (j, i), a in zip(reference.t().tolist()[-NUM_NODES:], ref_attr[-NUM_NODES:])}
+    torch.testing.assert_close(torch.stack([loops[i] for i in range(NUM_NODES)]),
+                               torch.stack([ref_loops[i] for i in range(NUM_NODES)]))
+
+
+@pytest.mark.parametrize("Conv", [GATConv, GATv2Conv])
+def test_gat_conv_empty_edge_index_port(Conv):  # noqa: N803
+    """Port of PyG test_gat_conv.py: test_gat_conv_empty_edge_index — no nodes, no edges: out [0, 64]."""
+    conv = Conv(8, 32, heads=2).eval()
+    m = from_pyg(conv)
+    out = m(torch.randn(0, 8), torch.empty(2, 0, dtype=torch.long))
+    assert out.size() == (0, 64)
+
+
+def test_gatv2_conv_port():
+    """Port of PyG test/nn/conv/test_gatv2_conv.py: test_gatv2_conv — edge_index, adj.t() (SparseTensor and
+    its CSC form), return_attention_weights (7 edges with loops) and the bipartite call."""
+    x1, x2 = torch.randn(4, 8), torch.randn(2, 8)
+    conv = randomise(GATv2Conv(8, 32, heads=2)).eval()
+    m = from_pyg(conv)
+    for name, adj_t in adjacency_forms(PYG_EDGES).items():
+        ref = (lambda x: conv(x, adj_t)) if name in PYG_TAKES else (lambda x: conv(x, PYG_EDGES))
+        assert_same_call(ref, lambda x: m(x, adj_t), [x1])
+    out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
+    assert edge_index.size() == (2, 7) and alpha.size() == (7, 2) and 0 <= alpha.min() and alpha.max() <= 1
+    torch.testing.assert_close(out, conv(x1, PYG_EDGES), atol=ATOL, rtol=RTOL)
+    adj = to_torch_csc_tensor(PYG_EDGES, size=(4, 2))
+    for call in (lambda s, t, c: c((s, t), PYG_EDGES), lambda s, t, c: c((s, t), adj.t())):
+        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])
+
+
+def transformer_conv_beta_pairs(conv, m):
+    pairs = transformer_conv_pairs(conv, m)
+    return pairs + ([(conv.lin_beta.weight, [m.lin_beta.weight])] if m.lin_beta is not None else [])
+
+
+def test_transformer_conv_port():
+    """Port of PyG test/nn/conv/test_transformer_conv.py: test_transformer_conv — beta=True, heads=2;
+    edge_index and adj.t() give one output; return_attention_weights ((2, 4) and (4, 2), in [0, 1]);
+    the bipartite (8, 16) conv with a [4, 2] adjacency."""
+    x1, x2 = torch.randn(4, 8), torch.randn(2, 16)
+    conv = randomise(TransformerConv(8, 32, heads=2, beta=True)).eval()
+    m = from_pyg(conv)
+    assert m.lin_beta is not None
+    for name, adj_t in adjacency_forms(PYG_EDGES).items():
+        ref = (lambda x: conv(x, adj_t)) if name in PYG_TAKES else (lambda x: conv(x, PYG_EDGES))
+        assert_same_call(ref, lambda x: m(x, adj_t), [x1])
+    assert_equivalent(lambda x: conv(x, PYG_EDGES), lambda x: m(x, PYG_EDGES), [x1],
+                      transformer_conv_beta_pairs(conv, m), module=m)
+    out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
+    assert edge_index.size() == (2, 4) and alpha.size() == (4, 2) and 0 <= alpha.min() and alpha.max() <= 1
+    _, (_, ref_alpha) = conv(x1, PYG_EDGES, return_attention_weights=True)
+    torch.testing.assert_close(alpha, ref_alpha, atol=ATOL, rtol=RTOL)
+
+    conv = randomise(TransformerConv((8, 16), 32, heads=2, beta=True)).eval()
+    m = from_pyg(conv)
+    adj = to_torch_csc_tensor(PYG_EDGES, size=(4, 2))
+    for call in (lambda s, t, c: c((s, t), PYG_EDGES), lambda s, t, c: c((s, t), adj.t())):
+        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])
+
+
+@pytest.mark.parametrize("heads, concat", [(1, True), (3, True), (3, False)])
+@pytest.mark.parametrize("edge_dim", [None, 1, EDGE_DIM])
+def test_transformer_conv_beta(graph, heads, concat, edge_dim):
+    """TransformerConv(beta=True) — every PyG TransformerConv test and its UniMP example use it: the gated
+    skip converts (lin_beta), outputs and every gradient equal; 1-D edge features for edge_dim=1."""
+    x, edge_index = graph
+    conv = randomise(TransformerConv(C_IN, C_OUT, heads=heads, concat=concat, beta=True, edge_dim=edge_dim)).eval()
+    m = from_pyg(conv)
+    inputs = [x, edge_index]
+    if edge_dim is not None:
+        e = torch.randn(edge_index.size(1)) if edge_dim == 1 else torch.randn(edge_index.size(1), edge_dim)
+        inputs = [x, e, edge_index]
+    ref = conv_call(conv, edge_attr=edge_dim is not None)
+    if edge_dim == 1:  # PyG's TransformerConv wants [E, 1]; the converted layer takes [E] too
+        ref = (lambda x, e, ei: conv(x, ei, e.unsqueeze(-1)))
+    assert_equivalent(ref, gf_call(m, edge_attr=edge_dim is not None), inputs,
+                      transformer_conv_beta_pairs(conv, m), module=m)
+    if edge_dim is not None:
+        with pytest.raises(ValueError, match="edge_attr"):
+            m(x, to_torch_csc_tensor(edge_index, size=(NUM_NODES, NUM_NODES)).t())
+
+
+def test_pyg_call_form_errors(graph):
+    """Clear errors where PyG's forms would be ambiguous: weights both in the adjacency and given; weights
+    given twice; a size that disagrees with x."""
+    x, edge_index = graph
+    m = from_pyg(GCNConv(C_IN, C_OUT))
+    w = torch.rand(edge_index.size(1))
+    adj_t = to_torch_csc_tensor(edge_index, w, size=(NUM_NODES, NUM_NODES)).t()
+    with pytest.raises(ValueError, match="adjacency's values"):
+        m(x, adj_t, w)
+    with pytest.raises(TypeError, match="once"):
+        m(x, edge_index, w, edge_weight=w)
+    with pytest.raises(ValueError, match="size"):
+        m(x, edge_index, size=(3, 3))
+    assert isinstance(m, PygConv) and m.conv_type == "GCNConv"
