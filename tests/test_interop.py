@@ -930,7 +930,7 @@ def test_mha_torch_call_form_with_masks(kind, kdim, vdim, batch_first):
     q, k, v = torch.randn(*shape, D), torch.randn(*kv_shape, kdim or D), torch.randn(*kv_shape, vdim or D)
     for average in (True, False):
         kw = dict(key_padding_mask=pad, attn_mask=attn_mask, is_causal=is_causal, average_attn_weights=average)
-        assert_same_call(lambda q, k, v: mha(q, k, v, **kw), lambda q, k, v: m(q, k, v, **kw), [q, k, v])
+        assert_same_call(lambda q, k, v: mha(q, k, v, **kw), lambda q, k, v: m(q, k, v, **kw), [q, k, v])  # noqa: B023
     kw = dict(key_padding_mask=pad, attn_mask=attn_mask, is_causal=is_causal, need_weights=False)
     out, weights = m(q, k, v, **kw)
     assert weights is None
@@ -1304,7 +1304,7 @@ def test_gcn_sparse_adjacency_with_existing_loops(form):
         m = from_pyg(conv)
         adj_t = adjacency_forms(edge_index, value)[form] if form != "edge_index" else edge_index
         weights = [value] if form == "edge_index" else []
-        assert_same_call(lambda x: conv(x, adj_t, *weights), lambda x: m(x, adj_t, *weights), [x])
+        assert_same_call(lambda x: conv(x, adj_t, *weights), lambda x: m(x, adj_t, *weights), [x])  # noqa: B023
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -1330,7 +1330,7 @@ def test_gat_conv_port(residual):
     adj1 = to_torch_csc_tensor(PYG_EDGES, size=(4, 4))
     for call in (lambda x, c: c(x, PYG_EDGES), lambda x, c: c(x, PYG_EDGES, size=(4, 4)),
                  lambda x, c: c(x, adj1.t()), lambda x, c: c(x, EdgeIndex(PYG_EDGES, sparse_size=(4, 4)))):
-        assert_same_call(lambda x: call(x, conv), lambda x: call(x, m), [x1])
+        assert_same_call(lambda x: call(x, conv), lambda x: call(x, m), [x1])  # noqa: B023 (called in the loop)
     out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
     _, (ref_index, ref_alpha) = conv(x1, PYG_EDGES, return_attention_weights=True)
     assert edge_index.size() == (2, 7) and alpha.size() == (7, 2) and 0 <= alpha.min() and alpha.max() <= 1
@@ -1347,7 +1347,7 @@ def test_gat_conv_port(residual):
     adj1 = to_torch_csc_tensor(PYG_EDGES, size=(4, 2))
     for call in (lambda s, t, c: c((s, t), PYG_EDGES), lambda s, t, c: c((s, t), PYG_EDGES, size=(4, 2)),
                  lambda s, t, c: c((s, t), adj1.t())):
-        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])
+        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])  # noqa: B023
 
 
 @pytest.mark.parametrize("Conv", [GATConv, GATv2Conv])
@@ -1404,14 +1404,14 @@ def test_gatv2_conv_port():
     conv = randomise(GATv2Conv(8, 32, heads=2)).eval()
     m = from_pyg(conv)
     for name, adj_t in adjacency_forms(PYG_EDGES).items():
-        ref = (lambda x: conv(x, adj_t)) if name in PYG_TAKES else (lambda x: conv(x, PYG_EDGES))
-        assert_same_call(ref, lambda x: m(x, adj_t), [x1])
+        ref = (lambda x: conv(x, adj_t)) if name in PYG_TAKES else (lambda x: conv(x, PYG_EDGES))  # noqa: B023
+        assert_same_call(ref, lambda x: m(x, adj_t), [x1])  # noqa: B023 (called in the loop)
     out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
     assert edge_index.size() == (2, 7) and alpha.size() == (7, 2) and 0 <= alpha.min() and alpha.max() <= 1
     torch.testing.assert_close(out, conv(x1, PYG_EDGES), atol=ATOL, rtol=RTOL)
     adj = to_torch_csc_tensor(PYG_EDGES, size=(4, 2))
     for call in (lambda s, t, c: c((s, t), PYG_EDGES), lambda s, t, c: c((s, t), adj.t())):
-        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])
+        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])  # noqa: B023
 
 
 def transformer_conv_beta_pairs(conv, m):
@@ -1428,8 +1428,8 @@ def test_transformer_conv_port():
     m = from_pyg(conv)
     assert m.lin_beta is not None
     for name, adj_t in adjacency_forms(PYG_EDGES).items():
-        ref = (lambda x: conv(x, adj_t)) if name in PYG_TAKES else (lambda x: conv(x, PYG_EDGES))
-        assert_same_call(ref, lambda x: m(x, adj_t), [x1])
+        ref = (lambda x: conv(x, adj_t)) if name in PYG_TAKES else (lambda x: conv(x, PYG_EDGES))  # noqa: B023
+        assert_same_call(ref, lambda x: m(x, adj_t), [x1])  # noqa: B023 (called in the loop)
     assert_equivalent(lambda x: conv(x, PYG_EDGES), lambda x: m(x, PYG_EDGES), [x1],
                       transformer_conv_beta_pairs(conv, m), module=m)
     out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
@@ -1441,7 +1441,7 @@ def test_transformer_conv_port():
     m = from_pyg(conv)
     adj = to_torch_csc_tensor(PYG_EDGES, size=(4, 2))
     for call in (lambda s, t, c: c((s, t), PYG_EDGES), lambda s, t, c: c((s, t), adj.t())):
-        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])
+        assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])  # noqa: B023
 
 
 @pytest.mark.parametrize("heads, concat", [(1, True), (3, True), (3, False)])
@@ -1458,7 +1458,8 @@ def test_transformer_conv_beta(graph, heads, concat, edge_dim):
         inputs = [x, e, edge_index]
     ref = conv_call(conv, edge_attr=edge_dim is not None)
     if edge_dim == 1:  # PyG's TransformerConv wants [E, 1]; the converted layer takes [E] too
-        ref = (lambda x, e, ei: conv(x, ei, e.unsqueeze(-1)))
+        def ref(x, e, ei):
+            return conv(x, ei, e.unsqueeze(-1))
     assert_equivalent(ref, gf_call(m, edge_attr=edge_dim is not None), inputs,
                       transformer_conv_beta_pairs(conv, m), module=m)
     if edge_dim is not None:
@@ -1480,3 +1481,18 @@ def test_pyg_call_form_errors(graph):
     with pytest.raises(ValueError, match="size"):
         m(x, edge_index, size=(3, 3))
     assert isinstance(m, PygConv) and m.conv_type == "GCNConv"
+
+
+def test_gcn_conv_sparse_input_feature_and_static_graph_ports(graph):
+    """Ports of PyG test_gcn_conv.py: test_gcn_conv_with_sparse_input_feature (sparse COO node features:
+    equal) and test_static_gcn_conv (x [3, 4, 16] with one edge_index: refused with the fix named); and of
+    test_gat_conv.py: test_gat_conv's (x1, None) call (refused, naming what to pass)."""
+    x = torch.sparse_coo_tensor(torch.tensor([[0, 0], [0, 1]]), torch.tensor([1.0, 1.0]), (4, 16))
+    conv = randomise(GCNConv(16, 32)).eval()
+    m = from_pyg(conv)
+    torch.testing.assert_close(m(x, PYG_GCN_EDGES), conv(x, PYG_GCN_EDGES), atol=ATOL, rtol=RTOL)
+    with pytest.raises(ValueError, match="stack graphs"):
+        m(torch.randn(3, 4, 16), PYG_GCN_EDGES)
+    gat = from_pyg(GATConv((8, 16), 32, heads=2))
+    with pytest.raises(ValueError, match=r"\(x_src, x_dst\)"):
+        gat((torch.randn(4, 8), None), PYG_EDGES, size=(4, 2))

@@ -8,25 +8,33 @@ and computing the same function:
 =====================================  =========================================================
 source                                 graphformer module
 =====================================  =========================================================
-``nn.MultiheadAttention``              ``GraphAttention(score="dot")``
-``nn.TransformerEncoderLayer``         :class:`~graphformer.GraphformerLayer`
-``nn.TransformerEncoder``              :class:`~graphformer.GraphformerEncoder`
-``nn.TransformerDecoderLayer``         :class:`~graphformer.GraphformerDecoderLayer`
-``GCNConv``                            ``GraphAttention(score="gcn", self_loops="remaining")``
-``GATConv``                            ``GraphAttention(score="additive", self_loops="add")``
-``GATv2Conv``                          ``GraphAttention(score="gatv2", self_loops="add")``
-``TransformerConv``                    ``GraphAttention(score="dot", root_weight=True)``
+``nn.MultiheadAttention``              :class:`TorchMultiheadAttention` (``GraphAttention(score="dot")``)
+``nn.TransformerEncoderLayer``         :class:`TorchEncoderLayer` (a :class:`~graphformer.GraphformerLayer`)
+``nn.TransformerEncoder``              :class:`TorchEncoder` (a :class:`~graphformer.GraphformerEncoder`)
+``nn.TransformerDecoderLayer``         :class:`TorchDecoderLayer` (a :class:`~graphformer.GraphformerDecoderLayer`)
+``nn.TransformerDecoder``              :class:`TorchDecoder`
+``nn.Transformer``                     :class:`TorchTransformer`
+``GCNConv``                            :class:`PygConv`: ``GraphAttention(score="gcn", self_loops="remaining")``
+``GATConv``                            :class:`PygConv`: ``GraphAttention(score="additive", self_loops="add")``
+``GATv2Conv``                          :class:`PygConv`: ``GraphAttention(score="gatv2", self_loops="add")``
+``TransformerConv``                    :class:`PygConv`: ``GraphAttention(score="dot", root_weight=True)``
 =====================================  =========================================================
 
-Converted torch modules are always batch-first: call ``m(x)``,
-``m(x, causal=True)``, ``m(x, key_padding_mask=pad)``, ``m((x_src, x_dst))``
-with ``x`` ``[B, N, d]`` whatever the source module's ``batch_first``.
-Converted PyG convs are called as the conv is, with edge features passed by
-keyword: ``m(x, edge_index, edge_attr=e)``.
+Each converted module takes its peer's own call form as well as
+graphformer's: ``m(query, key, value, attn_mask=..., ...)`` or
+``layer(src, src_mask=...)`` for torch (in the source module's layout,
+seq-first where it was built with ``batch_first=False``), and
+``conv(x, edge_index, edge_weight)`` or ``conv(x, adj_t)`` for PyG. Where
+the peer's semantics are a trap — ``GCNConv(cached=True)`` ignoring a new
+graph, a seq-first module read as batch-first — the converted module gives
+the same numbers on the same calls and raises where the two would silently
+differ; see :func:`from_torch` and :func:`from_pyg`, and ``docs/interop.md``
+for every option.
 
 The graph helpers move edges between formats: ``edge_index`` ``[2, E]``
-(row 0 = source j, row 1 = target i, a message flows j -> i) and networkx
-graphs, scipy sparse matrices and PyG ``Data`` objects.
+(row 0 = source j, row 1 = target i, a message flows j -> i), PyG's sparse
+adjacency ``adj_t`` (:func:`from_sparse_adjacency`), networkx graphs, scipy
+sparse matrices and PyG ``Data`` objects.
 
 Legend: B batch, N nodes, E edges, H heads, C channels per head, d model width.
 """
@@ -176,7 +184,8 @@ def from_torch(module: nn.Module, *, batch_first: bool | None = None) -> nn.Modu
             m.batch_first = _source_batch_first(module) if batch_first is None else batch_first
             return _like(m, module)
     raise TypeError("from_torch converts nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder, "
-                    f"nn.TransformerDecoderLayer, nn.TransformerDecoder and nn.Transformer, got {type(module).__name__}")
+                    "nn.TransformerDecoderLayer, nn.TransformerDecoder and nn.Transformer, "
+                    f"got {type(module).__name__}")
 
 
 def _source_batch_first(module: nn.Module) -> bool:
@@ -771,6 +780,10 @@ class PygConv(GraphAttention):
     def forward(self, x, edge_index=None, edge_attr=None, *, edge_weight=None, size=None,
                 return_attention_weights=None, **kwargs):
         """Run the conv (see the class docstring for the call forms)."""
+        if isinstance(x, (tuple, list)) and len(x) == 2 and x[1] is None:
+            raise ValueError(f"{self.conv_type or 'the conv'} called on (x_src, None) (targets without features) "
+                             "has no counterpart here: the converted layer reads the targets' features; pass "
+                             "(x_src, x_dst)")
         if edge_weight is not None:
             if edge_attr is not None:
                 raise TypeError("give the edge weights once, as edge_attr or edge_weight")
