@@ -1496,3 +1496,25 @@ def test_gcn_conv_sparse_input_feature_and_static_graph_ports(graph):
     gat = from_pyg(GATConv((8, 16), 32, heads=2))
     with pytest.raises(ValueError, match=r"\(x_src, x_dst\)"):
         gat((torch.randn(4, 8), None), PYG_EDGES, size=(4, 2))
+
+
+@pytest.mark.parametrize("module", ["mha", "encoder_layer", "encoder"])
+def test_torch_mask_and_edge_index_are_one_graph(module):
+    """A dense torch mask is a graph given by its adjacency matrix: the converted module called on the
+    mask's edges (sparse path, graphformer's form) equals the torch module called with the mask."""
+    layer = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True)
+    ref = {"mha": nn.MultiheadAttention(D, HEADS, batch_first=True), "encoder_layer": layer,
+           "encoder": nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)}[module]
+    ref = randomise(ref).eval()
+    m = from_torch(ref)
+    blocked = torch.rand(N, N) > 0.5
+    blocked[:, 0] = False  # every target keeps an edge (torch gives NaN for a row without one)
+    dst, src = (~blocked).nonzero().t()
+    edge_index = torch.stack([src, dst])
+    x = torch.randn(1, N, D)
+    if module == "mha":
+        assert_same_call(lambda x: ref(x, x, x, attn_mask=blocked)[0][0], lambda x: m(x[0], edge_index), [x])
+    elif module == "encoder_layer":
+        assert_same_call(lambda x: ref(x, src_mask=blocked)[0], lambda x: m(x[0], edge_index), [x])
+    else:
+        assert_same_call(lambda x: ref(x, mask=blocked)[0], lambda x: m(x[0], edge_index), [x])
