@@ -275,9 +275,10 @@ class GraphAttention(nn.Module):
             if value.shape[:-1] != x_src.shape[:-1]:
                 raise ValueError(f"value must hold one row per key node, shape {tuple(x_src.shape[:-1])} + "
                                  f"[vdim], got {tuple(value.shape)}")
+            v = self._heads(self.v_proj(value))
             q = self._heads(q_lin(x_dst)) if self.score.uses_query else None
-            k = self._heads(self.k_proj(x_src)) if self.k_proj is not None else None
-            return q, k, self._heads(self.v_proj(value))
+            k = self._heads(self.k_proj(x_src)) if self.k_proj is not None else v
+            return q, k, v
         if not bipartite and self.q_proj is not None and self.k_proj is not None:
             # one matmul for the three projections, as nn.MultiheadAttention does
             weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
