@@ -761,11 +761,16 @@ class PygConv(GraphAttention):
 
     Attributes:
         conv_type: the PyG class it came from.
+        improved: GCN's ``improved`` (added loops weigh 2, as ``fill_value``).
         cached: GCN's ``cached``: the first graph is kept and a call on
-            another one raises (see :func:`from_pyg`).
-        sparse_loops: how a sparse adjacency's self-loops are treated by
-            GCN: ``"sum"`` (``torch.sparse``: loop weight added to the
-            diagonal), ``"replace"`` (``SparseTensor``), as PyG does.
+            another one raises (see :func:`from_pyg`). The check costs one
+            sort of the edges per call, where PyG's cached conv skips the
+            normalisation.
+
+    GCN treats a sparse adjacency's self-loops as PyG does per format: on a
+    ``torch.sparse`` tensor the added loop's weight is summed into the
+    diagonal, on a ``SparseTensor`` the diagonal is replaced, on an
+    ``edge_index`` / ``EdgeIndex`` one existing loop is kept.
     """
 
     conv_type: str = ""
