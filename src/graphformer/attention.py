@@ -82,6 +82,17 @@ class GraphAttention(nn.Module):
             enter the score (and the values, for ``"dot"``).
         self_loops: ``None``, ``"add"`` (replace self-loops by one per node, as
             GAT) or ``"remaining"`` (add where missing, as GCN); sparse path only.
+        vdim: width of the source features the values are read from, when
+            they differ from the keys' (``nn.MultiheadAttention(vdim=...)``);
+            such a layer is called with ``value=`` (default ``kdim``).
+        beta: with ``root_weight``, gate the skip instead of adding it
+            (TransformerConv's ``beta``): :math:`\beta_i = \sigma(w^\top [o_i \Vert r_i \Vert o_i - r_i])`,
+            output :math:`\beta_i r_i + (1 - \beta_i) o_i` with :math:`r_i` the root term.
+        fill_value: attribute of the self-loops the layer adds: a number, a
+            tensor, or a reduction of the node's incoming attributes
+            (``"mean"``, ``"add"``, ``"max"``, ``"min"``, ``"mul"``, see
+            :func:`~graphformer.structure.add_self_loops`). Default:
+            ``"mean"`` for edge features with ``self_loops="add"``, else 1.
 
     Shapes:
         - sparse: x ``[N, d]`` or ``([N, kdim], [M, d])``, edge_index ``[2, E]``
@@ -108,6 +119,9 @@ class GraphAttention(nn.Module):
         root_weight: bool = False,
         edge_dim: int | None = None,
         self_loops: str | None = None,
+        vdim: int | None = None,
+        beta: bool = False,
+        fill_value: float | str | Tensor | None = None,
     ):
         super().__init__()
         for name, value in (("d_model", d_model), ("num_heads", num_heads)):
@@ -122,27 +136,33 @@ class GraphAttention(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if self_loops not in (None, "add", "remaining"):
             raise ValueError(f"self_loops must be None, 'add' or 'remaining', got {self_loops!r}")
+        if beta and not root_weight:
+            raise ValueError("beta gates the root term; build the layer with root_weight=True as well")
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, head_dim
         self.kdim = d_model if kdim is None else kdim
+        self.vdim = self.kdim if vdim is None else vdim
+        self.fill_value = fill_value
         self.dropout, self.concat, self.self_loops = dropout, concat, self_loops
         self.score = make_score(score, num_heads, head_dim, edge_dim)
         inner = num_heads * head_dim
         self.out_dim = inner if concat else head_dim
         proj_bias = bias and out_proj
 
-        self.v_proj = nn.Linear(self.kdim, inner, bias=proj_bias)
+        self.v_proj = nn.Linear(self.vdim, inner, bias=proj_bias)
         separate_query = not self.score.query_shares_value or kdim is not None
         self.q_proj = nn.Linear(d_model, inner, bias=proj_bias) if self.score.uses_query and separate_query else None
         self.k_proj = nn.Linear(self.kdim, inner, bias=proj_bias) if self.score.uses_key else None
         self.edge_proj = nn.Linear(edge_dim, inner, bias=False) if edge_dim is not None else None
         self.root = nn.Linear(d_model, self.out_dim, bias=bias and not out_proj) if root_weight else None
+        self.lin_beta = nn.Linear(3 * self.out_dim, 1, bias=False) if beta else None
         self.out_proj = nn.Linear(self.out_dim, d_model, bias=bias) if out_proj else None
         self.bias = nn.Parameter(torch.zeros(self.out_dim)) if bias and not out_proj else None
         self.reset_parameters()
 
     def reset_parameters(self):
         """Xavier-uniform weights and zero biases (as ``nn.MultiheadAttention``)."""
-        for lin in (self.q_proj, self.k_proj, self.v_proj, self.edge_proj, self.root, self.out_proj):
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.edge_proj, self.root, self.out_proj,
+                    self.lin_beta):
             if lin is not None:
                 nn.init.xavier_uniform_(lin.weight)
                 if lin.bias is not None:
@@ -167,6 +187,8 @@ class GraphAttention(nn.Module):
         key_padding_mask: Tensor | None = None,
         attn_bias: Tensor | None = None,
         return_attention: bool = False,
+        adjacency: Tensor | None = None,
+        value: Tensor | None = None,
     ):
         """Attend along the edges of a graph (see the class docstring for the forms).
 
@@ -182,8 +204,23 @@ class GraphAttention(nn.Module):
             attn_bias: additive score bias, broadcastable to ``[B, H, M, N]``
                 (dense) or ``[E]`` / ``[E, H]`` (sparse).
             return_attention: also return an :class:`AttentionWeights` record.
+            adjacency: a dense graph given by its adjacency matrix (dense path):
+                bool, broadcastable to ``[B, H, M, N]``, ``adjacency[..., i, j]``
+                True where the edge j -> i exists. Combines with ``causal``
+                and ``key_padding_mask`` (an edge must pass all of them).
+                Note torch's bool ``attn_mask`` means the opposite (True = not
+                attended): pass ``~attn_mask``.
+            value: source features the values are read from when they differ
+                from the keys' (``mha(query, key, value)``), ``[B, N, vdim]``
+                with ``x = (key, query)``; dense path only.
         """
         x_src, x_dst, bipartite = self._split(x)
+        if value is None and self.vdim != self.kdim:
+            raise ValueError(f"the layer reads values of width vdim={self.vdim} != kdim={self.kdim}; pass them "
+                             "as value=")
+        if (adjacency is not None or value is not None) and (edge_index is not None or batch is not None):
+            raise ValueError("adjacency and value are dense-path inputs; with edge_index or batch leave them out "
+                             "(list the edges in edge_index instead)")
         if edge_index is not None:
             if causal or key_padding_mask is not None:
                 raise ValueError("causal and key_padding_mask describe the complete graph; with an explicit "
@@ -198,7 +235,7 @@ class GraphAttention(nn.Module):
                 raise ValueError("edge_attr needs an explicit edge_index; on the complete graph "
                                  "pass a structural bias as attn_bias instead")
             out, att = self._dense(x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias,
-                                   return_attention)
+                                   return_attention, adjacency=adjacency, value=value)
         return (out, att) if return_attention else out
 
     # ------------------------------------------------------------ plumbing
@@ -231,9 +268,17 @@ class GraphAttention(nn.Module):
         """[..., N, H*C] -> [..., H, N, C] (a view)."""
         return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-2, -3)
 
-    def _project(self, x_src: Tensor, x_dst: Tensor, bipartite: bool):
-        """q [.., H, M, C] (or None), k [.., H, N, C], v [.., H, N, C]."""
+    def _project(self, x_src: Tensor, x_dst: Tensor, bipartite: bool, value: Tensor | None = None):
+        """q [.., H, M, C] (or None), k [.., H, N, C], v [.., H, N, C] (v from ``value`` when given)."""
         q_lin = self.q_proj if self.q_proj is not None else self.v_proj
+        if value is not None:
+            if value.shape[:-1] != x_src.shape[:-1]:
+                raise ValueError(f"value must hold one row per key node, shape {tuple(x_src.shape[:-1])} + "
+                                 f"[vdim], got {tuple(value.shape)}")
+            v = self._heads(self.v_proj(value))
+            q = self._heads(q_lin(x_dst)) if self.score.uses_query else None
+            k = self._heads(self.k_proj(x_src)) if self.k_proj is not None else v
+            return q, k, v
         if not bipartite and self.q_proj is not None and self.k_proj is not None:
             # one matmul for the three projections, as nn.MultiheadAttention does
             weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
@@ -256,7 +301,12 @@ class GraphAttention(nn.Module):
         else:
             out = out.mean(dim=-3)
         if self.root is not None:
-            out = out + self.root(x_dst)
+            root = self.root(x_dst)
+            if self.lin_beta is not None:  # TransformerConv's gated skip
+                beta = torch.sigmoid(self.lin_beta(torch.cat([out, root, out - root], dim=-1)))
+                out = beta * root + (1 - beta) * out
+            else:
+                out = out + root
         if self.out_proj is not None:
             return self.out_proj(out)
         return out if self.bias is None else out + self.bias
@@ -278,6 +328,7 @@ class GraphAttention(nn.Module):
             if self.self_loops is not None:
                 check_edge_index(edge_index, num_src, num_dst)
                 fill = "mean" if self.self_loops == "add" and edge_attr is not None and edge_attr.dim() > 1 else 1.0
+                fill = fill if self.fill_value is None else self.fill_value
                 edge_index, edge_attr = add_self_loops(edge_index, min(num_src, num_dst), edge_attr,
                                                        mode=self.self_loops, fill_value=fill)
                 if attn_bias is not None:
@@ -325,10 +376,11 @@ class GraphAttention(nn.Module):
 
     # ---------------------------------------------------------- dense path
     def _dense(self, x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias, return_attention,
-               query_padding=None):
+               query_padding=None, adjacency=None, value=None):
         unbatched = x_dst.dim() == 2
         if unbatched:
             x_src, x_dst = x_src.unsqueeze(0), x_dst.unsqueeze(0)
+            value = None if value is None else value.unsqueeze(0)
         B, M, N = x_dst.size(0), x_dst.size(1), x_src.size(1)  # noqa: N806
         if x_src.size(0) != B:
             raise ValueError(f"x_src and x_dst have different batch sizes ({x_src.size(0)} and {B})")
@@ -345,6 +397,14 @@ class GraphAttention(nn.Module):
         if query_padding is not None:  # padded targets of a packed batch receive nothing
             receives = ~query_padding[:, None, :, None]
             allowed = receives if allowed is None else allowed & receives
+        if adjacency is not None:  # a dense graph given by its adjacency matrix, [i, j] = edge j -> i
+            if adjacency.dtype != torch.bool:
+                raise TypeError(f"adjacency must be bool (True = edge j -> i exists), got {adjacency.dtype}; "
+                                "an additive float mask goes in attn_bias")
+            if adjacency.dim() < 2 or adjacency.shape[-2:] != (M, N):
+                raise ValueError(f"adjacency must end in [M, N] = [{M}, {N}] and broadcast to [B, H, M, N], "
+                                 f"got {tuple(adjacency.shape)}")
+            allowed = adjacency if allowed is None else allowed & adjacency
         if causal and (allowed is not None or not self._sdpa_ok()):
             tril = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
             allowed = tril if allowed is None else allowed & tril
@@ -359,12 +419,12 @@ class GraphAttention(nn.Module):
                 raise ValueError(f"attn_bias must end in [M, N] = [{M}, {N}] and broadcast to [B, H, M, N], "
                                  f"got {tuple(attn_bias.shape)}")
 
-        q, k, v = self._project(x_src, x_dst, bipartite)
+        q, k, v = self._project(x_src, x_dst, bipartite, value)
         if not return_attention and self._sdpa_ok():
             q, k = self.score.transform(q, k)
             mask = allowed
             if attn_bias is not None:
-                mask = attn_bias if allowed is None else attn_bias.masked_fill(~allowed, float("-inf"))
+                mask = attn_bias if allowed is None else torch.where(allowed, attn_bias, float("-inf"))
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
                 is_causal=causal, scale=self.score.scale)

@@ -33,6 +33,10 @@ def check_edge_index(edge_index: Tensor, num_src: int, num_dst: int, name: str =
     """
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
+    if edge_index.layout != torch.strided:
+        raise TypeError(f"{name} is a sparse adjacency matrix ({edge_index.layout}), not a [2, E] edge list; "
+                        "convert PyG's adj_t (row = target) with graphformer.interop.from_sparse_adjacency(adj_t), "
+                        "or call a module made by from_pyg, which takes it as is")
     if edge_index.dtype not in (torch.long, torch.int):
         raise TypeError(f"{name} must hold integer node ids (torch.long), got dtype {edge_index.dtype}; "
                         f"use {name}.long()")
@@ -96,36 +100,64 @@ def add_self_loops(
     """Give every node an edge to itself.
 
     ``mode="add"`` removes existing self-loops and appends one per node (GAT's
-    convention). ``mode="remaining"`` keeps existing self-loops with their
-    attributes and adds one only where a node has none (GCN's convention).
-    New loops get ``fill_value`` as attribute, or the mean of the node's
-    incoming attributes with ``fill_value="mean"``.
+    convention). ``mode="remaining"`` keeps one existing self-loop per node
+    with its attribute (the last one in edge order, where a node has
+    several, as PyG's ``add_remaining_self_loops``) and adds one only where
+    a node has none (GCN's convention).
+
+    New loops get ``fill_value`` as attribute: a number, a tensor broadcast
+    to one edge's attribute, or a reduction of the node's incoming
+    attributes, ``"mean"``, ``"add"`` (= ``"sum"``), ``"max"``, ``"min"`` or
+    ``"mul"`` (PyG's ``fill_value`` strings; a node without incoming edges
+    gets 0, or 1 for ``"mul"``).
     """
     if mode not in ("add", "remaining"):
         raise ValueError(f"mode must be 'add' or 'remaining', got {mode!r}")
     device = edge_index.device
     loop = torch.arange(num_nodes, device=device)
     is_loop = edge_index[0] == edge_index[1]
+    reduce_index, reduce_attr = edge_index, edge_attr  # the edges a reduced fill value is read from
     if mode == "add":
         edge_index, edge_attr_kept = edge_index[:, ~is_loop], (None if edge_attr is None else edge_attr[~is_loop])
+        reduce_index, reduce_attr = edge_index, edge_attr_kept
         new_nodes = loop
     else:
-        edge_attr_kept = edge_attr
-        has_loop = torch.zeros(num_nodes, dtype=torch.bool, device=device)
-        has_loop[edge_index[0, is_loop]] = True
-        new_nodes = loop[~has_loop]
+        position = torch.arange(edge_index.size(1), device=device)
+        last = torch.full((num_nodes,), -1, dtype=torch.long, device=device)
+        last.scatter_reduce_(0, edge_index[0, is_loop], position[is_loop], reduce="amax")
+        keep = ~is_loop
+        keep[is_loop] = last[edge_index[0, is_loop]] == position[is_loop]  # one loop per node: the last one
+        edge_index, edge_attr_kept = edge_index[:, keep], (None if edge_attr is None else edge_attr[keep])
+        new_nodes = loop[last < 0]
     loops = torch.stack([new_nodes, new_nodes])
     new_index = torch.cat([edge_index, loops], dim=1)
     if edge_attr is None:
         return new_index, None
-    if fill_value == "mean":
-        source = edge_attr_kept.reshape(edge_attr_kept.size(0), -1)
-        total = source.new_zeros(num_nodes, source.size(1)).index_add_(0, edge_index[1], source)
-        count = torch.bincount(edge_index[1], minlength=num_nodes).clamp(min=1).unsqueeze(-1)
-        fill = (total / count)[new_nodes].view(-1, *edge_attr.shape[1:])
+    if isinstance(fill_value, str):
+        fill = _reduce_incoming(reduce_attr, reduce_index[1], num_nodes, fill_value)[new_nodes]
+        fill = fill.view(-1, *edge_attr.shape[1:])
+    elif isinstance(fill_value, Tensor):
+        fill = fill_value.to(edge_attr).expand(new_nodes.numel(), *edge_attr.shape[1:])
     else:
         fill = edge_attr.new_full((new_nodes.numel(), *edge_attr.shape[1:]), float(fill_value))
     return new_index, torch.cat([edge_attr_kept, fill], dim=0)
+
+
+def _reduce_incoming(attr: Tensor, target: Tensor, num_nodes: int, how: str) -> Tensor:
+    """``[num_nodes, F]``: the ``how`` reduction of each node's incoming ``attr`` rows (0 where none)."""
+    source = attr.reshape(attr.size(0), -1)
+    if how in ("add", "sum", "mean"):
+        total = source.new_zeros(num_nodes, source.size(1)).index_add_(0, target, source)
+        if how != "mean":
+            return total
+        return total / torch.bincount(target, minlength=num_nodes).clamp(min=1).unsqueeze(-1)
+    reductions = {"max": "amax", "min": "amin", "mul": "prod"}
+    if how not in reductions:
+        raise ValueError(f"fill_value must be a number, a tensor or one of 'mean', 'add', 'sum', 'max', 'min', "
+                         f"'mul', got {how!r}")
+    init = source.new_ones if how == "mul" else source.new_zeros
+    index = target.unsqueeze(-1).expand_as(source)
+    return init(num_nodes, source.size(1)).scatter_reduce_(0, index, source, reductions[how], include_self=False)
 
 
 def to_dense_batch(x: Tensor, batch: Tensor, num_graphs: int | None = None) -> tuple[Tensor, Tensor]:
