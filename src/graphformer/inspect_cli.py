@@ -327,7 +327,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``graphformer inspect``."""
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--sentence", help="space-separated tokens; attention over their complete graph "
-                                        "(default: a 22-token sentence)")
+                                        f"(default: a {len(DEFAULT_SENTENCE.split())}-token sentence)")
     src.add_argument("--graph", metavar="NAME", help="karate, Cora, CiteSeer or PubMed (with --root)")
     parser.add_argument("--root", help="folder holding <Name>/raw/ for Planetoid graphs (read only; copied to "
                                        "a temporary folder)")
