@@ -9,7 +9,7 @@ import torch
 import graphformer as gf
 from graphformer import diagnostics as dg
 from graphformer.layers import GraphformerEncoder
-from graphformer.models.graph import GCN
+from graphformer.models.graph import GCN, GPS, GATSep
 
 
 @pytest.fixture(autouse=True)
@@ -251,6 +251,10 @@ def test_recorder_selection_and_errors():
     assert [n for n, _ in dg.Recorder(model).modules] == ["convs.0", "convs.1", "convs.2"]
     assert [n for n, _ in dg.Recorder(model, gf.GraphAttention).modules] == ["convs.0", "convs.1", "convs.2"]
     assert [n for n, _ in dg.Recorder(model, [model.convs[1]]).modules] == ["convs.1"]
+    # by default the blocks of the layer-based models, not the attention inside them
+    assert [n for n, _ in dg.Recorder(GATSep(4, 8, 2, num_layers=2, num_heads=2)).modules] == ["layers.0", "layers.1"]
+    assert [n for n, _ in dg.Recorder(GPS(4, 8, 2, num_layers=3, num_heads=2)).modules] == [
+        "layers.0", "layers.1", "layers.2"]
     # a module inside another chosen one is dropped
     assert [n for n, _ in dg.Recorder(model, ["convs", "convs.1"]).modules] == ["convs"]
     with pytest.raises(ValueError, match="no submodule named"):

@@ -325,8 +325,8 @@ class Recorder:
 
     Args:
         model: any ``nn.Module``.
-        modules: what to hook: None (every GraphformerLayer / GPSLayer in the model, or
-            if there is none every GraphAttention), a module class or tuple of classes,
+        modules: what to hook: None (every GraphformerLayer / GPSLayer / GAT-sep block in the
+            model, or if there is none every GraphAttention), a module class or tuple of classes,
             or a sequence of modules or of names (as in ``model.named_modules()``).
             Hooked modules nested inside other hooked modules are dropped.
         edge_index: the graph for the Dirichlet energy (``[2, E]`` or SparseGraph); see above.
@@ -357,9 +357,10 @@ class Recorder:
         named = list(model.named_modules())
         if modules is None:
             from .layers import GraphformerLayer
-            from .models.graph import GPSLayer
+            from .models.graph import GPSLayer, _SepAttentionBlock
 
-            chosen = [(n, m) for n, m in named if isinstance(m, (GraphformerLayer, GPSLayer))]
+            blocks = (GraphformerLayer, GPSLayer, _SepAttentionBlock)
+            chosen = [(n, m) for n, m in named if isinstance(m, blocks)]
             if not chosen:
                 chosen = [(n, m) for n, m in named if isinstance(m, GraphAttention)]
         elif isinstance(modules, type) or (isinstance(modules, tuple) and modules

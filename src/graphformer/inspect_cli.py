@@ -220,7 +220,12 @@ def inspect_curves(x: Tensor, edge_index: Tensor | None, variants, *, layers: in
 
 
 def _mean(curves: list[list]) -> list:
-    return [None if any(v is None for v in vals) else sum(vals) / len(vals) for vals in zip(*curves)]
+    """Mean over seeds per layer; None where a value is missing or not finite (the output stays strict JSON)."""
+    out = []
+    for vals in zip(*curves):
+        mean = None if any(v is None for v in vals) else sum(vals) / len(vals)
+        out.append(mean if mean is not None and math.isfinite(mean) else None)
+    return out
 
 
 def _rate(curve: list) -> float | None:
