@@ -126,7 +126,9 @@ def dirichlet_energy(x, edge_index=None) -> Tensor:
 
 
 def rank_one_distance(x) -> Tensor:
-    r"""Relative distance from the nearest matrix with equal rows: :math:`\lVert X - \mathbf 1 \bar x^\top \rVert_F / \lVert X \rVert_F`.
+    r"""Relative distance from the nearest matrix with equal rows.
+
+    .. math:: \lVert X - \mathbf 1 \bar x^\top \rVert_F / \lVert X \rVert_F
 
     :math:`\bar x` is the mean row, the minimiser of the Frobenius residual
     :math:`\lVert X - \mathbf 1 x^\top \rVert_F` that Dong et al. (2021) show
@@ -162,7 +164,9 @@ def numerical_rank(x) -> Tensor:
 
 
 def effective_rank(x) -> Tensor:
-    r"""Effective rank (Roy & Vetterli, 2007): :math:`\exp\big(-\sum_k p_k \log p_k\big)`, :math:`p_k = \sigma_k / \sum_l \sigma_l`.
+    r"""Effective rank (Roy & Vetterli, 2007).
+
+    .. math:: \exp\big(-\textstyle\sum_k p_k \log p_k\big), \qquad p_k = \sigma_k / \textstyle\sum_l \sigma_l
 
     The exponential of the Shannon entropy (in nats) of the normalised singular
     values: 1 for a rank-one matrix, ``min(N, d)`` when all singular values are
