@@ -263,3 +263,22 @@ def test_recorder_selection_and_errors():
         dg.Recorder("model")
     with pytest.raises(ValueError, match="no module to hook"):
         dg.Recorder(torch.nn.Linear(2, 2))
+
+
+def test_pyg_style_batch_gives_one_value_per_graph():
+    sizes = [4, 6, 3]
+    xs = [torch.randn(n, 3, dtype=torch.float64) for n in sizes]
+    edges = [_graph(n, 8, seed=k) for k, n in enumerate(sizes)]
+    offsets = [0, 4, 10]
+    x = torch.cat(xs)
+    ei = torch.cat([e + o for e, o in zip(edges, offsets)], 1)
+    batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    expected = torch.stack([dg.dirichlet_energy(xg, eg) for xg, eg in zip(xs, edges)])
+    torch.testing.assert_close(dg.dirichlet_energy(x, ei, batch=batch), expected)
+    torch.testing.assert_close(dg.dirichlet_energy(x, batch=batch), torch.stack([dg.dirichlet_energy(g) for g in xs]))
+    for fn in (dg.rank_one_distance, dg.numerical_rank, dg.effective_rank):
+        torch.testing.assert_close(fn(x, batch=batch), torch.stack([fn(g) for g in xs]))
+    with pytest.raises(ValueError, match="joins two graphs"):
+        dg.dirichlet_energy(x, torch.tensor([[0], [5]]), batch=batch)
+    with pytest.raises(ValueError, match="graph id"):
+        dg.rank_one_distance(x, batch=batch[:-1])

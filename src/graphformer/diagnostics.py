@@ -14,8 +14,9 @@ so the Dirichlet energy of the complete graph is twice the squared
 Frobenius residual from the nearest rank-one matrix with equal rows, and
 :func:`rank_one_distance` is :math:`\sqrt{E(X) / (2 \lVert X \rVert_F^2)}`.
 
-Measures (each takes ``[N, d]`` and returns a 0-dim tensor, or ``[B, N, d]``
-and returns ``[B]``, one value per graph; a zero matrix gives 0, never NaN):
+Measures (each takes ``[N, d]`` and returns a 0-dim tensor, ``[B, N, d]`` and
+returns ``[B]``, or ``[N, d]`` with a PyG-style ``batch=`` vector and returns one
+value per graph; a zero matrix gives 0, never NaN):
 
 * :func:`dirichlet_energy` — :math:`\frac1N \sum_{(j \to i) \in E} \lVert x_i - x_j \rVert^2`
   (no ``edge_index``: the complete graph, in closed form, ``O(N d)``).
@@ -91,7 +92,25 @@ def _edges(edge_index) -> Tensor:
     return edge_index.long()
 
 
-def dirichlet_energy(x, edge_index=None) -> Tensor:
+def _check_batch(x: Tensor, batch) -> int:
+    """Number of graphs of a PyG-style ``batch`` vector (graph id per row of ``x`` ``[N, d]``)."""
+    if x.dim() != 2:
+        raise ValueError(f"with batch, x must be [N, d] (the nodes of all graphs stacked), got {tuple(x.shape)}")
+    if not isinstance(batch, Tensor) or batch.is_floating_point() or batch.dim() != 1 or batch.numel() != x.size(0):
+        raise ValueError(f"batch must be an integer tensor [{x.size(0)}] giving each node's graph id")
+    if batch.numel() and int(batch.min()) < 0:
+        raise ValueError("batch holds a negative graph id")
+    return int(batch.max()) + 1 if batch.numel() else 0
+
+
+def _per_graph(fn, x: Tensor, batch: Tensor) -> Tensor:
+    """``fn`` on the rows of each graph id: ``[N, d]`` -> ``[B]`` (a graph id with no node gets 0)."""
+    num_graphs = _check_batch(x, batch)
+    batch = batch.to(x.device)
+    return torch.stack([fn(x[batch == g]) for g in range(num_graphs)]) if num_graphs else x.new_zeros(0)
+
+
+def dirichlet_energy(x, edge_index=None, *, batch=None) -> Tensor:
     r"""Dirichlet energy :math:`E(X) = \frac{1}{N} \sum_{(j \to i) \in E} \lVert x_i - x_j \rVert_2^2`.
 
     The measure of oversmoothing of Rusch et al. (2023): it is 0 exactly when
@@ -106,11 +125,27 @@ def dirichlet_energy(x, edge_index=None) -> Tensor:
     Args:
         x: node features ``[N, d]``, or ``[B, N, d]`` (the same graph for each of B inputs).
         edge_index: ``[2, E]`` edges j -> i (or a SparseGraph / structure), None for the complete graph.
+        batch: ``[N]`` graph id of each node (a PyG batch of graphs): one energy per graph, each
+            with its own node count (without edges: each graph's complete graph).
 
     Returns:
-        a 0-dim tensor (``[N, d]`` input) or ``[B]``.
+        a 0-dim tensor (``[N, d]`` input), or ``[B]`` (batched input or ``batch``).
     """
     x = _features(x)
+    if batch is not None:
+        if edge_index is None:
+            return _per_graph(dirichlet_energy, x, batch)
+        num_graphs = _check_batch(x, batch)
+        ei = _edges(edge_index).to(x.device)
+        batch = batch.to(x.device).long()
+        if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= x.size(0)):
+            raise ValueError(f"edge_index refers to nodes outside the {x.size(0)} rows of x")
+        if ei.numel() and bool((batch[ei[0]] != batch[ei[1]]).any()):
+            raise ValueError("an edge joins two graphs of the batch; edges must stay within their graph")
+        per_edge = (x[ei[1]] - x[ei[0]]).pow(2).sum(-1)  # [E]
+        total = x.new_zeros(num_graphs).index_add_(0, batch[ei[1]], per_edge)
+        count = torch.bincount(batch, minlength=num_graphs).to(x.dtype)
+        return _safe_div(total, count)
     n = x.size(-2)
     if n == 0:
         return x.new_zeros(x.shape[:-2])
@@ -125,7 +160,7 @@ def dirichlet_energy(x, edge_index=None) -> Tensor:
     return diff.pow(2).sum((-2, -1)) / n
 
 
-def rank_one_distance(x) -> Tensor:
+def rank_one_distance(x, *, batch=None) -> Tensor:
     r"""Relative distance from the nearest matrix with equal rows.
 
     .. math:: \lVert X - \mathbf 1 \bar x^\top \rVert_F / \lVert X \rVert_F
@@ -134,9 +169,11 @@ def rank_one_distance(x) -> Tensor:
     :math:`\lVert X - \mathbf 1 x^\top \rVert_F` that Dong et al. (2021) show
     pure self-attention drives to zero. Scale-free, in [0, 1]; 0 for a zero matrix.
 
-    Shapes: ``[N, d]`` -> 0-dim, ``[B, N, d]`` -> ``[B]``.
+    Shapes: ``[N, d]`` -> 0-dim, ``[B, N, d]`` -> ``[B]``; ``[N, d]`` with ``batch`` ``[N]`` -> one value per graph.
     """
     x = _features(x)
+    if batch is not None:
+        return _per_graph(rank_one_distance, x, batch)
     if x.size(-2) == 0:
         return x.new_zeros(x.shape[:-2])
     residual = torch.linalg.vector_norm(x - x.mean(-2, keepdim=True), dim=(-2, -1))
@@ -149,21 +186,23 @@ def _singular_values(x: Tensor) -> Tensor:
     return torch.linalg.svdvals(x)
 
 
-def numerical_rank(x) -> Tensor:
+def numerical_rank(x, *, batch=None) -> Tensor:
     r"""Numerical (stable) rank :math:`\lVert X \rVert_F^2 / \lVert X \rVert_2^2 = \sum_k \sigma_k^2 / \sigma_1^2`.
 
     Between 1 (rank one) and ``rank(X)``; insensitive to tiny singular
     values, unlike the rank itself. 0 for a zero matrix.
 
-    Shapes: ``[N, d]`` -> 0-dim, ``[B, N, d]`` -> ``[B]``.
+    Shapes: ``[N, d]`` -> 0-dim, ``[B, N, d]`` -> ``[B]``; ``[N, d]`` with ``batch`` ``[N]`` -> one value per graph.
     """
+    if batch is not None:
+        return _per_graph(numerical_rank, _features(x), batch)
     s = _singular_values(_features(x))
     if s.size(-1) == 0:
         return s.new_zeros(s.shape[:-1])
     return _safe_div(s.pow(2).sum(-1), s[..., 0].pow(2))
 
 
-def effective_rank(x) -> Tensor:
+def effective_rank(x, *, batch=None) -> Tensor:
     r"""Effective rank (Roy & Vetterli, 2007).
 
     .. math:: \exp\big(-\textstyle\sum_k p_k \log p_k\big), \qquad p_k = \sigma_k / \textstyle\sum_l \sigma_l
@@ -172,8 +211,10 @@ def effective_rank(x) -> Tensor:
     values: 1 for a rank-one matrix, ``min(N, d)`` when all singular values are
     equal; :math:`0 \log 0 = 0`. 0 for a zero matrix.
 
-    Shapes: ``[N, d]`` -> 0-dim, ``[B, N, d]`` -> ``[B]``.
+    Shapes: ``[N, d]`` -> 0-dim, ``[B, N, d]`` -> ``[B]``; ``[N, d]`` with ``batch`` ``[N]`` -> one value per graph.
     """
+    if batch is not None:
+        return _per_graph(effective_rank, _features(x), batch)
     s = _singular_values(_features(x))
     if s.size(-1) == 0:
         return s.new_zeros(s.shape[:-1])
