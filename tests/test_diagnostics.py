@@ -282,3 +282,17 @@ def test_pyg_style_batch_gives_one_value_per_graph():
         dg.dirichlet_energy(x, torch.tensor([[0], [5]]), batch=batch)
     with pytest.raises(ValueError, match="graph id"):
         dg.rank_one_distance(x, batch=batch[:-1])
+
+
+def test_recorder_reads_a_pyg_batch_as_many_graphs():
+    layer = gf.GraphformerLayer(8, 2, 16, dropout=0.0).eval()
+    sizes = [5, 7]
+    batch = torch.repeat_interleave(torch.arange(2), torch.tensor(sizes))
+    x = torch.randn(12, 8)
+    with dg.record(layer) as rec:
+        out = layer(x, batch=batch)  # two complete graphs
+    per_graph = [out[:5].double(), out[5:].double()]
+    expected = sum(float(dg.rank_one_distance(g)) for g in per_graph) / 2
+    assert rec.records[1].rank_one_distance == pytest.approx(expected, rel=1e-9)
+    energy = sum(float(dg.dirichlet_energy(g)) for g in per_graph) / 2
+    assert rec.records[1].dirichlet_energy == pytest.approx(energy, rel=1e-9)

@@ -304,6 +304,7 @@ class LayerRecord:
 
     ``index`` 0 is the input of the first hooked module (when recorded);
     values are means over the B inputs of a batched ``[B, N, d]`` call.
+    With a ``batch=`` vector in the call (many graphs in one PyG batch) they are means over its graphs.
     ``dirichlet_energy_normalized`` is :math:`E(X) / \\lVert X \\rVert_F^2`, scale-free.
     ``attention_entropy`` is None where the layer has no attention.
     """
@@ -495,28 +496,35 @@ class Recorder:
             if out is None:
                 return None
             graph = self.edge_index if self.edge_index is not None else _graph_arg(args, kwargs)
+            batch = kwargs.get("batch")
+            if not isinstance(batch, Tensor) or batch.dim() != 1 or out.dim() != 2 or batch.numel() != out.size(0):
+                batch = None  # a pair of batch vectors (bipartite) or none: the call's rows as one matrix
             if self.include_input and not self.records:
                 inp = _first_tensor(args[0] if args else kwargs.get("x"))
                 if isinstance(inp, Tensor) and inp.shape[:-1] == out.shape[:-1]:
-                    self.records.append(self._measure(0, "input", inp, graph, None))
+                    self.records.append(self._measure(0, "input", inp, graph, None, batch))
             entropy = self._pending_entropy.pop(id(module), None)
             index = sum(r.name != "input" or r.index != 0 for r in self.records) + 1
-            self.records.append(self._measure(index, name, out, graph, entropy))
+            self.records.append(self._measure(index, name, out, graph, entropy, batch))
             return None
         return hook
 
     @staticmethod
-    def _measure(index: int, name: str, x: Tensor, graph, entropy: float | None) -> LayerRecord:
+    def _measure(index: int, name: str, x: Tensor, graph, entropy: float | None,
+                 batch: Tensor | None = None) -> LayerRecord:
         with torch.no_grad():
             x = x.detach().double()
-            energy = dirichlet_energy(x, graph)
-            norm2 = x.pow(2).sum((-2, -1))
+            if batch is not None and x.size(0) != batch.numel():
+                batch = None
+            energy = dirichlet_energy(x, graph, batch=batch)
+            norm2 = x.pow(2).sum((-2, -1)) if batch is None else x.new_zeros(energy.numel()).index_add_(
+                0, batch.to(x.device).long(), x.pow(2).sum(-1))
             values = {
                 "dirichlet_energy": energy,
                 "dirichlet_energy_normalized": _safe_div(energy, norm2),
-                "rank_one_distance": rank_one_distance(x),
-                "numerical_rank": numerical_rank(x),
-                "effective_rank": effective_rank(x),
+                "rank_one_distance": rank_one_distance(x, batch=batch),
+                "numerical_rank": numerical_rank(x, batch=batch),
+                "effective_rank": effective_rank(x, batch=batch),
             }
         return LayerRecord(index, name, **{k: float(v.mean()) for k, v in values.items()},
                            attention_entropy=entropy)
