@@ -567,6 +567,9 @@ class GATSep(ResidualGraphModel):
     (no self-loop) and a GELU feed-forward part. On a complete graph the
     attention part is GAT-style attention over all other nodes.
     ``sep=False`` gives the paper's GAT row (self-loops, no root map).
+    One difference from the paper's code: there each head's score reads the
+    whole transformed vector (``Linear(D, H)``), here GAT's per-head vectors
+    ``a_src``, ``a_dst`` read the head's own C channels, as ``GATConv``.
     Arguments and shapes as :class:`ResidualGraphModel`.
     """
 
