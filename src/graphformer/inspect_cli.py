@@ -69,6 +69,7 @@ _LABELS = {"rank_one_distance": "rank1 dist", "dirichlet_energy_normalized": "E/
            "dirichlet_energy": "energy", "numerical_rank": "num. rank", "effective_rank": "eff. rank",
            "attention_entropy": "entropy (bits)"}
 _PARTS = ("res", "ff", "ln")
+_LOG = ("rank_one_distance", "dirichlet_energy", "dirichlet_energy_normalized")
 
 
 def parse_variant(name: str) -> dict:
@@ -292,9 +293,12 @@ def write_csv(curves: dict[str, dict[str, list]], path: str | os.PathLike, sourc
 
 
 def plot_curves(curves: dict[str, dict[str, list]], path: str | os.PathLike, title: str = "",
-                measures=("rank_one_distance", "dirichlet_energy_normalized", "effective_rank",
+                measures=("rank_one_distance", "dirichlet_energy", "dirichlet_energy_normalized", "effective_rank",
                           "attention_entropy")) -> Path:
-    """Draw each measure against depth, one line per variant (log scale for the two decaying ones)."""
+    """Draw each measure against depth, one line per variant (written atomically).
+
+    The Dirichlet energy is drawn relative to layer 0; it and the other two decaying measures on a log scale.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -310,13 +314,15 @@ def plot_curves(curves: dict[str, dict[str, list]], path: str | os.PathLike, tit
             if not pts:
                 continue
             ks, vs = zip(*pts)
-            if m in ("rank_one_distance", "dirichlet_energy_normalized"):
-                vs = [max(v, 1e-16) for v in vs]
+            if m == "dirichlet_energy" and vs[0] > 0:
+                vs = [v / vs[0] for v in vs]
+            if m in _LOG:
+                vs = [max(v, 1e-32) for v in vs]
             ax.plot(ks, vs, marker=".", ms=3, lw=1.2, label=variant)
-        if m in ("rank_one_distance", "dirichlet_energy_normalized"):
+        if m in _LOG:
             ax.set_yscale("log")
         ax.set_xlabel("layer")
-        ax.set_title(_LABELS[m], fontsize=9)
+        ax.set_title("energy / layer 0" if m == "dirichlet_energy" else _LABELS[m], fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     if title:
