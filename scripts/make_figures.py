@@ -372,8 +372,55 @@ def explain_pictures(out: Path) -> list[Path]:
     return written
 
 
+def collapse(out: Path) -> list[Path]:
+    """Rank collapse and oversmoothing (``graphformer inspect``): a sentence's attention stacks, Cora's GCN stacks,
+    and both on the same axes. Cora is read from the shared data folder (a temporary copy)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from graphformer import inspect_cli as ic
+
+    tokens = ic.DEFAULT_SENTENCE.split()
+    sentence = ic.inspect_curves(None, None, ic.SENTENCE_VARIANTS, layers=24, width=64, heads=4, seeds=3,
+                                 features=lambda s: ic.sentence_features(tokens, 64, s))
+    written = [ic.plot_curves(sentence, out / "inspect_sentence.png",
+                              f"a {len(tokens)}-token sentence, 24 layers, random weights (graphformer inspect)")]
+    root = DATA / "planetoid"
+    name = "Cora" if (root / "Cora" / "raw").is_dir() else "karate"
+    data = ic.load_graph(name, root)
+    graph = ic.inspect_curves(data.x.float(), data.edge_index, ic.GRAPH_VARIANTS, layers=24, width=64, heads=4,
+                              seeds=3)
+    written.append(ic.plot_curves(graph, out / "inspect_cora.png",
+                                  f"{name} ({data.num_nodes} nodes), 24 layers, random weights (graphformer inspect)"))
+    lines = [("sentence: attention", sentence["attn"], "#d1495b", "-"),
+             ("sentence: Transformer layer", sentence["attn+res+ff+ln"], "#d1495b", "--"),
+             (f"{name}: GCN", graph["gcn"], BLUE, "-"),
+             (f"{name}: GCN + residual", graph["gcn+res"], BLUE, "--")]
+    fig = Figure(figsize=(9.6, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    panels = [("Dirichlet energy / layer 0", lambda c: [max(v / c["dirichlet_energy"][0], 1e-32)
+                                                        for v in c["dirichlet_energy"]], True),
+              ("numerical rank - 1", lambda c: [max(v - 1.0, 1e-16) for v in c["numerical_rank"]], True),
+              ("effective rank", lambda c: c["effective_rank"], True)]
+    for ax, (title, values, log) in zip(axes, panels):
+        for label, c, colour, style in lines:
+            ax.plot(range(len(c["effective_rank"])), values(c), color=colour, ls=style, marker=".", ms=3, lw=1.2,
+                    label=label)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("layer")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("one lens: attention on a sentence (complete graph) and a GCN on a citation graph", fontsize=9)
+    fig.tight_layout()
+    written.append(save(fig, out / "collapse_vs_oversmoothing.png"))
+    return written
+
+
 FIGURES_BY_NAME = {"sentence": sentence, "graphs": structures, "gcn": gcn, "spectrum": spectrum,
-                   "variables": variables, "patches": patches,
+                   "variables": variables, "patches": patches, "collapse": collapse,
                    "explain": explain_pictures}
 
 

@@ -7,7 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from graphformer.data.graphs import add_encodings, collate, load_planetoid, synthetic_structures
-from graphformer.models.graph import GAT, GCN, GPS, GraphTransformer, mean_pool
+from graphformer.classify import build_model
+from graphformer.models.graph import (
+    GAT,
+    GCN,
+    GPS,
+    GRAPH_MODELS,
+    GATSep,
+    GraphTransformer,
+    GTSep,
+    build_graph_model,
+    mean_pool,
+)
 from graphformer.structure import complete_edge_index
 
 
@@ -216,3 +227,106 @@ def test_gcn_learns_cora_quickly(shared_data, tmp_path):
     pred = model(data.x, graph).argmax(-1)
     accuracy = float((pred[data.test_mask] == data.y[data.test_mask]).float().mean())
     assert accuracy > 0.6  # chance is about 0.3 (largest class)
+
+
+# ------------------------------------------------------- -sep models (Platonov et al. 2023)
+_TINY_EDGES = torch.tensor([[1, 2, 0, 3, 2], [0, 0, 1, 1, 3]])  # j -> i; node 4 receives nothing
+
+
+@pytest.mark.parametrize("cls", [GATSep, GTSep])
+@pytest.mark.parametrize("sep", [True, False])
+def test_sep_models_shapes(cls, sep):
+    x, ei = torch.randn(12, 5), _random_graph()
+    model = cls(5, 16, 3, num_layers=3, num_heads=4, sep=sep)
+    assert model(x, ei).shape == (12, 3)
+    graph = model.prepare(ei, 12)
+    assert graph.num_edges == ei.size(1) + (0 if sep else 12)  # self-loops only without sep
+    model.eval()
+    torch.testing.assert_close(model(x, graph), model(x, ei))
+
+
+def _layer_norm(h, ln):
+    return F.layer_norm(h, (h.size(-1),), ln.weight, ln.bias, ln.eps)
+
+
+def _softmax_over_targets(scores, target, num_nodes):
+    """scores [E, H] -> per-target softmax, by an explicit loop over nodes."""
+    out = torch.zeros_like(scores)
+    for i in range(num_nodes):
+        m = target == i
+        if m.any():
+            out[m] = torch.softmax(scores[m], dim=0)
+    return out
+
+
+def test_gat_sep_equals_explicit_self_neighbour_computation():
+    torch.manual_seed(1)
+    n, d, heads = 5, 8, 2
+    c = d // heads
+    x = torch.randn(n, 3)
+    model = GATSep(3, d, 2, num_layers=1, num_heads=heads, dropout=0.0).eval()
+    block = model.layers[0]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    src, dst = _TINY_EDGES
+    h0 = F.gelu(model.input(x))
+    h = _layer_norm(h0, block.norm)
+    z = (h @ block.attn.v_proj.weight.T).view(n, heads, c)  # neighbours' transform W
+    s = F.leaky_relu((z[src] * block.attn.score.att_src).sum(-1) + (z[dst] * block.attn.score.att_dst).sum(-1), 0.2)
+    a = _softmax_over_targets(s, dst, n)  # [E, H]
+    msg = torch.zeros(n, heads, c).index_add_(0, dst, a.unsqueeze(-1) * z[src]).reshape(n, d)
+    own = h @ block.attn.root.weight.T + block.attn.root.bias  # the node itself, its own weight W_r
+    mixed = msg + own + block.attn.bias
+    ff = block.feedforward
+    h1 = h0 + ff.linear2(F.gelu(ff.linear1(mixed)))
+    expected = model.head(_layer_norm(h1, model.norm))
+    torch.testing.assert_close(model(x, _TINY_EDGES), expected, atol=1e-5, rtol=1e-5)
+    # node 4 has no neighbour: its update is the root term alone, not a NaN
+    assert torch.isfinite(model(x, _TINY_EDGES)).all()
+
+
+def test_gt_sep_equals_explicit_self_neighbour_computation():
+    torch.manual_seed(2)
+    n, d, heads = 5, 8, 2
+    c = d // heads
+    x = torch.randn(n, 3)
+    model = GTSep(3, d, 2, num_layers=1, num_heads=heads, dropout=0.0).eval()
+    layer = model.layers[0]
+    att = layer.self_attn
+    src, dst = _TINY_EDGES
+    h0 = F.gelu(model.input(x))
+    h = _layer_norm(h0, layer.norm1)
+    q, k, v = (lin(h).view(n, heads, c) for lin in (att.q_proj, att.k_proj, att.v_proj))
+    s = (q[dst] * k[src]).sum(-1) / c ** 0.5
+    a = _softmax_over_targets(s, dst, n)
+    msg = torch.zeros(n, heads, c).index_add_(0, dst, a.unsqueeze(-1) * v[src]).reshape(n, d)
+    h1 = h0 + att.out_proj(msg + h @ att.root.weight.T)  # neighbours through W_v, the node through W_r
+    ff = layer.feedforward
+    h2 = h1 + ff.linear2(F.gelu(ff.linear1(_layer_norm(h1, layer.norm2))))
+    expected = model.head(_layer_norm(h2, model.norm))
+    torch.testing.assert_close(model(x, _TINY_EDGES), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_sep_has_no_self_loop_and_non_sep_has_one():
+    """With sep, a node's own features reach it only through the root map."""
+    x = torch.randn(5, 3)
+    for sep in (True, False):
+        model = GATSep(3, 8, 2, num_layers=1, num_heads=2, dropout=0.0, sep=sep).eval()
+        assert (model.layers[0].attn.root is not None) == sep
+        _, att = model.layers[0].attn(torch.randn(5, 8), model.prepare(_TINY_EDGES, 5), return_attention=True)
+        loops = int((att.edge_index[0] == att.edge_index[1]).sum())
+        assert loops == (0 if sep else 5)
+
+
+def test_graph_model_registry_and_classify_factory():
+    assert {"gcn", "gat", "transformer", "gps", "gat-sep", "gt-sep"} <= set(GRAPH_MODELS)
+    model = build_graph_model("GAT-sep", 5, 1)
+    assert isinstance(model, GATSep) and model.input.out_features == 512 and len(model.layers) == 2
+    x, ei = torch.randn(12, 5), _random_graph()
+    net = build_model("gt-sep", 5, 3, hidden=16, heads=4, layers=2, dropout=0.2)
+    assert isinstance(net.model, GTSep) and net(x, ei).shape == (12, 3)
+    with pytest.raises(ValueError, match="unknown graph model"):
+        build_graph_model("gat-sepp", 5, 1)
+    with pytest.raises(ValueError, match="divisible"):
+        GATSep(5, 10, 2, num_heads=4)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data.graphs import NODE_ENCODINGS, parse_encoding
-from .models.graph import GAT, GCN, GPS, GraphTransformer, mean_pool
+from .models.graph import GAT, GCN, GPS, HETEROPHILY_RECIPE, GraphTransformer, build_graph_model, mean_pool
 
 __all__ = [
     "GRAPH_DATASETS",
@@ -54,7 +54,8 @@ __all__ = [
 
 NODE_DATASETS = ("Cora", "CiteSeer", "PubMed", "karate")
 GRAPH_DATASETS = ("synthetic-structures",)
-MODELS = ("gcn", "gat", "transformer", "gps")
+MODELS = ("gcn", "gat", "transformer", "gps", "gat-sep", "gt-sep")
+SEP_MODELS = ("gat-sep", "gt-sep")  # Platonov et al. 2023: residual + LayerNorm, self and neighbours apart
 
 # Published settings (Kipf & Welling 2017; Velickovic et al. 2018); the transformer rows are ours.
 NODE_DEFAULTS = {
@@ -66,6 +67,11 @@ NODE_DEFAULTS = {
                     "epochs": 200, "encoding": "random-walk"},
     "gps": {"hidden": 64, "heads": 4, "layers": 2, "dropout": 0.5, "lr": 0.005, "weight_decay": 5e-4,
             "epochs": 200, "encoding": "random-walk"},
+    # the published recipe (graphformer.models.graph.HETEROPHILY_RECIPE); hidden is the full width
+    **{name: {"hidden": HETEROPHILY_RECIPE["hidden"], "heads": HETEROPHILY_RECIPE["heads"], "layers": 2,
+              "dropout": HETEROPHILY_RECIPE["dropout"], "lr": HETEROPHILY_RECIPE["lr"],
+              "weight_decay": HETEROPHILY_RECIPE["weight_decay"], "epochs": HETEROPHILY_RECIPE["steps"],
+              "encoding": "none"} for name in SEP_MODELS},
 }
 # GPS attends over the complete graph of all N nodes; dropout on those N x N weights has no fused CPU kernel
 # (about 8x slower on Cora), so its attention weights are not dropped (features and residuals still are).
@@ -166,6 +172,11 @@ def build_model(name: str, in_channels: int, num_classes: int, *, hidden: int, h
     pe = pe_dim if node is not None else 0
     flip = node == "laplacian"
     spd = MAX_DISTANCE if with_spd else None
+    if name in SEP_MODELS:
+        if spd is not None:
+            raise ValueError(f"{name} attends only along edges; use a node encoding, not shortest-path")
+        return _WithEncoding(build_graph_model(name, in_channels + pe, num_classes, hidden_channels=hidden,
+                                               num_heads=heads, num_layers=layers, dropout=dropout), graph_level)
     if name in ("gcn", "gat"):
         if spd is not None:
             raise ValueError(f"the shortest-path encoding is an attention bias over all pairs; {name} attends only "

@@ -19,6 +19,7 @@ COMMANDS = {
     "explain": ("graphformer.explain", "attention by hand: every matrix of a small example"),
     "forecast": ("graphformer.forecast", "train and test a forecaster on a multivariate time series"),
     "classify": ("graphformer.classify", "node or graph classification on a PyG dataset"),
+    "inspect": ("graphformer.inspect_cli", "per-layer rank collapse / oversmoothing diagnostics"),
 }
 
 
