@@ -31,10 +31,16 @@ from graphformer.structure import (
 )
 
 
-@gf.register_score("test_cosine")
 def _cosine(q, k):
     """A user-defined score: scaled cosine similarity of query and key."""
     return 2.0 * F.cosine_similarity(q, k, dim=-1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_scores():
+    """The user-defined score of these tests, registered only while they run."""
+    with gf.registered_score("test_cosine", _cosine):
+        yield
 
 
 SOFTMAX_SCORES = ["dot", "additive", "gatv2", "test_cosine"]

@@ -277,12 +277,12 @@ def test_html_contains_the_matrices(tmp_path, capsys):
 
 
 def test_html_refuses_scores_it_cannot_recompute(tmp_path):
-    from graphformer import register_score
+    from graphformer import registered_score
 
-    register_score("explain_test_l1", lambda q, k: -(q - k).abs().sum(-1))
-    t = explain.trace("a b", score="explain_test_l1")
-    with pytest.raises(ValueError, match="recomputes"):
-        explain.write_html(t, tmp_path / "x.html")
+    with registered_score("explain_test_l1", lambda q, k: -(q - k).abs().sum(-1)):
+        t = explain.trace("a b", score="explain_test_l1")
+        with pytest.raises(ValueError, match="recomputes"):
+            explain.write_html(t, tmp_path / "x.html")
 
 
 @pytest.mark.skipif(NODE is None, reason="node (JavaScript) not installed")

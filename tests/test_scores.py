@@ -17,7 +17,7 @@ from torch import nn
 
 import graphformer as gf
 from graphformer import scores
-from graphformer.structure import causal_edge_index, complete_edge_index
+from graphformer.structure import SparseGraph, causal_edge_index, complete_edge_index
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -108,11 +108,6 @@ def _raw_product(q, k):
     return (q * k).sum(-1).sigmoid()
 
 
-gf.register_score("test_neg_l2", _scaled_l2)
-gf.register_score("test_raw_product", _raw_product, softmax=False)
-
-
-@gf.register_score("test_bilinear")
 class BilinearScore(gf.Score):
     """s_ij = q_i^T W_h k_j with a learned C x C matrix per head."""
 
@@ -125,6 +120,15 @@ class BilinearScore(gf.Score):
 
     def dense(self, q, k, mask):
         return q @ self.weight @ k.transpose(-1, -2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_scores():
+    """The user-defined scores of these tests, registered only while they run."""
+    with gf.registered_score("test_neg_l2", _scaled_l2), \
+            gf.registered_score("test_raw_product", _raw_product, softmax=False), \
+            gf.registered_score("test_bilinear", BilinearScore):
+        yield
 
 
 @pytest.mark.parametrize("name", ["test_neg_l2", "test_raw_product", "test_bilinear"])
@@ -242,9 +246,12 @@ def test_gcn_on_a_bipartite_graph_uses_source_out_degrees():
 
 
 def test_fixed_weight_scores_take_one_weight_per_edge():
-    layer = gf.GraphAttention(4, 1, score="mean", edge_dim=2)
-    with pytest.raises(ValueError, match=r"one weight per edge, shape \[E\]"):
+    layer = gf.GraphAttention(4, 1, score="mean")
+    with pytest.raises(ValueError, match=r"edge_attr with features needs the layer built with edge_dim"):
         layer(torch.randn(5, 4), EDGES, edge_attr=torch.randn(EDGES.size(1), 2))
+    with pytest.raises(ValueError, match=r"one weight per edge, shape \[E\]"):
+        layer.score.sparse(None, torch.randn(1, 5, 4), SparseGraph.from_edge_index(EDGES, 5),
+                           torch.randn(1, EDGES.size(1), 4))
 
 
 @pytest.mark.parametrize("name", ["dot", "additive", "gatv2"])
