@@ -72,16 +72,17 @@ def _per_head(fn, out: Tensor, work: torch.dtype, *tensors: Tensor) -> Tensor:
     return out
 
 
-def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``[H, E]`` dot products; ``dtype`` of the result defaults to float32 for half inputs."""
     H, M, _ = a.shape  # noqa: N806
     E, N = col.numel(), b.size(1)  # noqa: N806
-    dtype = _work_dtype(torch.promote_types(a.dtype, b.dtype))  # scores of half inputs stay float32
+    work = _work_dtype(torch.promote_types(a.dtype, b.dtype))
+    dtype = work if dtype is None else dtype  # scores of half inputs stay float32
     if E == 0 or a.size(-1) == 0:
         return a.new_zeros(H, E, dtype=dtype)
-    work = _work_dtype(dtype)
-    if a.dtype != work or b.dtype != work:  # half precision (or mixed): float32 arithmetic
+    if a.dtype != work or b.dtype != work or dtype != work:  # half precision (or mixed): float32 arithmetic
         if a.is_cuda:
-            return _sddmm(crow, col, a.to(work), b.to(work))
+            return _sddmm(crow, col, a.to(work), b.to(work)).to(dtype)
         return _per_head(lambda a1, b1: _sddmm(crow, col, a1, b1), a.new_empty(H, E, dtype=dtype), work, a, b)
     # sampled_addmm fails with more (duplicate) edges than M * N
     if E * a.size(-1) < _SMALL or E > M * N:
@@ -92,28 +93,40 @@ def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
                        (H, M, N))
         return torch.sparse.sampled_addmm(pattern, a, b.transpose(1, 2), beta=0.0).values()
     pattern = _csr(crow, col, a.new_zeros(E), (M, N))
+    if H == 1:
+        return torch.sparse.sampled_addmm(pattern, a[0], b[0].t(), beta=0.0).values().unsqueeze(0)
     return torch.stack([torch.sparse.sampled_addmm(pattern, a[h], b[h].t(), beta=0.0).values()
                         for h in range(H)])
 
 
-def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
+def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor, perm: Tensor | None = None,
+          dtype: torch.dtype | None = None) -> Tensor:
+    """``[H, M, C]`` aggregation of ``values[:, perm]`` (``perm`` applied one head at a time)."""
     H, N, C = dense.shape  # noqa: N806
     M, E = crow.numel() - 1, col.numel()  # noqa: N806
-    # messages take the node features' dtype: float32 weights (a score gradient) on half features give half
-    dtype = dense.dtype if dense.dtype not in _SPARSE_DTYPES else torch.promote_types(values.dtype, dense.dtype)
+    if dtype is None:
+        # messages take the node features' dtype: float32 weights (a score gradient) on half features give half
+        dtype = dense.dtype if dense.dtype not in _SPARSE_DTYPES else torch.promote_types(values.dtype, dense.dtype)
     if E == 0:
         return dense.new_zeros(H, M, C, dtype=dtype)
-    work = _work_dtype(dtype)
-    if values.dtype != work or dense.dtype != work:  # half precision (or mixed): float32 sums
+    work = _work_dtype(torch.promote_types(values.dtype, dense.dtype))
+    if values.dtype != work or dense.dtype != work or dtype != work:  # half precision (or mixed): float32 sums
         if dense.is_cuda:
-            return _spmm(crow, col, values.to(work), dense.to(work)).to(dtype)
-        return _per_head(lambda v1, d1: _spmm(crow, col, v1, d1), dense.new_empty(H, M, C, dtype=dtype), work,
-                         values.expand(H, -1), dense)
+            return _spmm(crow, col, values.to(work), dense.to(work), perm).to(dtype)
+        return _per_head(lambda v1, d1: _spmm(crow, col, v1, d1, perm), dense.new_empty(H, M, C, dtype=dtype),
+                         work, values.expand(H, -1), dense)
     if E * C < _SMALL:
         row = _rows(crow, E)
-        msg = dense[:, col] * values.unsqueeze(-1)
+        msg = dense[:, col] * (values if perm is None else values[:, perm]).unsqueeze(-1)
         return dense.new_zeros(H, M, C).index_add_(1, row, msg)
-    return torch.stack([_csr(crow, col, values[h], (M, N)) @ dense[h] for h in range(H)])
+    if perm is not None and dense.is_cuda:
+        values = values[:, perm]
+        perm = None
+
+    def head(h):
+        return _csr(crow, col, values[h] if perm is None else values[h][perm], (M, N)) @ dense[h]
+
+    return head(0).unsqueeze(0) if H == 1 else torch.stack([head(h) for h in range(H)])
 
 
 # Each product is registered twice with the same backward formulas: as a torch.library custom
@@ -127,13 +140,25 @@ def _inverse(perm: Tensor) -> Tensor:
     return inv
 
 
-def _backward_formulas(sddmm_fn, spmm_fn):
-    """Backward of both products, written with the given (differentiable) products."""
+def _backward_formulas(sddmm_fn, spmm_fn, lean: bool = False):
+    """Backward of both products, written with the given (differentiable) products.
+
+    With ``lean`` and grad mode off (a plain ``backward()``, no double backward) the kernels are called
+    directly: permutations are applied one head at a time and gradients come out in their inputs' dtypes,
+    so no full ``[H, E]`` copy or float32 gradient of half-precision inputs is made.
+    """
 
     def sddmm_backward(ctx, grad):
         crow, col, t_crow, t_col, t_perm, a, b = ctx.saved_tensors
         grad = grad.contiguous()
         grad_a = grad_b = None
+        if lean and not torch.is_grad_enabled():
+            with _no_autocast(grad):
+                if ctx.needs_input_grad[5]:
+                    grad_a = _spmm(crow, col, grad, b.contiguous(), dtype=a.dtype)
+                if ctx.needs_input_grad[6]:
+                    grad_b = _spmm(t_crow, t_col, grad, a.contiguous(), perm=t_perm, dtype=b.dtype)
+            return None, None, None, None, None, grad_a, grad_b
         if ctx.needs_input_grad[5]:
             grad_a = spmm_fn(crow, col, t_crow, t_col, t_perm, grad, b)
         if ctx.needs_input_grad[6]:
@@ -144,6 +169,13 @@ def _backward_formulas(sddmm_fn, spmm_fn):
         crow, col, t_crow, t_col, t_perm, values, dense = ctx.saved_tensors
         grad = grad.contiguous()
         grad_values = grad_dense = None
+        if lean and not torch.is_grad_enabled():
+            with _no_autocast(grad):
+                if ctx.needs_input_grad[5]:
+                    grad_values = _sddmm(crow, col, grad, dense.contiguous(), dtype=values.dtype)
+                if ctx.needs_input_grad[6]:
+                    grad_dense = _spmm(t_crow, t_col, values.contiguous(), grad, perm=t_perm, dtype=dense.dtype)
+            return None, None, None, None, None, grad_values, grad_dense
         if ctx.needs_input_grad[5]:
             grad_values = sddmm_fn(crow, col, t_crow, t_col, t_perm, grad, dense)
         if ctx.needs_input_grad[6]:
@@ -210,7 +242,7 @@ class _SpMM(torch.autograd.Function):
         return _eager_spmm_backward(ctx, grad)
 
 
-_eager_sddmm_backward, _eager_spmm_backward = _backward_formulas(_SDDMM.apply, _SpMM.apply)
+_eager_sddmm_backward, _eager_spmm_backward = _backward_formulas(_SDDMM.apply, _SpMM.apply, lean=True)
 
 
 def sddmm(graph, a: Tensor, b: Tensor) -> Tensor:
