@@ -308,7 +308,11 @@ class GraphAttention(nn.Module):
                 if attn_bias is not None:
                     raise ValueError("attn_bias on edges cannot be combined with self_loops; add the loops to "
                                      "edge_index yourself and give them a bias")
-            graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite)
+                # checked above; the loops were appended, so the edges need sorting (no second look)
+                graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, check=False, bipartite=bipartite,
+                                                    sort=True)
+            else:
+                graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite)
         E = graph.num_edges  # noqa: N806
         q, k, v = self._project(x_src, x_dst, bipartite)  # [H, M, C], [H, N, C], [H, N, C]
 

@@ -457,6 +457,13 @@ def shortest_path_distances(edge_index: Tensor, num_nodes: int, max_distance: in
 shortest_path_bias = shortest_path_distances  # the distances that ShortestPathBias turns into a bias
 
 
+def _out_of_range(values: Tensor, high: int) -> bool:
+    """Any value outside ``[0, high]``: one device-to-host read."""
+    lo, hi = torch.aminmax(values)
+    lo, hi = torch.stack([lo, hi]).tolist()
+    return lo < 0 or hi > high
+
+
 class ShortestPathBias(nn.Module):
     r"""Graphormer's spatial encoding: a learnable scalar per (distance, head) added to the scores.
 
@@ -495,7 +502,7 @@ class ShortestPathBias(nn.Module):
     def _lookup(self, distances: Tensor) -> Tensor:
         if distances.dtype not in (torch.long, torch.int):
             raise TypeError(f"distances must be an integer tensor, got {distances.dtype}")
-        if distances.numel() and (int(distances.min()) < 0 or int(distances.max()) > self.max_distance + 1):
+        if distances.numel() and not torch.compiler.is_compiling() and _out_of_range(distances, self.max_distance + 1):
             raise ValueError(f"distances must lie in [0, {self.max_distance + 1}] (max_distance + 1 = unreachable); "
                              "compute them with shortest_path_distances(..., max_distance=module.max_distance)")
         return self.embedding(distances.long().to(self.embedding.weight.device))

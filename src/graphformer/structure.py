@@ -29,8 +29,17 @@ def check_edge_index(edge_index: Tensor, num_src: int, num_dst: int, name: str =
     """Raise ``TypeError``/``ValueError`` unless ``edge_index`` is a valid ``[2, E]`` index.
 
     Sources must lie in ``[0, num_src)`` and targets in ``[0, num_dst)``.
-    The range check costs one ``aminmax`` pass over the edges.
+    The range check costs one ``aminmax`` pass over the edges and one
+    device-to-host read (none under ``torch.compile``, which skips it).
     """
+    _check_edge_form(edge_index, name)
+    if edge_index.numel() == 0 or torch.compiler.is_compiling():
+        return
+    _check_range(_read_stats(edge_index), num_src, num_dst, name)
+
+
+def _check_edge_form(edge_index: Tensor, name: str = "edge_index") -> None:
+    """Type, dtype and shape of an edge index: no device read."""
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
     if edge_index.dtype not in (torch.long, torch.int):
@@ -39,10 +48,19 @@ def check_edge_index(edge_index: Tensor, num_src: int, num_dst: int, name: str =
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"{name} must have shape [2, E] (row 0 = sources, row 1 = targets), "
                          f"got {tuple(edge_index.shape)}; transpose an [E, 2] list with .t()")
-    if edge_index.numel() == 0 or torch.compiler.is_compiling():
-        return
-    lo, hi = torch.aminmax(edge_index, dim=1)
-    lo, hi = lo.tolist(), hi.tolist()
+
+
+def _read_stats(edge_index: Tensor, key: Tensor | None = None) -> list[int]:
+    """``[min src, min dst, max src, max dst]`` (and 1 if ``key`` is not sorted) in one device-to-host read."""
+    lo, hi = torch.aminmax(edge_index.long(), dim=1)
+    parts = [lo, hi]
+    if key is not None:
+        parts.append((key[1:] < key[:-1]).any().long().view(1))
+    return torch.cat(parts).tolist()
+
+
+def _check_range(stats: list[int], num_src: int, num_dst: int, name: str) -> None:
+    lo, hi = stats[0:2], stats[2:4]
     if min(lo) < 0:
         raise ValueError(f"{name} has negative node ids (smallest {min(lo)}); ids must be >= 0")
     if hi[0] >= num_src:
@@ -186,18 +204,35 @@ class SparseGraph:
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_src: int, num_dst: int | None = None,
-                        check: bool = True, bipartite: bool = False) -> SparseGraph:
-        """Sort edges by (target, source) and build both CSR layouts."""
+                        check: bool = True, bipartite: bool = False, sort: bool | None = None) -> SparseGraph:
+        """Sort edges by (target, source) and build both CSR layouts.
+
+        Costs at most one device-to-host read: the range check (``check``)
+        and, on CPU, whether the edges are already sorted, read together.
+        ``sort=True`` sorts without looking (e.g. after appending self-loops),
+        ``sort=False`` promises the edges are in CSR order already; the
+        default looks on CPU and always sorts on GPU and under
+        ``torch.compile``, where a look would cost a device sync.
+        Built once, the graph is reused by every layer and step without
+        another read.
+        """
         num_dst = num_src if num_dst is None else num_dst
-        if check:
-            check_edge_index(edge_index, num_src, num_dst)
+        _check_edge_form(edge_index)
         edge_index = edge_index.long()
         src, dst = edge_index[0], edge_index[1]
         key = dst * num_src + src
+        compiling = torch.compiler.is_compiling()
+        if sort is None and (key.is_cuda or compiling):
+            sort = True
+        look = sort is None and key.numel() > 1
+        check = check and key.numel() > 0 and not compiling
+        if check or look:
+            stats = _read_stats(edge_index, key if look else None)
+            if check:
+                _check_range(stats, num_src, num_dst, "edge_index")
+            sort = bool(stats[-1]) if look else sort
         perm = None
-        # on CPU a sortedness check is cheaper than a sort; on GPU it would cost a device sync
-        always_sort = key.is_cuda or torch.compiler.is_compiling()
-        if always_sort or (key.numel() > 1 and bool((key[1:] < key[:-1]).any())):
+        if sort:
             perm = torch.argsort(key)
             src, dst = src[perm], dst[perm]
         crow = _pointer(dst, num_dst)

@@ -54,10 +54,11 @@ def _layout(edge_index: Tensor | SparseGraph, num_nodes: int, self_loops: str | 
             raise ValueError(f"the SparseGraph was built for {edge_index.num_src} nodes but x has {num_nodes} rows; "
                              "build it with model.prepare(edge_index, num_nodes=x.size(0))")
         return edge_index, edge_attr
+    if self_loops is None:
+        return SparseGraph.from_edge_index(edge_index, num_nodes), edge_attr  # one read: range and order together
     check_edge_index(edge_index, num_nodes, num_nodes)
-    if self_loops is not None:
-        edge_index, edge_attr = add_self_loops(edge_index, num_nodes, edge_attr, mode=self_loops)
-    return SparseGraph.from_edge_index(edge_index, num_nodes, check=False), edge_attr
+    edge_index, edge_attr = add_self_loops(edge_index, num_nodes, edge_attr, mode=self_loops)
+    return SparseGraph.from_edge_index(edge_index, num_nodes, check=False, sort=True), edge_attr  # loops appended
 
 
 def _check_x(x: Tensor, in_channels: int) -> None:
