@@ -236,10 +236,10 @@ def versus_pyg() -> None:
         err = rel_diff(ours(x, graph), conv(x, edge_index))
         check(f"prepared graph == PyG {name}", err < 1e-4, f"max relative diff {err:.1e}")
 
-        def run_ref():
+        def run_ref(conv=conv):
             conv(x, edge_index).sum().backward()
 
-        def run_ours():
+        def run_ours(ours=ours, graph=graph):
             ours(x, graph).sum().backward()
 
         t_ref, t_ours, ratio = _paired(run_ref, run_ours)

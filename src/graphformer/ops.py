@@ -21,7 +21,8 @@ Precision: float16 / bfloat16 inputs are computed in float32: dot products,
 the softmax maxima and normalisers and the aggregation sums all accumulate in
 float32. Scores (``sddmm`` of half inputs) are returned in float32 -- a score
 of size 20 rounded to bfloat16 is off by 0.06, which moves its softmax weight
-by 6% -- while weights and aggregated messages are stored in the input dtype. On CPU the float32 copies are made one head at a time, so the extra
+by 6% -- while weights and aggregated messages are stored in the input dtype.
+On CPU the float32 copies are made one head at a time, so the extra
 memory is ``[E]`` and ``[N, C]`` numbers, never ``[H, E, C]``; per-edge
 tensors kept for the backward pass stay ``[H, E]`` in the input dtype.
 The kernels run with autocast disabled (they choose their own precision).

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DenseBatch",
     "SparseGraph",
     "add_self_loops",
     "bipartite_edge_index",
@@ -265,3 +266,70 @@ def _pointer(sorted_index: Tensor, size: int) -> Tensor:
     """CSR row pointers of a sorted index: ``ptr[r]`` = first position holding a value >= r."""
     bounds = torch.arange(size + 1, dtype=sorted_index.dtype, device=sorted_index.device)
     return torch.searchsorted(sorted_index.contiguous(), bounds)  # a row of a transposed edge_index is strided
+
+
+@dataclass
+class DenseBatch:
+    """Many graphs' nodes (a PyG ``batch`` vector) laid out once as a padded ``[B, N_max, ...]`` batch.
+
+    Build it once with :meth:`from_batch` (one device-to-host read: the ids
+    are checked and the largest graph measured) and reuse it: :meth:`pack`
+    and :meth:`unpack` move node rows in and out by index, with no read, so
+    that the complete graph of every graph runs on the dense path as
+    ``attn(layout.pack(x), key_padding_mask=layout.pad)``.
+
+    Attributes:
+        batch: ``[N]`` graph id of each node (ids >= 0, nodes of one graph contiguous).
+        pos: ``[N]`` position of each node within its graph.
+        pad: ``[B, N_max]`` bool, True = padding.
+        num_graphs, max_nodes: B and N_max.
+    """
+
+    batch: Tensor
+    pos: Tensor
+    pad: Tensor
+    num_graphs: int
+    max_nodes: int
+
+    @classmethod
+    def from_batch(cls, batch: Tensor, num_graphs: int | None = None, name: str = "batch") -> DenseBatch:
+        """Lay out ``batch`` (``num_graphs`` defaults to the largest id + 1)."""
+        if not isinstance(batch, Tensor) or batch.dtype not in (torch.long, torch.int) or batch.dim() != 1:
+            raise TypeError(f"{name} must be a 1-D integer tensor of graph ids, one per node")
+        batch = batch.long()
+        device = batch.device
+        if batch.numel() == 0:
+            b = num_graphs or 0
+            return cls(batch, batch.clone(), torch.ones(b, 0, dtype=torch.bool, device=device), b, 0)
+        starts = torch.ones_like(batch, dtype=torch.bool)
+        starts[1:] = batch[1:] != batch[:-1]
+        first = torch.cummax(torch.where(starts, torch.arange(batch.numel(), device=device), 0), 0).values
+        pos = torch.arange(batch.numel(), device=device) - first  # position within the run of equal ids
+        stats = torch.stack([batch[0], batch[-1], (batch[1:] < batch[:-1]).any().long(), pos.max()]).tolist()
+        lowest, highest, unsorted, longest = stats
+        if lowest < 0 or unsorted:
+            raise ValueError(f"{name} must hold graph ids >= 0 in increasing order, the nodes of each graph "
+                             "contiguous (as in a PyG Batch); sort the nodes by graph id")
+        if num_graphs is None:
+            num_graphs = highest + 1
+        elif highest >= num_graphs:
+            raise ValueError(f"{name} has graph id {highest} but num_graphs={num_graphs}")
+        max_nodes = longest + 1
+        pad = torch.ones(num_graphs, max_nodes, dtype=torch.bool, device=device)
+        pad[batch, pos] = False
+        return cls(batch, pos, pad, num_graphs, max_nodes)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.batch.numel()
+
+    def pack(self, x: Tensor) -> Tensor:
+        """``[N, ...]`` -> ``[B, N_max, ...]``, zeros at the padding."""
+        if x.size(0) != self.num_nodes:
+            raise ValueError(f"x has {x.size(0)} rows but the DenseBatch was built for {self.num_nodes} nodes")
+        out = x.new_zeros(self.num_graphs, self.max_nodes, *x.shape[1:])
+        return out.index_put((self.batch, self.pos), x)
+
+    def unpack(self, dense: Tensor) -> Tensor:
+        """``[B, N_max, ...]`` -> ``[N, ...]`` (the padding dropped)."""
+        return dense[self.batch, self.pos]
