@@ -812,3 +812,23 @@ def test_dense_scores_without_fused_kernel_run_in_row_blocks(score, monkeypatch)
     assert set(calls) == {3}  # every block (and its recomputation in the backward pass) has 3 rows
     assert_close(out, expected, torch.float64)
     assert_close(grad, grad_expected, torch.float64)
+
+
+class _DistanceScore(gf.Score):
+    """s_ij = q_i . k_j - |i - j|: reads row positions, so it must not be cut into row blocks."""
+
+    def sparse(self, q, k, graph, edge):
+        return (q[:, graph.row] * k[:, graph.col]).sum(-1) - (graph.row - graph.col).abs()
+
+    def dense(self, q, k, mask, bipartite=False):
+        pos = torch.arange(q.size(-2))
+        return q @ k.transpose(-1, -2) - (pos[:, None] - pos[None, :]).abs()
+
+
+def test_scores_that_read_row_positions_are_not_cut_into_blocks(monkeypatch):
+    from graphformer import attention
+
+    layer = make_layer(_DistanceScore(), 2, 4, torch.float64, seed=45)
+    x = randn(12, 8, seed=46)
+    monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 1)  # would be blocks of one row
+    assert_close(layer(x), layer(x, complete_edge_index(12)), torch.float64)

@@ -404,7 +404,8 @@ class GraphAttention(nn.Module):
             if not self.score.softmax:  # fixed weights read M, N and the degrees off the full edge pattern
                 full = torch.ones(M, N, dtype=torch.bool, device=x_dst.device)
                 edges = (full if edges is None else edges & full).expand(B, self.num_heads, M, N)
-            rows = self._chunk_rows(q, k) if self.score.softmax and q is not None and not return_attention else M
+            blocks = self.score.softmax and self.score.row_blocks and q is not None and not return_attention
+            rows = self._chunk_rows(q, k) if blocks else M
             if rows < M:
                 out, att = self._dense_chunked(q, k, v, edges, attn_bias, rows), None
             else:
@@ -438,7 +439,8 @@ class GraphAttention(nn.Module):
             top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
             ex = torch.exp(scores.to(_work_dtype(scores.dtype)) - top)  # maxima and normalisers in float32
             weights = ex / ex.sum(-1, keepdim=True).clamp(min=torch.finfo(ex.dtype).tiny)
-            weights = weights.to(torch.promote_types(scores.dtype, v.dtype) if v.dtype in _FULL else v.dtype)
+            if v.dtype not in _FULL:  # half-precision weights, as on the sparse path
+                weights = weights.to(v.dtype)
         else:
             if attn_bias is not None:
                 raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "

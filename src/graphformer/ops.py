@@ -255,7 +255,8 @@ def sddmm(graph, a: Tensor, b: Tensor) -> Tensor:
         b: source-side features ``[H, N, C]``.
 
     Returns:
-        ``[H, E]`` in CSR order.
+        ``[H, E]`` in CSR order; float32 for float16 / bfloat16 inputs (the
+        products accumulate, and are kept, in float32).
     """
     fn = _sddmm_op if torch.compiler.is_compiling() else _SDDMM.apply
     return fn(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, a, b)
@@ -270,7 +271,9 @@ def spmm(graph, values: Tensor, dense: Tensor) -> Tensor:
         dense: source-node features ``[H, N, C]``.
 
     Returns:
-        ``[H, M, C]``; a target with no incoming edge gets zeros.
+        ``[H, M, C]``; a target with no incoming edge gets zeros. With
+        half-precision ``dense`` the sums run in float32 and the result takes
+        ``dense``'s dtype.
     """
     fn = _spmm_op if torch.compiler.is_compiling() else _SpMM.apply
     return fn(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, values, dense)

@@ -124,6 +124,10 @@ class Score(nn.Module):
     * ``pairwise_channels``: the dense path builds ``[B, H, M, N, C]``
       numbers (not only ``[B, H, M, N]``); used to size the blocks of target
       rows on large complete graphs.
+    * ``row_blocks``: :meth:`dense` of a block of target rows depends only on
+      those rows' queries (not on their positions), so the layer may evaluate
+      large complete graphs a block of rows at a time. False by default: a
+      subclass that reads row positions must not be cut into blocks.
 
     :meth:`reset_parameters` re-initialises the score's parameters; the base
     class resets every submodule that has a ``reset_parameters``.
@@ -136,6 +140,7 @@ class Score(nn.Module):
     edge_in_value: bool = False
     uses_edge_features: bool = False
     pairwise_channels: bool = True
+    row_blocks: bool = False
 
     def reset_parameters(self) -> None:
         """Re-initialise the parameters (the base class: every submodule with ``reset_parameters``)."""
@@ -213,6 +218,7 @@ class AdditiveScore(Score):
     query_shares_value = True
     uses_edge_features = True
     pairwise_channels = False
+    row_blocks = True
 
     def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None,
                  negative_slope: float = 0.2):
@@ -253,6 +259,7 @@ class GATv2Score(Score):
 
     uses_key = False
     uses_edge_features = True
+    row_blocks = True
 
     def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None,
                  negative_slope: float = 0.2):
@@ -480,6 +487,8 @@ class FunctionScore(Score):
     ``[H, E, C]`` gathered pairs on the sparse path, ``[B, H, M, N, C]`` on the
     dense path (a block of target rows at a time on large graphs).
     """
+
+    row_blocks = True  # fn sees one (q_i, k_j) pair at a time
 
     def __init__(self, fn: Callable[[Tensor, Tensor], Tensor], softmax: bool = True):
         super().__init__()
