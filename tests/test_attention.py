@@ -832,3 +832,28 @@ def test_scores_that_read_row_positions_are_not_cut_into_blocks(monkeypatch):
     x = randn(12, 8, seed=46)
     monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 1)  # would be blocks of one row
     assert_close(layer(x), layer(x, complete_edge_index(12)), torch.float64)
+
+
+@pytest.mark.parametrize("score", ["dot", "additive", "gcn"])
+def test_half_precision_layer_keeps_per_edge_memory_at_h_times_e(score):
+    """A bf16 forward + backward builds no [H, E, C] tensor: the largest is [H, E] or a node tensor."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                    self.largest = max(self.largest, t.numel())
+            return out
+
+    N, E, H, C = 400, 12_000, 4, 16  # noqa: N806
+    layer = gf.GraphAttention(H * C, H, score=score, dropout=0.1).to(torch.bfloat16).train()
+    x = torch.randn(N, H * C, dtype=torch.bfloat16, requires_grad=True)
+    graph = SparseGraph.from_edge_index(torch.randint(0, N, (2, E), generator=torch.Generator().manual_seed(47)), N)
+    mode = Largest()
+    with mode:
+        layer(x, graph).sum().backward()
+    assert mode.largest <= max(H * E, 3 * N * H * C) < H * E * C
