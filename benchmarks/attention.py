@@ -12,6 +12,12 @@ each implementation in its own process.
     python benchmarks/attention.py                  # every case, CPU
     python benchmarks/attention.py --quick          # the smaller cases
     python benchmarks/attention.py --device cuda
+    python benchmarks/attention.py --only precision # bfloat16 against float32, sparse path
+
+The precision cases run the same layer (``score="dot"``, a prepared
+``SparseGraph``) in float32 (the reference) and in bfloat16 -- weights and
+inputs cast (``bf16``) or float32 weights under ``torch.autocast`` (``autocast
+bf16``) -- and report the bfloat16 peak memory as a fraction of the float32 one.
 """
 
 from __future__ import annotations
@@ -83,9 +89,40 @@ def make_sparse(conv_name: str, num_nodes: int, num_edges: int, device, seed: in
     return run_ref, run_ours
 
 
+def make_precision(mode: str, num_nodes: int, num_edges: int, device, seed: int = 0):
+    """One GraphAttention on a prepared random graph: float32 (reference) and bfloat16 runners."""
+    torch.manual_seed(seed)
+    layer = gf.GraphAttention(D_MODEL, HEADS).to(device)
+    x = torch.randn(num_nodes, D_MODEL, device=device)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), device=device)
+    graph = gf.SparseGraph.from_edge_index(edge_index, num_nodes)
+    x32 = x.clone().requires_grad_()
+
+    def run_ref():
+        layer(x32, graph).sum().backward()
+
+    if mode == "autocast":
+        def run_ours():
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                out = layer(x32, graph)
+            out.sum().backward()
+    else:
+        half = gf.GraphAttention(D_MODEL, HEADS).to(device)
+        half.load_state_dict(layer.state_dict())
+        half = half.to(torch.bfloat16)
+        x16 = x.to(torch.bfloat16).requires_grad_()
+
+        def run_ours():
+            half(x16, graph).sum().backward()
+
+    return run_ref, run_ours
+
+
 def build(case: dict, device):
     if case["kind"] == "dense":
         return make_dense(case["batch"], case["n"], device)
+    if case["kind"] == "precision":
+        return make_precision(case["mode"], case["n"], case["e"], device)
     return make_sparse(case["conv"], case["n"], case["e"], device)
 
 
@@ -144,14 +181,19 @@ def _worker(case_json: str, which: str) -> None:
     print(max(_status_bytes("VmHWM") - before, 0))
 
 
-def cases(quick: bool) -> list[dict]:
+def cases(quick: bool, only: str | None = None) -> list[dict]:
     out = [{"kind": "dense", "batch": b, "n": n, "label": f"complete {b}x{n}", "ref": "nn.MultiheadAttention"}
            for b, n in (DENSE_CASES[:2] if quick else DENSE_CASES)]
     for n, e in (SPARSE_CASES[:1] if quick else SPARSE_CASES):
         for conv in SPARSE_CONVS:
             out.append({"kind": "sparse", "conv": conv, "n": n, "e": e, "label": f"sparse {n:,} / {e:,}",
                         "ref": conv})
-    return out
+    for n, e in (SPARSE_CASES[:1] if quick else SPARSE_CASES):
+        for mode in ("bf16", "autocast"):
+            out.append({"kind": "precision", "mode": mode, "n": n, "e": e,
+                        "label": f"sparse {n:,} / {e:,}, {'autocast ' if mode == 'autocast' else ''}bf16",
+                        "ref": "ours, float32"})
+    return [c for c in out if only is None or c["kind"] == only]
 
 
 def main(argv=None) -> list[dict]:
@@ -160,6 +202,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="only the smaller cases")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--only", choices=["dense", "sparse", "precision"], help="one kind of case")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -173,7 +216,7 @@ def main(argv=None) -> list[dict]:
     print("| graph | reference | reference ms | ours ms | time ratio | reference MiB | ours MiB | memory ratio |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = []
-    for case in cases(args.quick):
+    for case in cases(args.quick, args.only):
         run_ref, run_ours = build(case, device)
         t_ref, t_ours, ratio = paired_times(run_ref, run_ours, device, args.repeats)
         del run_ref, run_ours

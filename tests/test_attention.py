@@ -31,10 +31,16 @@ from graphformer.structure import (
 )
 
 
-@gf.register_score("test_cosine")
 def _cosine(q, k):
     """A user-defined score: scaled cosine similarity of query and key."""
     return 2.0 * F.cosine_similarity(q, k, dim=-1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_scores():
+    """The user-defined score of these tests, registered only while they run."""
+    with gf.registered_score("test_cosine", _cosine):
+        yield
 
 
 SOFTMAX_SCORES = ["dot", "additive", "gatv2", "test_cosine"]
@@ -699,3 +705,155 @@ def test_edge_attr_errors_on_fixed_weight_scores():
         gcn(X[None], attn_bias=torch.randn(5, 5))
     with pytest.raises(ValueError, match="self_loops"):
         gf.GraphAttention(4, 2, self_loops="add")(X, EI, attn_bias=torch.randn(3))
+
+
+# ====================================================== half precision
+HALF = [torch.bfloat16, torch.float16]
+
+
+def _high_in_degree(dtype, score="dot", num_src=10_000, num_dst=3, d=32, heads=4, seed=40):
+    """A bipartite graph where every target hears from 10,000 sources, in half precision, with a
+    float64 copy of the same (already rounded) weights and inputs as the exact reference."""
+    layer = make_layer(score, heads, d // heads, dtype=torch.float32, seed=seed).to(dtype)
+    exact = make_layer(score, heads, d // heads, dtype=torch.float32, seed=seed).to(dtype).double()
+    x_src = (2 * randn(num_src, d, seed=seed + 1)).to(dtype)  # scores of size ~10: rounding them would show
+    x_dst = (2 * randn(num_dst, d, seed=seed + 2)).to(dtype)
+    return layer, exact, x_src, x_dst, bipartite_edge_index(num_src, num_dst)
+
+
+def _errors(layer, exact, x_src, x_dst, edge_index, autocast=False):
+    """Max abs error against float64 of the output and of the input gradients, sparse and dense path."""
+    xs64, xd64 = x_src.double().requires_grad_(), x_dst.double().requires_grad_()
+    ref = exact((xs64, xd64), edge_index)
+    w = randn(*ref.shape, seed=41)  # a random linear loss, so the gradients differ per row
+    ref_grads = torch.autograd.grad((ref * w).sum(), (xs64, xd64))
+    errors = {}
+    for path, graph in (("sparse", edge_index), ("dense", None)):
+        xs, xd = x_src.clone().requires_grad_(), x_dst.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = layer((xs, xd), graph)
+        grads = torch.autograd.grad((out.double() * w).sum(), (xs, xd))
+        errors[path] = [(out.double() - ref).abs().max().item()] + [
+            (g.double() - r).abs().max().item() for g, r in zip(grads, ref_grads)]
+    return errors, ref.abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("score", ["dot", "additive"])
+def test_half_precision_sparse_path_is_as_accurate_as_the_dense_path(dtype, score):
+    """In-degree 10,000: outputs and gradients of the sparse path stay within the dense path's own error."""
+    layer, exact, x_src, x_dst, edge_index = _high_in_degree(dtype, score)
+    errors, scale = _errors(layer, exact, x_src, x_dst, edge_index)
+    eps = torch.finfo(dtype).eps
+    for which, (sparse, dense) in enumerate(zip(errors["sparse"], errors["dense"])):
+        assert sparse <= 1.5 * dense + 4 * eps * scale, (which, errors)
+    assert errors["sparse"][0] <= 8 * eps * scale, errors  # a few roundings of the output, nothing that grows with E
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_softmax_weights_sum_to_one_at_in_degree_10000(dtype):
+    layer, exact, x_src, x_dst, edge_index = _high_in_degree(dtype)
+    _, att = layer((x_src, x_dst), edge_index, return_attention=True)
+    assert att.weights.dtype == dtype and att.scores.dtype == torch.float32  # scores are never rounded to half
+    M, N = x_dst.size(0), x_src.size(0)  # noqa: N806  (edges target-major: [M, N, H])
+    sums = att.weights.double().view(M, N, -1).sum(1)  # [M, H]
+    torch.testing.assert_close(sums, torch.ones_like(sums), atol=4 * torch.finfo(dtype).eps, rtol=0)
+    # every weight is the float64 softmax of its scores rounded once: a relative error of eps / 2
+    # (float16's subnormal weights below 6e-5 keep an absolute one of half their spacing, tiny * eps)
+    ref = torch.softmax(att.scores.double().view(M, N, -1), dim=1).view(M * N, -1)
+    info = torch.finfo(dtype)
+    assert ((att.weights.double() - ref).abs() <= 0.505 * info.eps * ref + info.tiny * info.eps).all()
+
+
+@pytest.mark.parametrize("score", ["dot", "additive"])
+def test_autocast_bf16_on_both_paths(score):
+    """float32 weights under CPU autocast: bfloat16 matmuls, float32 softmax and sums, on both paths."""
+    layer, exact, x_src, x_dst, edge_index = _high_in_degree(torch.float32, score, num_src=4000)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer((x_src, x_dst), edge_index).dtype == torch.bfloat16
+    errors, scale = _errors(layer, exact, x_src, x_dst, edge_index, autocast=True)
+    eps = torch.finfo(torch.bfloat16).eps
+    for which, (sparse, dense) in enumerate(zip(errors["sparse"], errors["dense"])):
+        assert sparse <= 1.5 * dense + 4 * eps * scale, (which, errors)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_complete_graph_scores_without_fused_kernel(dtype):
+    """The explicit dense path (gatv2, return_attention) takes its softmax in float32 too."""
+    layer, exact, x_src, x_dst, edge_index = _high_in_degree(dtype, "gatv2", num_src=2000)
+    ref = exact((x_src.double(), x_dst.double()))
+    scale, eps = ref.abs().max().item(), torch.finfo(dtype).eps
+    sparse, dense = layer((x_src, x_dst), edge_index), layer((x_src, x_dst))
+    assert (sparse.double() - ref).abs().max() <= 8 * eps * scale
+    assert (dense.double() - ref).abs().max() <= 8 * eps * scale
+
+
+# ================================================ dense scores in row blocks
+@pytest.mark.parametrize("score", ["gatv2", "additive", "test_cosine"])
+def test_dense_scores_without_fused_kernel_run_in_row_blocks(score, monkeypatch):
+    """Blocks of target rows give the unblocked result, and no [B, H, M, N, C] tensor exists at once."""
+    from graphformer import attention
+
+    layer = make_layer(score, 2, 4, torch.float64, seed=42)
+    x = randn(2, 12, 8, seed=43).requires_grad_()
+    pad = torch.zeros(2, 12, dtype=torch.bool)
+    pad[1, 9:] = True
+    bias = randn(2, 2, 12, 12, seed=44)
+    expected = layer(x, causal=True, attn_bias=bias, key_padding_mask=pad)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    per_row = 2 * 2 * 12 * (4 if layer.score.pairwise_channels else 1)  # B * H * N (* C)
+    monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 3 * per_row)  # blocks of 3 target rows
+    calls = []
+    original = attention.GraphAttention._dense_explicit
+    monkeypatch.setattr(attention.GraphAttention, "_dense_explicit",
+                        lambda self, q, *a, **k: calls.append(q.size(-2)) or original(self, q, *a, **k))
+    out = layer(x, causal=True, attn_bias=bias, key_padding_mask=pad)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    assert set(calls) == {3}  # every block (and its recomputation in the backward pass) has 3 rows
+    assert_close(out, expected, torch.float64)
+    assert_close(grad, grad_expected, torch.float64)
+
+
+class _DistanceScore(gf.Score):
+    """s_ij = q_i . k_j - |i - j|: reads row positions, so it must not be cut into row blocks."""
+
+    def sparse(self, q, k, graph, edge):
+        return (q[:, graph.row] * k[:, graph.col]).sum(-1) - (graph.row - graph.col).abs()
+
+    def dense(self, q, k, mask, bipartite=False):
+        pos = torch.arange(q.size(-2))
+        return q @ k.transpose(-1, -2) - (pos[:, None] - pos[None, :]).abs()
+
+
+def test_scores_that_read_row_positions_are_not_cut_into_blocks(monkeypatch):
+    from graphformer import attention
+
+    layer = make_layer(_DistanceScore(), 2, 4, torch.float64, seed=45)
+    x = randn(12, 8, seed=46)
+    monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 1)  # would be blocks of one row
+    assert_close(layer(x), layer(x, complete_edge_index(12)), torch.float64)
+
+
+@pytest.mark.parametrize("score", ["dot", "additive", "gcn"])
+def test_half_precision_layer_keeps_per_edge_memory_at_h_times_e(score):
+    """A bf16 forward + backward builds no [H, E, C] tensor: the largest is [H, E] or a node tensor."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                    self.largest = max(self.largest, t.numel())
+            return out
+
+    N, E, H, C = 400, 12_000, 4, 16  # noqa: N806
+    layer = gf.GraphAttention(H * C, H, score=score, dropout=0.1).to(torch.bfloat16).train()
+    x = torch.randn(N, H * C, dtype=torch.bfloat16, requires_grad=True)
+    graph = SparseGraph.from_edge_index(torch.randint(0, N, (2, E), generator=torch.Generator().manual_seed(47)), N)
+    mode = Largest()
+    with mode:
+        layer(x, graph).sum().backward()
+    assert mode.largest <= max(H * E, 3 * N * H * C) < H * E * C

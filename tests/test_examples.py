@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import graphformer as gf
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -226,8 +228,13 @@ def test_tutorial_snippets_run():
     blocks = _blocks("python")
     assert len(blocks) >= 6
     namespace: dict = {"__name__": "tutorial"}
-    for code in blocks:  # one namespace, in order, as a reader would run them
-        exec(compile(code, str(TUTORIAL), "exec"), namespace)
+    before = set(gf.available_scores())
+    try:
+        for code in blocks:  # one namespace, in order, as a reader would run them
+            exec(compile(code, str(TUTORIAL), "exec"), namespace)
+    finally:  # the tutorial registers a score: leave the registry as it was
+        for name in set(gf.available_scores()) - before:
+            gf.unregister_score(name)
 
 
 def test_tutorial_numbers_come_from_the_example(sentence, capsys):

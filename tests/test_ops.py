@@ -56,6 +56,9 @@ def csr_kernels(enabled: bool):
         ops._SMALL = old
 
 
+KERNELS = pytest.mark.parametrize("csr", [False, True], ids=["gather", "csr"])
+
+
 def dense_adjacency(edge_index, values, num_src, num_dst):
     """[H, M, N] matrices with values[h, e] summed at (target, source); duplicates add up."""
     H = values.size(0)
@@ -148,20 +151,24 @@ def test_segment_softmax_minus_inf_gives_zero_and_never_nan():
     assert torch.isfinite(grad).all()
 
 
+@KERNELS
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_dtypes_match_float64(dtype):
+def test_low_precision_dtypes_match_float64(dtype, csr):
+    """Half-precision inputs, float32 arithmetic: sddmm is exact to float32, spmm is rounded once to dtype."""
     g = _gen(0)
     edge_index = torch.tensor([[2, 0, 1, 1, 0], [0, 1, 1, 0, 1]])
     sg = SparseGraph.from_edge_index(edge_index, 3, 2)
-    a = torch.randn(2, 2, 4, generator=g, dtype=torch.float64)
-    b = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
-    values = torch.rand(2, 5, generator=g, dtype=torch.float64)
-    tol = dict(atol=5e-2, rtol=5e-2)
-    torch.testing.assert_close(ops.sddmm(sg, a.to(dtype), b.to(dtype)).double(), ops.sddmm(sg, a, b), **tol)
-    torch.testing.assert_close(ops.spmm(sg, values.to(dtype), b.to(dtype)).double(), ops.spmm(sg, values, b), **tol)
+    a, b = torch.randn(2, 2, 4, generator=g).to(dtype), torch.randn(2, 3, 4, generator=g).to(dtype)
+    values = torch.rand(2, 5, generator=g).to(dtype)
+    with csr_kernels(csr):
+        scores, out = ops.sddmm(sg, a, b), ops.spmm(sg, values, b)
+    assert scores.dtype == torch.float32 and out.dtype == dtype
+    torch.testing.assert_close(scores.double(), ops.sddmm(sg, a.double(), b.double()), atol=1e-6, rtol=1e-6)
+    exact = ops.spmm(sg, values.double(), b.double())
+    assert ((out.double() - exact).abs() <= 0.505 * torch.finfo(dtype).eps * exact.abs() + 1e-6).all()
 
 
-@pytest.mark.parametrize("csr", [False, True])
+@KERNELS
 def test_kernels_on_a_graph_without_edges(csr):
     sg = SparseGraph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 3, 4)
     a, b = torch.randn(2, 4, 5, requires_grad=True), torch.randn(2, 3, 5, requires_grad=True)
@@ -180,7 +187,6 @@ def test_kernels_on_a_graph_without_edges(csr):
 # isolated nodes (target 4 and source 5 have no edge)
 GRAD_EDGES = torch.tensor([[3, 1, 0, 1, 2, 0, 3], [2, 2, 0, 2, 1, 3, 0]])
 GRAD_SIZES = [(6, 5), (6, 6)]
-KERNELS = pytest.mark.parametrize("csr", [False, True], ids=["gather", "csr"])
 
 
 @KERNELS
@@ -232,3 +238,56 @@ def test_gradcheck_full_message_passing(csr):
 
     with csr_kernels(csr):
         assert torch.autograd.gradcheck(attend, (q, k, v))
+
+
+# ------------------------------------------------------- half precision
+class _LargestTensor(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest tensor (in elements) any operator returns while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_keeps_per_edge_memory_at_h_times_e(dtype):
+    """No [H, E, C] gather: the largest tensor of a forward + backward is [H, E] or a node tensor [H, N, C]."""
+    H, N, C, E = 4, 300, 16, 6000  # noqa: N806
+    g = _gen(7)
+    sg = SparseGraph.from_edge_index(torch.randint(0, N, (2, E), generator=g), N)
+    q, k, v = (torch.randn(H, N, C, generator=g).to(dtype).requires_grad_() for _ in range(3))
+    mode = _LargestTensor()
+    with mode:
+        w = ops.segment_softmax(ops.sddmm(sg, q, k), sg, dtype=dtype)
+        out = ops.spmm(sg, w, v)
+        out.sum().backward()
+    assert w.dtype == dtype and out.dtype == dtype and q.grad.dtype == dtype
+    assert mode.largest <= max(H * E, H * N * C) < H * E * C
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_sums_accumulate_in_float32_at_in_degree_10000(dtype):
+    """One target, 10,000 incoming edges: weights sum to 1 and the aggregate is a correctly rounded sum."""
+    E, C = 10_000, 8  # noqa: N806
+    sg = SparseGraph.from_edge_index(torch.stack([torch.arange(E), torch.zeros(E, dtype=torch.long)]), E, 1)
+    g = _gen(8)
+    scores = (3 * torch.randn(2, E, generator=g)).to(dtype)
+    weights = ops.segment_softmax(scores, sg)
+    assert weights.dtype == dtype
+    exact = torch.softmax(scores.double(), dim=1)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(weights.double().sum(1), torch.ones(2, dtype=torch.float64), atol=4 * eps, rtol=0)
+    assert ((weights.double() - exact).abs() <= 0.505 * eps * exact + torch.finfo(dtype).tiny * eps).all()
+    v = torch.rand(2, E, C, generator=g).to(dtype)  # all positive: a half-precision running sum would stall
+    out = ops.spmm(sg, weights, v)
+    expected = torch.einsum("he,hec->hc", weights.double(), v.double()).unsqueeze(1)
+    torch.testing.assert_close(out.double(), expected, atol=0, rtol=eps)
+    ones = torch.ones(1, E, dtype=dtype)  # a half-precision running sum of ones stalls at 256 (bf16) / 2048 (fp16)
+    assert ops.spmm(sg, ones, torch.ones(1, E, 1, dtype=dtype)).item() == torch.tensor(float(E)).to(dtype).item()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+import graphformer as gf
 from graphformer.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -14,8 +15,13 @@ def test_readme_python_blocks_run():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert len(blocks) >= 3
     namespace: dict = {}
-    for block in blocks:
-        exec(block, namespace)  # noqa: S102
+    before = set(gf.available_scores())
+    try:
+        for block in blocks:
+            exec(block, namespace)  # noqa: S102
+    finally:  # the README registers a score: leave the registry as it was
+        for name in set(gf.available_scores()) - before:
+            gf.unregister_score(name)
     # the blocks leave real results behind
     assert namespace["out"].shape == (1000, 64)
     assert namespace["att"].weights.shape == (5000, 4)

@@ -17,7 +17,7 @@ from torch import nn
 
 import graphformer as gf
 from graphformer import scores
-from graphformer.structure import causal_edge_index, complete_edge_index
+from graphformer.structure import SparseGraph, causal_edge_index, complete_edge_index
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -108,11 +108,6 @@ def _raw_product(q, k):
     return (q * k).sum(-1).sigmoid()
 
 
-gf.register_score("test_neg_l2", _scaled_l2)
-gf.register_score("test_raw_product", _raw_product, softmax=False)
-
-
-@gf.register_score("test_bilinear")
 class BilinearScore(gf.Score):
     """s_ij = q_i^T W_h k_j with a learned C x C matrix per head."""
 
@@ -125,6 +120,15 @@ class BilinearScore(gf.Score):
 
     def dense(self, q, k, mask):
         return q @ self.weight @ k.transpose(-1, -2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_scores():
+    """The user-defined scores of these tests, registered only while they run."""
+    with gf.registered_score("test_neg_l2", _scaled_l2), \
+            gf.registered_score("test_raw_product", _raw_product, softmax=False), \
+            gf.registered_score("test_bilinear", BilinearScore):
+        yield
 
 
 @pytest.mark.parametrize("name", ["test_neg_l2", "test_raw_product", "test_bilinear"])
@@ -242,9 +246,12 @@ def test_gcn_on_a_bipartite_graph_uses_source_out_degrees():
 
 
 def test_fixed_weight_scores_take_one_weight_per_edge():
-    layer = gf.GraphAttention(4, 1, score="mean", edge_dim=2)
-    with pytest.raises(ValueError, match=r"one weight per edge, shape \[E\]"):
+    layer = gf.GraphAttention(4, 1, score="mean")
+    with pytest.raises(ValueError, match=r"edge_attr with features needs the layer built with edge_dim"):
         layer(torch.randn(5, 4), EDGES, edge_attr=torch.randn(EDGES.size(1), 2))
+    with pytest.raises(ValueError, match=r"one weight per edge, shape \[E\]"):
+        layer.score.sparse(None, torch.randn(1, 5, 4), SparseGraph.from_edge_index(EDGES, 5),
+                           torch.randn(1, EDGES.size(1), 4))
 
 
 @pytest.mark.parametrize("name", ["dot", "additive", "gatv2"])
@@ -252,3 +259,94 @@ def test_learned_scores_reject_a_scalar_edge_weight(name):
     layer = gf.GraphAttention(4, 2, score=name)
     with pytest.raises(ValueError, match=f"'{name}' score takes edge features.*edge_dim"):
         layer(torch.randn(5, 4), EDGES, edge_attr=torch.rand(EDGES.size(1)))
+
+
+# ------------------------------------------------------------- the registry
+def _l1(q, k):
+    return -(q - k).abs().sum(-1)
+
+
+def test_registering_an_existing_name_raises_unless_override():
+    for name in ("dot", "test_neg_l2"):
+        with pytest.raises(ValueError, match=f"'{name}' is already registered.*override=True"):
+            gf.register_score(name, _l1)
+    assert isinstance(scores.make_score("dot", 2, 3), scores.DotScore)  # the built-in is still there
+    with gf.registered_score("dot", _l1, override=True):
+        assert isinstance(scores.make_score("dot", 2, 3), scores.FunctionScore)
+        assert not gf.GraphAttention(6, 2)._sdpa_ok()  # an override does replace the fused kernel's score
+    assert isinstance(scores.make_score("dot", 2, 3), scores.DotScore)  # restored after the block
+
+
+def test_unregister_score_removes_names_and_restores_built_ins():
+    before = gf.available_scores()
+    gf.register_score("test_l1", _l1)
+    assert "test_l1" in gf.available_scores()
+    gf.unregister_score("test_l1")
+    assert gf.available_scores() == before
+    with pytest.raises(ValueError, match="no score named 'test_l1'"):
+        gf.unregister_score("test_l1")
+    gf.register_score("mean", _l1, override=True)
+    gf.unregister_score("mean")  # an overridden built-in gets its built-in back
+    assert isinstance(scores.make_score("mean", 1, 1), scores.MeanScore)
+    with pytest.raises(ValueError, match="built-in score and cannot be unregistered"):
+        gf.unregister_score("mean")
+    with pytest.raises(TypeError, match="non-empty string"):
+        gf.unregister_score("")
+
+
+def test_registered_score_restores_the_registry_after_an_error():
+    before = gf.available_scores()
+    with pytest.raises(RuntimeError, match="inside"):
+        with gf.registered_score("test_l1", _l1):
+            assert "test_l1" in gf.available_scores()
+            raise RuntimeError("inside")
+    assert gf.available_scores() == before
+    with pytest.raises(ValueError, match="already registered"), gf.registered_score("gcn", _l1):
+        pass
+    assert isinstance(scores.make_score("gcn", 1, 1), scores.GCNScore)
+
+
+def test_rotary_lives_in_scores_and_encodings_re_exports_it():
+    from graphformer import encodings
+
+    assert scores._BUILT_IN["rotary"] is scores.RotaryScore  # built in, not registered by importing encodings
+    for name in ("Rotary", "RotaryScore", "apply_rotary"):
+        assert getattr(encodings, name) is getattr(scores, name) and name in encodings.__all__
+    assert isinstance(scores.make_score("rotary", 2, 4), scores.RotaryScore)
+
+
+# ------------------------------------------------------- edge features, reset
+@pytest.mark.parametrize("name", ["gcn", "mean", "sum", "test_neg_l2", "test_bilinear"])
+def test_scores_that_ignore_edge_features_refuse_edge_dim(name):
+    with pytest.raises(ValueError, match="reads no edge features, so edge_dim=3"):
+        gf.GraphAttention(6, 2, score=name, edge_dim=3)
+
+
+@pytest.mark.parametrize("name", ["dot", "additive", "gatv2", "rotary"])
+def test_scores_that_read_edge_features_train_the_edge_projection(name):
+    layer = gf.GraphAttention(6, 2, score=name, edge_dim=3).double()
+    out = layer(randn(5, 6), EDGES, edge_attr=randn(EDGES.size(1), 3, seed=1))
+    (grad,) = torch.autograd.grad(out.square().sum(), layer.edge_proj.weight)
+    assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["dot", "additive", "gatv2", "gcn", "mean", "sum", "rotary", "test_bilinear"])
+def test_reset_parameters_resets_every_score(name):
+    edge_dim = 3 if name in ("additive", "gatv2") else None
+    layer = gf.GraphAttention(6, 2, score=name, edge_dim=edge_dim)
+    params = list(layer.score.parameters())
+    with torch.no_grad():
+        for p in params:
+            p.fill_(7.0)
+    torch.manual_seed(5)
+    layer.reset_parameters()
+    if name == "test_bilinear":  # a user subclass without reset_parameters keeps its values: nothing to reset
+        assert all((p == 7.0).all() for p in params)
+        return
+    for p in params:  # re-drawn: xavier-uniform values, not the filled ones
+        assert not (p == 7.0).any() and p.abs().max() <= math.sqrt(6 / (p.size(0) + p.size(1)))
+    snapshot = [p.detach().clone() for p in params]
+    torch.manual_seed(5)
+    layer.reset_parameters()
+    for p, s in zip(params, snapshot):
+        torch.testing.assert_close(p.detach(), s)

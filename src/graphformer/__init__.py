@@ -6,10 +6,10 @@ self-attention on a sentence (the complete graph of its tokens), a decoder
 graphs with fixed or additive scores) and graph transformers.
 """
 
-from . import encodings  # noqa: F401  (registers the "rotary" score)
+from . import encodings  # noqa: F401
 from .attention import AttentionWeights, GraphAttention
 from .layers import ConvFeedForward, FeedForward, GraphformerDecoderLayer, GraphformerEncoder, GraphformerLayer
-from .scores import Score, available_scores, register_score
+from .scores import Score, available_scores, register_score, registered_score, unregister_score
 from .structure import SparseGraph
 
 __version__ = "0.1.0"
@@ -26,4 +26,6 @@ __all__ = [
     "SparseGraph",
     "available_scores",
     "register_score",
+    "registered_score",
+    "unregister_score",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from . import ops
@@ -17,6 +18,15 @@ from .scores import DotScore, Score, make_score
 from .structure import SparseGraph, add_self_loops, check_edge_index, to_dense_batch
 
 __all__ = ["AttentionWeights", "GraphAttention"]
+
+_FULL = (torch.float32, torch.float64)
+# A score without a fused dense kernel builds [B, H, rows, N] (or [B, H, rows, N, C]) numbers for a block
+# of target rows; blocks are sized to hold about this many.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in _FULL else torch.float32
 
 
 @dataclass
@@ -56,12 +66,23 @@ class GraphAttention(nn.Module):
     ``GCNConv`` (``"gcn"``).
 
     Two execution paths compute the same function. Without ``edge_index``
-    (complete, causal, complete bipartite graphs) the dense path calls
-    :func:`torch.nn.functional.scaled_dot_product_attention` and never builds
-    the N x N edges. With ``edge_index`` the sparse path scores edges with a
+    (complete, causal, complete bipartite graphs) the dense path runs the
+    ``"dot"`` and ``"rotary"`` scores on
+    :func:`torch.nn.functional.scaled_dot_product_attention`, which never
+    builds the N x N edges; the other scores build their scores as matrices
+    (``[B, H, M, N]`` for additive / gcn / mean / sum, ``[B, H, M, N, C]``
+    for gatv2 and function scores -- each score's docstring gives its cost),
+    a block of target rows at a time on large graphs so that no more than
+    about ``2**24`` such numbers exist at once (recomputed in the backward
+    pass). With ``edge_index`` the sparse path scores edges with a
     sampled dense-dense product, normalises with a segment softmax and
     aggregates with a sparse-dense product, keeping ``O(E H)`` memory.
     A node with no incoming edge receives a zero message.
+
+    Precision: with float16 / bfloat16 inputs (or under ``torch.autocast``)
+    both paths take softmax maxima, normalisers and aggregation sums in
+    float32; scores are kept in float32, weights and outputs in the input
+    dtype.
 
     Args:
         d_model: width of the (target) node features.
@@ -144,6 +165,11 @@ class GraphAttention(nn.Module):
         self.fill_value = fill_value
         self.dropout, self.concat, self.self_loops = dropout, concat, self_loops
         self.score = make_score(score, num_heads, head_dim, edge_dim)
+        if edge_dim is not None and not self.score.uses_edge_features:
+            raise ValueError(f"the {type(self.score).__name__} reads no edge features, so edge_dim={edge_dim} would "
+                             "build an edge projection that never gets a gradient; leave edge_dim out (the 'gcn', "
+                             "'mean' and 'sum' scores take edge_attr as one weight per edge, shape [E]) or use a "
+                             "score that reads edges ('dot', 'additive', 'gatv2', 'rotary')")
         inner = num_heads * head_dim
         self.out_dim = inner if concat else head_dim
         proj_bias = bias and out_proj
@@ -169,8 +195,7 @@ class GraphAttention(nn.Module):
                     nn.init.zeros_(lin.bias)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
-        if hasattr(self.score, "reset_parameters"):
-            self.score.reset_parameters()
+        self.score.reset_parameters()
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}"
@@ -334,7 +359,11 @@ class GraphAttention(nn.Module):
                 if attn_bias is not None:
                     raise ValueError("attn_bias on edges cannot be combined with self_loops; add the loops to "
                                      "edge_index yourself and give them a bias")
-            graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite)
+                # checked above; the loops were appended, so the edges need sorting (no second look)
+                graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, check=False, bipartite=bipartite,
+                                                    sort=True)
+            else:
+                graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite)
         E = graph.num_edges  # noqa: N806
         q, k, v = self._project(x_src, x_dst, bipartite)  # [H, M, C], [H, N, C], [H, N, C]
 
@@ -357,7 +386,7 @@ class GraphAttention(nn.Module):
         if self.score.softmax:
             if attn_bias is not None:
                 scores = scores + _edge_bias(attn_bias, E, self.num_heads, graph)
-            weights = ops.segment_softmax(scores, graph)
+            weights = ops.segment_softmax(scores, graph, dtype=v.dtype)  # float32 sums, weights in v's dtype
         else:
             if attn_bias is not None:
                 raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
@@ -435,7 +464,12 @@ class GraphAttention(nn.Module):
             if not self.score.softmax:  # fixed weights read M, N and the degrees off the full edge pattern
                 full = torch.ones(M, N, dtype=torch.bool, device=x_dst.device)
                 edges = (full if edges is None else edges & full).expand(B, self.num_heads, M, N)
-            out, att = self._dense_explicit(q, k, v, edges, attn_bias, bipartite)
+            blocks = self.score.softmax and self.score.row_blocks and q is not None and not return_attention
+            rows = self._chunk_rows(q, k) if blocks else M
+            if rows < M:
+                out, att = self._dense_chunked(q, k, v, edges, attn_bias, rows), None
+            else:
+                out, att = self._dense_explicit(q, k, v, edges, attn_bias, bipartite)
         if empty is not None:
             out = out.masked_fill(empty, 0.0)
             if att is not None:  # a target with no incoming edge attends to nothing
@@ -463,8 +497,10 @@ class GraphAttention(nn.Module):
             else:
                 top = scores.detach().amax(-1, keepdim=True)
             top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-            ex = torch.exp(scores - top)
+            ex = torch.exp(scores.to(_work_dtype(scores.dtype)) - top)  # maxima and normalisers in float32
             weights = ex / ex.sum(-1, keepdim=True).clamp(min=torch.finfo(ex.dtype).tiny)
+            if v.dtype not in _FULL:  # half-precision weights, as on the sparse path
+                weights = weights.to(v.dtype)
         else:
             if attn_bias is not None:
                 raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
@@ -472,6 +508,35 @@ class GraphAttention(nn.Module):
             scores = weights = self.score.dense(q, k, allowed, bipartite=bipartite)
         out = F.dropout(weights, self.dropout, self.training) @ v
         return out, AttentionWeights(weights, None, scores)
+
+    def _chunk_rows(self, q, k) -> int:
+        """Target rows per block so that a block's pairwise scores hold about ``_CHUNK_ELEMENTS`` numbers."""
+        B, H, N, C = k.shape  # noqa: N806
+        per_row = B * H * N * (C if self.score.pairwise_channels else 1)
+        return max(1, _CHUNK_ELEMENTS // max(per_row, 1))
+
+    def _dense_chunked(self, q, k, v, allowed, attn_bias, rows):
+        """Softmax scores without a fused kernel, ``rows`` targets at a time (exact: each row is its own softmax).
+
+        Under autograd every block is checkpointed, so its ``[B, H, rows, N(, C)]`` intermediates are
+        recomputed in the backward pass instead of kept.
+        """
+        M = q.size(-2)  # noqa: N806
+
+        def block(q_rows, allowed_rows, bias_rows):
+            return self._dense_explicit(q_rows, k, v, allowed_rows, bias_rows)[0]
+
+        def rows_of(t, i):
+            return t if t is None or t.size(-2) == 1 else t[..., i:i + rows, :]
+
+        outs = []
+        for i in range(0, M, rows):
+            args = (q[..., i:i + rows, :], rows_of(allowed, i), rows_of(attn_bias, i))
+            if torch.is_grad_enabled():
+                outs.append(torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False))
+            else:
+                outs.append(block(*args))
+        return torch.cat(outs, dim=-2)
 
     # ---------------------------------------------- many complete graphs
     def _batched_complete(self, x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention):

@@ -35,6 +35,7 @@ Legend: N nodes (positions), E edges, B graphs, H heads, C channels per head, k 
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +45,7 @@ from scipy.sparse import csgraph
 from scipy.sparse.linalg import eigsh
 from torch import Tensor, nn
 
-from .scores import DotScore, register_score
+from .scores import Rotary, RotaryScore, apply_rotary
 from .structure import check_edge_index
 
 __all__ = [
@@ -164,98 +165,7 @@ def learnable(num_positions: int, dim: int) -> LearnablePositions:
     return LearnablePositions(num_positions, dim)
 
 
-def _rotary_angles(positions: Tensor, head_dim: int, base: float) -> Tensor:
-    """Angles ``p * base^{-2i/C}``, ``[..., N, C // 2]`` in float64."""
-    inv_freq = torch.exp(torch.arange(0, head_dim - 1, 2, dtype=torch.float64, device=positions.device)
-                         * (-math.log(base) / head_dim))
-    return positions.to(torch.float64).unsqueeze(-1) * inv_freq
-
-
-def apply_rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
-    r"""Rotate each channel pair ``(x_{2i}, x_{2i+1})`` by the angle :math:`p\,\theta_i` (RoFormer).
-
-    .. math::
-        \begin{pmatrix} x'_{2i} \\ x'_{2i+1} \end{pmatrix} =
-        \begin{pmatrix} \cos p\theta_i & -\sin p\theta_i \\ \sin p\theta_i & \cos p\theta_i \end{pmatrix}
-        \begin{pmatrix} x_{2i} \\ x_{2i+1} \end{pmatrix}, \qquad \theta_i = base^{-2i/C}
-
-    the frequencies of :func:`sinusoidal`. With an odd C the last channel is
-    left as it is.
-
-    Args:
-        x: ``[..., N, C]`` queries or keys (any leading dims, e.g. ``[B, H, N, C]``).
-        positions: ``[N]`` (or broadcastable to ``x.shape[:-1]``) position of each row.
-    """
-    C = x.size(-1)  # noqa: N806
-    if positions.shape[-1] != x.shape[-2]:
-        raise ValueError(f"positions must give one position per row of x ({x.shape[-2]}), "
-                         f"got shape {tuple(positions.shape)}")
-    angles = _rotary_angles(positions, C, base)  # [..., N, C//2]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    pairs = x[..., : 2 * (C // 2)].unflatten(-1, (C // 2, 2))  # [..., N, C//2, 2]
-    even, odd = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
-    return torch.cat([rotated, x[..., 2 * (C // 2):]], dim=-1) if C % 2 else rotated
-
-
-class Rotary(nn.Module):
-    """Rotary position embedding as a module: ``Rotary(head_dim)(x, positions)`` = :func:`apply_rotary`.
-
-    Shapes: ``x [..., N, head_dim]``, ``positions [N]`` (default ``0..N-1``) -> ``[..., N, head_dim]``.
-    """
-
-    def __init__(self, head_dim: int, base: float = 10000.0):
-        super().__init__()
-        if not isinstance(head_dim, int) or head_dim <= 0:
-            raise ValueError(f"head_dim must be a positive int, got {head_dim!r}")
-        self.head_dim, self.base = head_dim, base
-
-    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
-        if x.size(-1) != self.head_dim:
-            raise ValueError(f"x has {x.size(-1)} channels but the rotary encoding was built for {self.head_dim}")
-        if positions is None:
-            positions = torch.arange(x.size(-2), device=x.device)
-        return apply_rotary(x, positions, self.base)
-
-    def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, base={self.base}"
-
-
-class RotaryScore(DotScore):
-    r"""The dot score on rotated queries and keys (RoPE), registered as ``score="rotary"``.
-
-    .. math::
-        s_{ij} = (R_i q_i)^\top (R_j k_j) / \sqrt{C} = q_i^\top R_{j - i}\, k_j / \sqrt{C}
-
-    Because rotations compose, the score sees positions only through the
-    offset ``j - i``: a *relative* encoding. A node-feature encoding
-    (:func:`sinusoidal`, :class:`LearnablePositions`) is added to x before the
-    projections and enters the score through ``q_i`` and ``k_j`` separately,
-    so the layer sees absolute positions and must learn any relative
-    pattern; a rotary score puts the offset into the edge itself, like a bias
-    ``b_{ij}`` that depends on ``i - j`` and on the content.
-
-    Positions: on the dense path (complete, causal or bipartite graph) the
-    node's index in the sequence; on the sparse path the node id in
-    ``edge_index``. In a PyG batch the ids of one graph are shifted by a
-    constant, which cancels in ``j - i``. Edge features are used as in
-    ``"dot"``. The dense path rotates q and k, then runs the fused SDPA kernel.
-    """
-
-    formula = "s_ij = (R_i q_i) . (R_j k_j) / sqrt(C)   (R_p rotates channel pairs by position p)"
-
-    def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None, base: float = 10000.0):
-        super().__init__(num_heads, head_dim, edge_dim)
-        self.rotary = Rotary(head_dim, base)
-
-    def _rotate(self, t: Tensor) -> Tensor:
-        return self.rotary(t, torch.arange(t.size(-2), device=t.device))
-
-    def transform(self, q, k):
-        return self._rotate(q), self._rotate(k)
-
-
-register_score("rotary", RotaryScore)
+# apply_rotary, Rotary and RotaryScore live in graphformer.scores (imported above) and are re-exported here.
 
 
 def _iso_week(stamps: np.ndarray) -> np.ndarray:
@@ -548,6 +458,13 @@ def shortest_path_distances(edge_index: Tensor, num_nodes: int, max_distance: in
 shortest_path_bias = shortest_path_distances  # the distances that ShortestPathBias turns into a bias
 
 
+def _out_of_range(values: Tensor, high: int) -> bool:
+    """Any value outside ``[0, high]``: one device-to-host read."""
+    lo, hi = torch.aminmax(values)
+    lo, hi = torch.stack([lo, hi]).tolist()
+    return lo < 0 or hi > high
+
+
 class ShortestPathBias(nn.Module):
     r"""Graphormer's spatial encoding: a learnable scalar per (distance, head) added to the scores.
 
@@ -586,10 +503,27 @@ class ShortestPathBias(nn.Module):
     def _lookup(self, distances: Tensor) -> Tensor:
         if distances.dtype not in (torch.long, torch.int):
             raise TypeError(f"distances must be an integer tensor, got {distances.dtype}")
-        if distances.numel() and (int(distances.min()) < 0 or int(distances.max()) > self.max_distance + 1):
-            raise ValueError(f"distances must lie in [0, {self.max_distance + 1}] (max_distance + 1 = unreachable); "
-                             "compute them with shortest_path_distances(..., max_distance=module.max_distance)")
+        if distances.numel() and not torch.compiler.is_compiling() and not self._checked_already(distances):
+            if _out_of_range(distances, self.max_distance + 1):
+                raise ValueError(f"distances must lie in [0, {self.max_distance + 1}] "
+                                 "(max_distance + 1 = unreachable); compute them with "
+                                 "shortest_path_distances(..., max_distance=module.max_distance)")
+            self._last_checked = (weakref.ref(distances), distances._version)
         return self.embedding(distances.long().to(self.embedding.weight.device))
+
+    def _checked_already(self, distances: Tensor) -> bool:
+        """True if these very distances, unmodified since, passed the check of an earlier call.
+
+        The range check costs a device-to-host read: a step that reuses one
+        distances tensor (full-batch training, a prepared batch) pays it once.
+        """
+        last = getattr(self, "_last_checked", None)
+        return last is not None and last[0]() is distances and last[1] == distances._version
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_last_checked", None)  # a weak reference does not pickle
+        return state
 
     def forward(self, distances: Tensor) -> Tensor:
         if distances.dim() not in (2, 3):

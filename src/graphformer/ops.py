@@ -14,13 +14,24 @@ Two products do all the work, and each is the other's gradient:
 
 Only ``[H, E]`` numbers per layer are kept for the backward pass. Both are
 registered with ``torch.library`` so that ``torch.compile`` traces through them
-without graph breaks. On CPU and CUDA with float32/float64 they run on
-``torch.sparse`` CSR kernels; other dtypes use a gather/scatter fallback.
+without graph breaks. On CPU and CUDA they run on ``torch.sparse`` CSR kernels;
+small graphs use a gather/scatter fallback.
+
+Precision: float16 / bfloat16 inputs are computed in float32: dot products,
+the softmax maxima and normalisers and the aggregation sums all accumulate in
+float32. Scores (``sddmm`` of half inputs) are returned in float32 -- a score
+of size 20 rounded to bfloat16 is off by 0.06, which moves its softmax weight
+by 6% -- while weights and aggregated messages are stored in the input dtype.
+On CPU the float32 copies are made one head at a time, so the extra
+memory is ``[E]`` and ``[N, C]`` numbers, never ``[H, E, C]``; per-edge
+tensors kept for the backward pass stay ``[H, E]`` in the input dtype.
+The kernels run with autocast disabled (they choose their own precision).
 """
 
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -43,13 +54,39 @@ def _rows(crow: Tensor, num_edges: int) -> Tensor:
                                    output_size=num_edges)
 
 
-def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a kernel computes in: float32 for float16 / bfloat16."""
+    return dtype if dtype in _SPARSE_DTYPES else torch.float32
+
+
+def _no_autocast(t: Tensor):
+    """Autocast would send the float32 work of a half-precision kernel back to half."""
+    if torch.is_autocast_enabled(t.device.type):
+        return torch.autocast(t.device.type, enabled=False)
+    return nullcontext()
+
+
+def _per_head(fn, out: Tensor, work: torch.dtype, *tensors: Tensor) -> Tensor:
+    """``out[h] = fn(*(t[h:h+1] in work dtype))[0]`` one head at a time: float32 copies of a single head only."""
+    for h in range(out.size(0)):
+        out[h] = fn(*(t[h:h + 1].to(work) for t in tensors))[0]
+    return out
+
+
+def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``[H, E]`` dot products; ``dtype`` of the result defaults to float32 for half inputs."""
     H, M, _ = a.shape  # noqa: N806
     E, N = col.numel(), b.size(1)  # noqa: N806
+    work = _work_dtype(torch.promote_types(a.dtype, b.dtype))
+    dtype = work if dtype is None else dtype  # scores of half inputs stay float32
     if E == 0 or a.size(-1) == 0:
-        return a.new_zeros(H, E)
+        return a.new_zeros(H, E, dtype=dtype)
+    if a.dtype != work or b.dtype != work or dtype != work:  # half precision (or mixed): float32 arithmetic
+        if a.is_cuda:
+            return _sddmm(crow, col, a.to(work), b.to(work)).to(dtype)
+        return _per_head(lambda a1, b1: _sddmm(crow, col, a1, b1), a.new_empty(H, E, dtype=dtype), work, a, b)
     # sampled_addmm fails with more (duplicate) edges than M * N
-    if a.dtype not in _SPARSE_DTYPES or E * a.size(-1) < _SMALL or E > M * N:
+    if E * a.size(-1) < _SMALL or E > M * N:
         row = _rows(crow, E)
         return (a[:, row] * b[:, col]).sum(-1)
     if a.is_cuda:  # one batched cuSPARSE call
@@ -57,20 +94,40 @@ def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
                        (H, M, N))
         return torch.sparse.sampled_addmm(pattern, a, b.transpose(1, 2), beta=0.0).values()
     pattern = _csr(crow, col, a.new_zeros(E), (M, N))
+    if H == 1:
+        return torch.sparse.sampled_addmm(pattern, a[0], b[0].t(), beta=0.0).values().unsqueeze(0)
     return torch.stack([torch.sparse.sampled_addmm(pattern, a[h], b[h].t(), beta=0.0).values()
                         for h in range(H)])
 
 
-def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
+def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor, perm: Tensor | None = None,
+          dtype: torch.dtype | None = None) -> Tensor:
+    """``[H, M, C]`` aggregation of ``values[:, perm]`` (``perm`` applied one head at a time)."""
     H, N, C = dense.shape  # noqa: N806
     M, E = crow.numel() - 1, col.numel()  # noqa: N806
+    if dtype is None:
+        # messages take the node features' dtype: float32 weights (a score gradient) on half features give half
+        dtype = dense.dtype if dense.dtype not in _SPARSE_DTYPES else torch.promote_types(values.dtype, dense.dtype)
     if E == 0:
-        return dense.new_zeros(H, M, C)
-    if dense.dtype not in _SPARSE_DTYPES or E * C < _SMALL:
+        return dense.new_zeros(H, M, C, dtype=dtype)
+    work = _work_dtype(torch.promote_types(values.dtype, dense.dtype))
+    if values.dtype != work or dense.dtype != work or dtype != work:  # half precision (or mixed): float32 sums
+        if dense.is_cuda:
+            return _spmm(crow, col, values.to(work), dense.to(work), perm).to(dtype)
+        return _per_head(lambda v1, d1: _spmm(crow, col, v1, d1, perm), dense.new_empty(H, M, C, dtype=dtype),
+                         work, values.expand(H, -1), dense)
+    if E * C < _SMALL:
         row = _rows(crow, E)
-        msg = dense[:, col] * values.unsqueeze(-1)
+        msg = dense[:, col] * (values if perm is None else values[:, perm]).unsqueeze(-1)
         return dense.new_zeros(H, M, C).index_add_(1, row, msg)
-    return torch.stack([_csr(crow, col, values[h], (M, N)) @ dense[h] for h in range(H)])
+    if perm is not None and dense.is_cuda:
+        values = values[:, perm]
+        perm = None
+
+    def head(h):
+        return _csr(crow, col, values[h] if perm is None else values[h][perm], (M, N)) @ dense[h]
+
+    return head(0).unsqueeze(0) if H == 1 else torch.stack([head(h) for h in range(H)])
 
 
 # Each product is registered twice with the same backward formulas: as a torch.library custom
@@ -84,13 +141,25 @@ def _inverse(perm: Tensor) -> Tensor:
     return inv
 
 
-def _backward_formulas(sddmm_fn, spmm_fn):
-    """Backward of both products, written with the given (differentiable) products."""
+def _backward_formulas(sddmm_fn, spmm_fn, lean: bool = False):
+    """Backward of both products, written with the given (differentiable) products.
+
+    With ``lean`` and grad mode off (a plain ``backward()``, no double backward) the kernels are called
+    directly: permutations are applied one head at a time and gradients come out in their inputs' dtypes,
+    so no full ``[H, E]`` copy or float32 gradient of half-precision inputs is made.
+    """
 
     def sddmm_backward(ctx, grad):
         crow, col, t_crow, t_col, t_perm, a, b = ctx.saved_tensors
         grad = grad.contiguous()
         grad_a = grad_b = None
+        if lean and not torch.is_grad_enabled():
+            with _no_autocast(grad):
+                if ctx.needs_input_grad[5]:
+                    grad_a = _spmm(crow, col, grad, b.contiguous(), dtype=a.dtype)
+                if ctx.needs_input_grad[6]:
+                    grad_b = _spmm(t_crow, t_col, grad, a.contiguous(), perm=t_perm, dtype=b.dtype)
+            return None, None, None, None, None, grad_a, grad_b
         if ctx.needs_input_grad[5]:
             grad_a = spmm_fn(crow, col, t_crow, t_col, t_perm, grad, b)
         if ctx.needs_input_grad[6]:
@@ -101,6 +170,13 @@ def _backward_formulas(sddmm_fn, spmm_fn):
         crow, col, t_crow, t_col, t_perm, values, dense = ctx.saved_tensors
         grad = grad.contiguous()
         grad_values = grad_dense = None
+        if lean and not torch.is_grad_enabled():
+            with _no_autocast(grad):
+                if ctx.needs_input_grad[5]:
+                    grad_values = _sddmm(crow, col, grad, dense.contiguous(), dtype=values.dtype)
+                if ctx.needs_input_grad[6]:
+                    grad_dense = _spmm(t_crow, t_col, values.contiguous(), grad, perm=t_perm, dtype=dense.dtype)
+            return None, None, None, None, None, grad_values, grad_dense
         if ctx.needs_input_grad[5]:
             grad_values = sddmm_fn(crow, col, t_crow, t_col, t_perm, grad, dense)
         if ctx.needs_input_grad[6]:
@@ -117,7 +193,8 @@ def _save_inputs(ctx, inputs, output):
 @torch.library.custom_op("graphformer::sddmm", mutates_args=())
 def _sddmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor,
               a: Tensor, b: Tensor) -> Tensor:
-    return _sddmm(crow, col, a.contiguous(), b.contiguous())
+    with _no_autocast(a):
+        return _sddmm(crow, col, a.contiguous(), b.contiguous())
 
 
 @_sddmm_op.register_fake
@@ -128,7 +205,8 @@ def _(crow, col, t_crow, t_col, t_perm, a, b):
 @torch.library.custom_op("graphformer::spmm", mutates_args=())
 def _spmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor,
              values: Tensor, dense: Tensor) -> Tensor:
-    return _spmm(crow, col, values.contiguous(), dense.contiguous())
+    with _no_autocast(dense):
+        return _spmm(crow, col, values.contiguous(), dense.contiguous())
 
 
 @_spmm_op.register_fake
@@ -145,7 +223,8 @@ class _SDDMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, crow, col, t_crow, t_col, t_perm, a, b):
         ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, a, b)
-        return _sddmm(crow, col, a.contiguous(), b.contiguous())
+        with _no_autocast(a):
+            return _sddmm(crow, col, a.contiguous(), b.contiguous())
 
     @staticmethod
     def backward(ctx, grad):
@@ -156,14 +235,15 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, crow, col, t_crow, t_col, t_perm, values, dense):
         ctx.save_for_backward(crow, col, t_crow, t_col, t_perm, values, dense)
-        return _spmm(crow, col, values.contiguous(), dense.contiguous())
+        with _no_autocast(dense):
+            return _spmm(crow, col, values.contiguous(), dense.contiguous())
 
     @staticmethod
     def backward(ctx, grad):
         return _eager_spmm_backward(ctx, grad)
 
 
-_eager_sddmm_backward, _eager_spmm_backward = _backward_formulas(_SDDMM.apply, _SpMM.apply)
+_eager_sddmm_backward, _eager_spmm_backward = _backward_formulas(_SDDMM.apply, _SpMM.apply, lean=True)
 
 
 def sddmm(graph, a: Tensor, b: Tensor) -> Tensor:
@@ -175,7 +255,8 @@ def sddmm(graph, a: Tensor, b: Tensor) -> Tensor:
         b: source-side features ``[H, N, C]``.
 
     Returns:
-        ``[H, E]`` in CSR order.
+        ``[H, E]`` in CSR order; float32 for float16 / bfloat16 inputs (the
+        products accumulate, and are kept, in float32).
     """
     fn = _sddmm_op if torch.compiler.is_compiling() else _SDDMM.apply
     return fn(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, a, b)
@@ -190,7 +271,9 @@ def spmm(graph, values: Tensor, dense: Tensor) -> Tensor:
         dense: source-node features ``[H, N, C]``.
 
     Returns:
-        ``[H, M, C]``; a target with no incoming edge gets zeros.
+        ``[H, M, C]``; a target with no incoming edge gets zeros. With
+        half-precision ``dense`` the sums run in float32 and the result takes
+        ``dense``'s dtype.
     """
     fn = _spmm_op if torch.compiler.is_compiling() else _SpMM.apply
     return fn(graph.crow, graph.col, graph.t_crow, graph.t_col, graph.t_perm, values, dense)
@@ -201,9 +284,14 @@ def _segment_sum(values: Tensor, crow: Tensor) -> Tensor:
     return torch.segment_reduce(values, "sum", offsets=crow.expand(values.size(0), -1), axis=1, unsafe=True)
 
 
-def _segment_softmax(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
+def _segment_softmax(scores: Tensor, crow: Tensor, row: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    dtype = scores.dtype if dtype is None else dtype
     if scores.size(1) == 0:
-        return scores.clone()
+        return scores.to(dtype, copy=True)
+    work = _work_dtype(torch.promote_types(scores.dtype, dtype))
+    if scores.dtype != work or dtype != work:  # maxima, exponentials and normalisers in float32, one head at a time
+        return _per_head(lambda s1: _segment_softmax(s1, crow, row), torch.empty_like(scores, dtype=dtype), work,
+                         scores)
     offsets = crow.expand(scores.size(0), -1)
     top = torch.segment_reduce(scores, "max", offsets=offsets, axis=1, unsafe=True)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
@@ -212,28 +300,39 @@ def _segment_softmax(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
     return ex / total.clamp(min=torch.finfo(total.dtype).tiny).index_select(1, row)
 
 
+def _segment_softmax_grad(weights: Tensor, grad: Tensor, crow: Tensor, row: Tensor,
+                          dtype: torch.dtype | None = None) -> Tensor:
+    """d softmax: a_e (g_e - sum_{e' into the same target} a_e' g_e'), the sums in float32; result in ``dtype``."""
+    dtype = weights.dtype if dtype is None else dtype
+    work = _work_dtype(torch.promote_types(weights.dtype, grad.dtype))
+    if weights.dtype != work or grad.dtype != work or dtype != work:
+        return _per_head(lambda w1, g1: _segment_softmax_grad(w1, g1, crow, row),
+                         torch.empty_like(weights, dtype=dtype), work, weights, grad)
+    gw = grad * weights
+    return gw - weights * _segment_sum(gw, crow).index_select(1, row)
+
+
 @torch.library.custom_op("graphformer::segment_softmax", mutates_args=())
-def _segment_softmax_op(scores: Tensor, crow: Tensor, row: Tensor) -> Tensor:
-    return _segment_softmax(scores, crow, row)
+def _segment_softmax_op(scores: Tensor, crow: Tensor, row: Tensor, dtype: torch.dtype) -> Tensor:
+    return _segment_softmax(scores, crow, row, dtype)
 
 
 @_segment_softmax_op.register_fake
-def _(scores, crow, row):
-    return torch.empty_like(scores)
+def _(scores, crow, row, dtype):
+    return torch.empty_like(scores, dtype=dtype)
 
 
 def _segment_softmax_setup(ctx, inputs, output):
-    _, crow, row = inputs
+    scores, crow, row, _ = inputs
+    ctx.scores_dtype = scores.dtype
     ctx.save_for_backward(output, crow, row)
 
 
 def _segment_softmax_backward(ctx, grad):
     weights, crow, row = ctx.saved_tensors
     if weights.size(1) == 0:
-        return grad, None, None
-    gw = grad * weights
-    # d softmax: a_e (g_e - sum_{e' into the same target} a_e' g_e')
-    return gw - weights * _segment_sum(gw, crow).index_select(1, row), None, None
+        return grad.to(ctx.scores_dtype), None, None, None
+    return _segment_softmax_grad(weights, grad.contiguous(), crow, row, ctx.scores_dtype), None, None, None
 
 
 torch.library.register_autograd("graphformer::segment_softmax", _segment_softmax_backward,
@@ -242,8 +341,9 @@ torch.library.register_autograd("graphformer::segment_softmax", _segment_softmax
 
 class _SegmentSoftmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, crow, row):
-        weights = _segment_softmax(scores, crow, row)
+    def forward(ctx, scores, crow, row, dtype):
+        weights = _segment_softmax(scores, crow, row, dtype)
+        ctx.scores_dtype = scores.dtype
         ctx.save_for_backward(weights, crow, row)
         return weights
 
@@ -253,17 +353,27 @@ class _SegmentSoftmax(torch.autograd.Function):
 
 
 def segment_sum(values: Tensor, graph) -> Tensor:
-    """Sum per-edge ``values`` ``[H, E, ...]`` (CSR order) into their targets, ``[H, M, ...]``."""
+    """Sum per-edge ``values`` ``[H, E, ...]`` (CSR order) into their targets, ``[H, M, ...]``.
+
+    Half-precision values are summed in float32, one head at a time.
+    """
+    work = _work_dtype(values.dtype)
+    if values.dtype != work:
+        out = values.new_empty(values.size(0), graph.num_dst, *values.shape[2:])
+        return _per_head(lambda v1: segment_sum(v1, graph), out, work, values)
     offsets = graph.crow.expand(values.size(0), -1)
     return torch.segment_reduce(values, "sum", offsets=offsets, axis=1, unsafe=True)
 
 
-def segment_softmax(scores: Tensor, graph) -> Tensor:
+def segment_softmax(scores: Tensor, graph, dtype: torch.dtype | None = None) -> Tensor:
     """Softmax of ``scores`` ``[H, E]`` (CSR order) over the incoming edges of each target.
 
     Scores of ``-inf`` get weight 0; a target whose every score is ``-inf``
     gets all-zero weights (never NaN). The backward pass keeps only the
-    ``[H, E]`` weights.
+    ``[H, E]`` weights. Maxima, exponentials and normalisers are computed in
+    float32 (or float64) whatever the dtypes; the weights are returned in
+    ``dtype`` (default: the scores' dtype), e.g. float32 scores of a
+    half-precision layer give half-precision weights.
     """
     fn = _segment_softmax_op if torch.compiler.is_compiling() else _SegmentSoftmax.apply
-    return fn(scores.contiguous(), graph.crow, graph.row)
+    return fn(scores.contiguous(), graph.crow, graph.row, scores.dtype if dtype is None else dtype)

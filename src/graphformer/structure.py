@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DenseBatch",
     "SparseGraph",
     "add_self_loops",
     "bipartite_edge_index",
@@ -29,8 +30,17 @@ def check_edge_index(edge_index: Tensor, num_src: int, num_dst: int, name: str =
     """Raise ``TypeError``/``ValueError`` unless ``edge_index`` is a valid ``[2, E]`` index.
 
     Sources must lie in ``[0, num_src)`` and targets in ``[0, num_dst)``.
-    The range check costs one ``aminmax`` pass over the edges.
+    The range check costs one ``aminmax`` pass over the edges and one
+    device-to-host read (none under ``torch.compile``, which skips it).
     """
+    _check_edge_form(edge_index, name)
+    if edge_index.numel() == 0 or torch.compiler.is_compiling():
+        return
+    _check_range(_read_stats(edge_index), num_src, num_dst, name)
+
+
+def _check_edge_form(edge_index: Tensor, name: str = "edge_index") -> None:
+    """Type, dtype and shape of an edge index: no device read."""
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
     if edge_index.layout != torch.strided:
@@ -43,10 +53,19 @@ def check_edge_index(edge_index: Tensor, num_src: int, num_dst: int, name: str =
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"{name} must have shape [2, E] (row 0 = sources, row 1 = targets), "
                          f"got {tuple(edge_index.shape)}; transpose an [E, 2] list with .t()")
-    if edge_index.numel() == 0 or torch.compiler.is_compiling():
-        return
-    lo, hi = torch.aminmax(edge_index, dim=1)
-    lo, hi = lo.tolist(), hi.tolist()
+
+
+def _read_stats(edge_index: Tensor, key: Tensor | None = None) -> list[int]:
+    """``[min src, min dst, max src, max dst]`` (and 1 if ``key`` is not sorted) in one device-to-host read."""
+    lo, hi = torch.aminmax(edge_index.long(), dim=1)
+    parts = [lo, hi]
+    if key is not None:
+        parts.append((key[1:] < key[:-1]).any().long().view(1))
+    return torch.cat(parts).tolist()
+
+
+def _check_range(stats: list[int], num_src: int, num_dst: int, name: str) -> None:
+    lo, hi = stats[0:2], stats[2:4]
     if min(lo) < 0:
         raise ValueError(f"{name} has negative node ids (smallest {min(lo)}); ids must be >= 0")
     if hi[0] >= num_src:
@@ -218,18 +237,35 @@ class SparseGraph:
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_src: int, num_dst: int | None = None,
-                        check: bool = True, bipartite: bool = False) -> SparseGraph:
-        """Sort edges by (target, source) and build both CSR layouts."""
+                        check: bool = True, bipartite: bool = False, sort: bool | None = None) -> SparseGraph:
+        """Sort edges by (target, source) and build both CSR layouts.
+
+        Costs at most one device-to-host read: the range check (``check``)
+        and, on CPU, whether the edges are already sorted, read together.
+        ``sort=True`` sorts without looking (e.g. after appending self-loops),
+        ``sort=False`` promises the edges are in CSR order already; the
+        default looks on CPU and always sorts on GPU and under
+        ``torch.compile``, where a look would cost a device sync.
+        Built once, the graph is reused by every layer and step without
+        another read.
+        """
         num_dst = num_src if num_dst is None else num_dst
-        if check:
-            check_edge_index(edge_index, num_src, num_dst)
+        _check_edge_form(edge_index)
         edge_index = edge_index.long()
         src, dst = edge_index[0], edge_index[1]
         key = dst * num_src + src
+        compiling = torch.compiler.is_compiling()
+        if sort is None and (key.is_cuda or compiling):
+            sort = True
+        look = sort is None and key.numel() > 1
+        check = check and key.numel() > 0 and not compiling
+        if check or look:
+            stats = _read_stats(edge_index, key if look else None)
+            if check:
+                _check_range(stats, num_src, num_dst, "edge_index")
+            sort = bool(stats[-1]) if look else sort
         perm = None
-        # on CPU a sortedness check is cheaper than a sort; on GPU it would cost a device sync
-        always_sort = key.is_cuda or torch.compiler.is_compiling()
-        if always_sort or (key.numel() > 1 and bool((key[1:] < key[:-1]).any())):
+        if sort:
             perm = torch.argsort(key)
             src, dst = src[perm], dst[perm]
         crow = _pointer(dst, num_dst)
@@ -262,3 +298,70 @@ def _pointer(sorted_index: Tensor, size: int) -> Tensor:
     """CSR row pointers of a sorted index: ``ptr[r]`` = first position holding a value >= r."""
     bounds = torch.arange(size + 1, dtype=sorted_index.dtype, device=sorted_index.device)
     return torch.searchsorted(sorted_index.contiguous(), bounds)  # a row of a transposed edge_index is strided
+
+
+@dataclass
+class DenseBatch:
+    """Many graphs' nodes (a PyG ``batch`` vector) laid out once as a padded ``[B, N_max, ...]`` batch.
+
+    Build it once with :meth:`from_batch` (one device-to-host read: the ids
+    are checked and the largest graph measured) and reuse it: :meth:`pack`
+    and :meth:`unpack` move node rows in and out by index, with no read, so
+    that the complete graph of every graph runs on the dense path as
+    ``attn(layout.pack(x), key_padding_mask=layout.pad)``.
+
+    Attributes:
+        batch: ``[N]`` graph id of each node (ids >= 0, nodes of one graph contiguous).
+        pos: ``[N]`` position of each node within its graph.
+        pad: ``[B, N_max]`` bool, True = padding.
+        num_graphs, max_nodes: B and N_max.
+    """
+
+    batch: Tensor
+    pos: Tensor
+    pad: Tensor
+    num_graphs: int
+    max_nodes: int
+
+    @classmethod
+    def from_batch(cls, batch: Tensor, num_graphs: int | None = None, name: str = "batch") -> DenseBatch:
+        """Lay out ``batch`` (``num_graphs`` defaults to the largest id + 1)."""
+        if not isinstance(batch, Tensor) or batch.dtype not in (torch.long, torch.int) or batch.dim() != 1:
+            raise TypeError(f"{name} must be a 1-D integer tensor of graph ids, one per node")
+        batch = batch.long()
+        device = batch.device
+        if batch.numel() == 0:
+            b = num_graphs or 0
+            return cls(batch, batch.clone(), torch.ones(b, 0, dtype=torch.bool, device=device), b, 0)
+        starts = torch.ones_like(batch, dtype=torch.bool)
+        starts[1:] = batch[1:] != batch[:-1]
+        first = torch.cummax(torch.where(starts, torch.arange(batch.numel(), device=device), 0), 0).values
+        pos = torch.arange(batch.numel(), device=device) - first  # position within the run of equal ids
+        stats = torch.stack([batch[0], batch[-1], (batch[1:] < batch[:-1]).any().long(), pos.max()]).tolist()
+        lowest, highest, unsorted, longest = stats
+        if lowest < 0 or unsorted:
+            raise ValueError(f"{name} must hold graph ids >= 0 in increasing order, the nodes of each graph "
+                             "contiguous (as in a PyG Batch); sort the nodes by graph id")
+        if num_graphs is None:
+            num_graphs = highest + 1
+        elif highest >= num_graphs:
+            raise ValueError(f"{name} has graph id {highest} but num_graphs={num_graphs}")
+        max_nodes = longest + 1
+        pad = torch.ones(num_graphs, max_nodes, dtype=torch.bool, device=device)
+        pad[batch, pos] = False
+        return cls(batch, pos, pad, num_graphs, max_nodes)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.batch.numel()
+
+    def pack(self, x: Tensor) -> Tensor:
+        """``[N, ...]`` -> ``[B, N_max, ...]``, zeros at the padding."""
+        if x.size(0) != self.num_nodes:
+            raise ValueError(f"x has {x.size(0)} rows but the DenseBatch was built for {self.num_nodes} nodes")
+        out = x.new_zeros(self.num_graphs, self.max_nodes, *x.shape[1:])
+        return out.index_put((self.batch, self.pos), x)
+
+    def unpack(self, dense: Tensor) -> Tensor:
+        """``[B, N_max, ...]`` -> ``[N, ...]`` (the padding dropped)."""
+        return dense[self.batch, self.pos]

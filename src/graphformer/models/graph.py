@@ -18,30 +18,37 @@ features, D hidden width, K outputs (classes), k encoding width.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import GraphAttention
 from ..encodings import ShortestPathBias, random_sign_flip
 from ..layers import FeedForward, GraphformerLayer
-from ..structure import SparseGraph, add_self_loops, check_edge_index
+from ..structure import DenseBatch, SparseGraph, add_self_loops, check_edge_index
 
 __all__ = ["GAT", "GATSep", "GCN", "GPS", "GPSLayer", "GRAPH_MODELS", "GTSep", "GraphTransformer",
            "HETEROPHILY_RECIPE", "ResidualGraphModel", "build_graph_model", "mean_pool"]
 
 
-def mean_pool(x: Tensor, batch: Tensor | None, num_graphs: int | None = None) -> Tensor:
+def mean_pool(x: Tensor, batch: Tensor | DenseBatch | None, num_graphs: int | None = None) -> Tensor:
     """Average node features per graph: ``[N, D]`` -> ``[B, D]`` (``[1, D]`` without ``batch``).
 
-    A graph id with no node gets zeros.
+    A graph id with no node gets zeros. With a :class:`~graphformer.structure.DenseBatch`
+    (or ``num_graphs``) nothing is read back from the device.
     """
     if batch is None:
         return x.mean(0, keepdim=True)
+    if isinstance(batch, DenseBatch):
+        batch, num_graphs = batch.batch, batch.num_graphs
     num_graphs = int(batch.max()) + 1 if num_graphs is None else num_graphs
     total = x.new_zeros(num_graphs, x.size(-1)).index_add_(0, batch, x)
-    count = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
+    count = x.new_zeros(num_graphs).index_add_(0, batch, x.new_ones(batch.numel())).clamp(min=1)
     return total / count.unsqueeze(-1)
+
+
+def _dense_layout(batch: Tensor | DenseBatch | None) -> DenseBatch | None:
+    """The padded layout of the graphs in ``batch``: built here (one read) unless prepared by the caller."""
+    return batch if batch is None or isinstance(batch, DenseBatch) else DenseBatch.from_batch(batch)
 
 
 def _layout(edge_index: Tensor | SparseGraph, num_nodes: int, self_loops: str | None,
@@ -55,10 +62,11 @@ def _layout(edge_index: Tensor | SparseGraph, num_nodes: int, self_loops: str | 
             raise ValueError(f"the SparseGraph was built for {edge_index.num_src} nodes but x has {num_nodes} rows; "
                              "build it with model.prepare(edge_index, num_nodes=x.size(0))")
         return edge_index, edge_attr
+    if self_loops is None:
+        return SparseGraph.from_edge_index(edge_index, num_nodes), edge_attr  # one read: range and order together
     check_edge_index(edge_index, num_nodes, num_nodes)
-    if self_loops is not None:
-        edge_index, edge_attr = add_self_loops(edge_index, num_nodes, edge_attr, mode=self_loops)
-    return SparseGraph.from_edge_index(edge_index, num_nodes, check=False), edge_attr
+    edge_index, edge_attr = add_self_loops(edge_index, num_nodes, edge_attr, mode=self_loops)
+    return SparseGraph.from_edge_index(edge_index, num_nodes, check=False, sort=True), edge_attr  # loops appended
 
 
 def _check_x(x: Tensor, in_channels: int) -> None:
@@ -261,6 +269,12 @@ class GraphTransformer(nn.Module):
             (on the complete graph, any attention dropout leaves the fused CPU kernels
             for an explicit ``[B, H, N, N]`` path, several times slower).
 
+    Prepared inputs: ``model.prepare(edge_index, num_nodes)`` (a
+    :class:`~graphformer.SparseGraph`) in place of ``edge_index`` and
+    ``DenseBatch.from_batch(batch)`` (:mod:`graphformer.structure`) in place of
+    ``batch`` lay the graph out once; a step then reads nothing back from the
+    device (the distances of the bias are checked once per distances tensor).
+
     Shapes:
         x ``[N, F]``, edge_index ``[2, E]``, batch ``[N]`` (graph id of each node),
         pe ``[N, k]``, distance ``[B, N_max, N_max]`` hops clipped to ``max_distance``
@@ -306,14 +320,17 @@ class GraphTransformer(nn.Module):
         """Node or graph outputs (see the class docstring for shapes)."""
         h = self.encoder(x, pe)
         kwargs = {}
+        layout = None
         if self.attention == "edges":
             if edge_index is None:
                 raise ValueError("attention='edges' needs edge_index")
             graph = _layout(edge_index, x.size(0), self.self_loops)[0]
         else:
             graph = None
-            if batch is not None:
-                kwargs["batch"] = batch
+            layout = _dense_layout(batch)
+            if layout is not None:  # every graph's complete graph on the dense path, packed once for all layers
+                h = layout.pack(h)  # [B, N_max, D]
+                kwargs["key_padding_mask"] = layout.pad
             if self.distance_bias is not None:
                 if distance is None:
                     raise ValueError("the model was built with max_distance: pass distance [B, N_max, N_max] "
@@ -321,10 +338,12 @@ class GraphTransformer(nn.Module):
                 kwargs["attn_bias"] = self.distance_bias(distance)
         for layer in self.layers:
             h = layer(h, graph, **kwargs)
+        if layout is not None:
+            h = layout.unpack(h)  # [N, D]
         if self.norm is not None:
             h = self.norm(h)
         if self.graph_level:
-            h = mean_pool(h, batch)
+            h = mean_pool(h, batch if layout is None else layout)
         return self.head(h)
 
 
@@ -368,11 +387,18 @@ class GPSLayer(nn.Module):
         self.norm_ff = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, batch: Tensor | None = None,
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, batch: Tensor | DenseBatch | None = None,
                 attn_bias: Tensor | None = None) -> Tensor:
-        """Apply the layer; ``attn_bias`` ``[B, H, N_max, N_max]`` goes to the global part."""
+        """Apply the layer; ``attn_bias`` ``[B, H, N_max, N_max]`` goes to the global part.
+
+        ``batch`` may be a prepared :class:`~graphformer.structure.DenseBatch` (no device read).
+        """
         h_local = self.norm_local(x + self.dropout(self.local_attn(x, edge_index)))
-        h_global = self.norm_global(x + self.dropout(self.global_attn(x, batch=batch, attn_bias=attn_bias)))
+        if isinstance(batch, DenseBatch):
+            messages = batch.unpack(self.global_attn(batch.pack(x), key_padding_mask=batch.pad, attn_bias=attn_bias))
+        else:
+            messages = self.global_attn(x, batch=batch, attn_bias=attn_bias)
+        h_global = self.norm_global(x + self.dropout(messages))
         h = h_local + h_global
         return self.norm_ff(h + self.dropout(self.feedforward(h)))
 
@@ -392,6 +418,9 @@ class GPS(nn.Module):
 
     Args: as :class:`GraphTransformer` (without ``attention`` and ``norm_first``), plus
     ``local_score`` (score of the local part).
+
+    Prepared inputs (``model.prepare(edge_index, num_nodes)``,
+    ``DenseBatch.from_batch(batch)``) work as in :class:`GraphTransformer`.
 
     Shapes:
         x ``[N, F]``, edge_index ``[2, E]``, batch ``[N]``, pe ``[N, k]``,
@@ -424,6 +453,7 @@ class GPS(nn.Module):
         """Node or graph outputs (see the class docstring for shapes)."""
         h = self.encoder(x, pe)
         graph = _layout(edge_index, x.size(0), self.self_loops)[0]
+        batch = _dense_layout(batch)  # laid out once for every layer
         bias = None
         if self.distance_bias is not None:
             if distance is None:
