@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from graphformer import cli, forecast
+from graphformer import train as engine
 from graphformer.forecast import ForecastConfig, evaluate, load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_resume_gives_the_uninterrupted_result(shared_data, tmp_path):
 def test_interrupt_keeps_last_complete_checkpoint(shared_data, tmp_path, monkeypatch):
     straight = train(_cfg(shared_data, epochs=2), tmp_path / "a", progress=False, plot=False)
     out = tmp_path / "b"
-    real_save = forecast._save
+    real_save = engine.save_torch
     calls = []
 
     def interrupt_on_second_epoch(obj, path):
@@ -88,12 +89,12 @@ def test_interrupt_keeps_last_complete_checkpoint(shared_data, tmp_path, monkeyp
             raise KeyboardInterrupt
         real_save(obj, path)
 
-    monkeypatch.setattr(forecast, "_save", interrupt_on_second_epoch)
+    monkeypatch.setattr(engine, "save_torch", interrupt_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(shared_data, epochs=2), out, progress=False, plot=False)
-    monkeypatch.setattr(forecast, "_save", real_save)
+    monkeypatch.setattr(engine, "save_torch", real_save)
     state = torch.load(out / "last.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert state["history"][-1]["epoch"] == 1 and len(state["history"]) == 1
     resumed = train(_cfg(shared_data, epochs=2), out, resume=True, progress=False, plot=False)
     assert resumed["mse"] == pytest.approx(straight["mse"], rel=1e-6)
 
@@ -175,9 +176,9 @@ def test_resume_checks(shared_data, tmp_path):
 
 
 def test_bad_settings_are_explained(shared_data):
-    with pytest.raises(ValueError, match="divisible by heads"):
+    with pytest.raises(ValueError, match="divisible by --heads"):
         train(_cfg(shared_data, d_model=10, heads=4), None)
-    with pytest.raises(ValueError, match="--graph is used by --model graph"):
+    with pytest.raises(ValueError, match="--graph applies to --model graph"):
         train(_cfg(shared_data, graph="x.csv"), None)
     with pytest.raises(ValueError, match="look-back \\+ horizon"):
         train(_cfg(shared_data, seq_len=400), None)

@@ -45,7 +45,7 @@ A minimal use::
     cfg = engine.TrainConfig(epochs=5, batch_size=32, lr=1e-3, schedule="cosine", warmup_steps=10)
     with engine.distributed(cfg.device) as ctx:
         run = engine.RunDir("runs/a", resume=False, overwrite=False, is_main=ctx.is_main)
-        run.prepare()                              # before any work
+        run.prepare(ctx)                           # before any work
         engine.seed_everything(cfg.seed)
         model = Net().to(ctx.device)
         result = engine.fit(
@@ -250,7 +250,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
     :func:`config_from_args` fills in the dataclass defaults.
     A ``bool`` field becomes ``--name`` / ``--no-name``.
     """
-    for f in dataclasses.fields(cls):
+    base_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    own = parser.add_argument_group(f"{cls.__name__} settings") if cls is not TrainConfig else parser
+    training = parser.add_argument_group("training (graphformer.train: devices, precision, schedule, processes)")
+    fields = sorted(dataclasses.fields(cls), key=lambda f: f.name in base_names)  # the command's own first
+    for f in fields:
+        group = training if f.name in base_names else own
         meta = f.metadata
         if f.name in exclude or not meta.get("flag", True) or f.name.startswith("_"):
             continue
@@ -263,14 +268,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         elif default is not None or base is not bool:
             text += f" (default: {default})" if default is not None and f.default is not dataclasses.MISSING else ""
         if base is bool:
-            parser.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction, help=text, **kwargs)
+            group.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction,
+                               help=text.replace("%", "%%"), **kwargs)
             continue
         kwargs["type"] = _parse_optional(base) if optional else base
         if meta.get("choices"):
             kwargs["choices"] = meta["choices"]
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(f"--{_flag(f.name)}", help=text.replace("%", "%%"), **kwargs)
+        group.add_argument(f"--{_flag(f.name)}", help=text.replace("%", "%%"), **kwargs)
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed):
@@ -627,14 +633,15 @@ class RunDir:
     def __bool__(self) -> bool:
         return self.path is not None
 
-    def prepare(self) -> None:
-        """Check the folder (see the class doc); with ``overwrite``, empty it (main process only)."""
+    def check(self) -> None:
+        """The checks of :meth:`prepare`, reading only (every process may run them)."""
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --out and --overwrite starts it again; not both")
         if self.path is None:
             if self.resume:
                 raise ValueError("--resume needs --out, the folder of the interrupted run")
-            self._prepared = True
+            if self.overwrite:
+                raise ValueError("--overwrite applies with --out")
             return
         p = self.path
         if p.exists() and not p.is_dir():
@@ -650,12 +657,20 @@ class RunDir:
             if not any((p / name).exists() for name in RUN_FILES):
                 raise ValueError(f"--overwrite: {p} is not a graphformer run folder (no {', '.join(RUN_FILES)}); "
                                  "refusing to empty it, choose another folder")
-            if self.is_main:
-                for child in p.iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
+
+    def prepare(self, ctx: Context | None = None) -> None:
+        """:meth:`check`, then (``overwrite``, main process) empty the folder; every process waits for it."""
+        ctx = ctx or Context()
+        self.check()
+        ctx.barrier()
+        p = self.path
+        if p is not None and self.overwrite and self.is_main and p.is_dir():
+            for child in p.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        ctx.barrier()
         self._prepared = True
 
     def file(self, name: str) -> Path:
