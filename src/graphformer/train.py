@@ -787,12 +787,17 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def _better(value: float, best: float | None, mode: str) -> bool:
-    if not math.isfinite(value):
+def _key(metrics: dict, monitor: tuple[str, ...], mode: tuple[str, ...]) -> list[float]:
+    """The monitored values, signed so that larger is better (compared in order: ties go to the next)."""
+    return [float(metrics[m]) if d == "max" else -float(metrics[m]) for m, d in zip(monitor, mode)]
+
+
+def _better(key: list[float], best: list[float] | None) -> bool:
+    if not all(math.isfinite(v) for v in key[:1]):
         return False
     if best is None:
         return True
-    return value < best if mode == "min" else value > best
+    return key > best
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -807,7 +812,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         train_size: int | None = None,
         get_batch: Callable[[Tensor], Any] | None = None,
         evaluate: Callable[[nn.Module], dict] | None = None,
-        monitor: str = "loss", mode: str = "min",
+        monitor: str | tuple[str, ...] = "loss", mode: str | tuple[str, ...] = "min",
         run: RunDir | None = None,
         meta: dict | None = None,
         optimizer: torch.optim.Optimizer | None = None,
@@ -832,8 +837,10 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
             same numbers on all; see :func:`shard` and :func:`all_reduce_sum`);
             after every epoch (``epochs``) or every ``eval_every`` steps (``steps``).
         monitor, mode: the metric of ``evaluate`` that picks the best weights
-            and drives early stopping; ``"min"`` or ``"max"``. Without
-            ``evaluate`` the last weights are kept.
+            and drives early stopping; ``"min"`` or ``"max"``. A tuple of
+            names (and of modes) compares in order, ties going to the next
+            (``("val_acc", "val_loss"), ("max", "min")``). Without ``evaluate``
+            the last weights are kept.
         run: the :class:`RunDir` (prepared). It gets ``best.pt`` (``{"model":
             state_dict, **meta, "step", "epoch", "metrics"}``) and ``last.pt``
             (everything needed to resume) after each evaluation. With
@@ -862,10 +869,13 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
     """
     cfg.check()
     ctx = ctx or Context(device=resolve_device(cfg.device))
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    threads = cfg.threads or default_threads(ctx.local_world_size)
-    torch.set_num_threads(threads)
+    monitor = (monitor,) if isinstance(monitor, str) else tuple(monitor)
+    mode = (mode,) * len(monitor) if isinstance(mode, str) else tuple(mode)
+    if len(mode) != len(monitor) or any(m not in ("min", "max") for m in mode):
+        raise ValueError(f"mode must be 'min' or 'max' (one per monitored metric), got {mode!r}")
+    if cfg.threads is not None:  # None: the caller's setting (the commands resolve it with default_threads)
+        torch.set_num_threads(cfg.threads)
+    threads = torch.get_num_threads()
     if log is None:
         def log(line: str) -> None:
             if progress:
@@ -899,7 +909,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
 
     history: list[dict] = []
     best: dict = {}
-    best_value: float | None = None
+    best_value: list[float] | None = None
     best_step = best_epoch = bad = step = 0
     stopped = False
     best_state = None
@@ -917,7 +927,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         history, best = list(state["history"]), dict(state["best"])
-        best_value = state["best_value"]
+        best_value = None if state["best_value"] is None else [float(v) for v in state["best_value"]]
         best_step, best_epoch, bad = int(state["best_step"]), int(state["best_epoch"]), int(state["bad"])
         step, stopped = int(state["step"]), bool(state["stopped"])
         _set_rng_state(state["rng"])
@@ -1000,10 +1010,11 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         record.update(metrics)
         history.append(record)
         improved = False
-        if evaluate is not None and monitor not in metrics:
-            raise ValueError(f"evaluate() returned {sorted(metrics)}, without the monitored {monitor!r}")
-        value = metrics[monitor] if evaluate is not None else float(-step if mode == "min" else step)
-        if _better(value, best_value, mode):
+        missing = [m for m in monitor if m not in metrics]
+        if evaluate is not None and missing:
+            raise ValueError(f"evaluate() returned {sorted(metrics)}, without the monitored {missing}")
+        value = _key(metrics, monitor, mode) if evaluate is not None else [float(step)]
+        if _better(value, best_value):
             improved = True
             best_value, best, best_step, best_epoch, bad = value, metrics, step, record["epoch"], 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
