@@ -244,6 +244,9 @@ def test_flags_come_from_the_config_dataclass():
         engine.check_applicable(cfg, given)
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "fp8"])
+    cfg, _ = engine.config_from_args(_Cfg, parser.parse_args(["--steps", "50"]))
+    assert (cfg.epochs, cfg.steps) == (None, 50)
+    cfg.check()
 
 
 def test_impossible_settings_name_the_flag():

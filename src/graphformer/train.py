@@ -282,12 +282,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
 def config_from_args(cls: type, args: argparse.Namespace, **fixed):
     """``(config, given)``: the dataclass ``cls`` from parsed flags, and the names of the flags given.
 
-    Fields absent from ``args`` keep their dataclass defaults; ``fixed``
-    overrides both.
+    Fields absent from ``args`` keep their dataclass defaults (``--steps``
+    without ``--epochs`` clears the default epochs); ``fixed`` overrides both.
     """
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k for k in vars(args) if k in names}
     values = {k: getattr(args, k) for k in given}
+    if "steps" in given and "epochs" not in given and values["steps"] is not None:
+        values["epochs"] = None  # --steps N replaces the default number of epochs
     values.update(fixed)
     return cls(**values), given
 
