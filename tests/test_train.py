@@ -138,13 +138,13 @@ def test_run_folder_is_checked_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.pt"):
         RunDir(run, resume=True).prepare()
     RunDir(run, overwrite=True).prepare()
-    assert list(run.iterdir()) == []
+    assert list(run.iterdir()) == []  # the old run's files, stale ones included, are gone
     other = tmp_path / "notes"
     other.mkdir()
-    (other / "thesis.tex").write_text("precious")
-    with pytest.raises(ValueError, match="not a graphformer run folder"):
-        RunDir(other, overwrite=True).prepare()
-    assert (other / "thesis.tex").read_text() == "precious"
+    (other / "log.txt").write_text("precious")
+    for overwrite in (False, True):  # not a run: used as it is, nothing deleted
+        RunDir(other, overwrite=overwrite).prepare()
+        assert (other / "log.txt").read_text() == "precious"
     RunDir(tmp_path / "new").prepare()  # a new folder is fine
 
 

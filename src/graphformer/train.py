@@ -121,7 +121,7 @@ __all__ = [
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "halve", "linear")
 OPTIMIZERS = ("adam", "adamw")
-RUN_FILES = ("metrics.json", "last.pt", "best.pt")  # any of these marks a folder as a run folder
+RUN_FILES = ("metrics.json", "last.pt", "best.pt", "forecast.png")  # any of these marks a run folder
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,  # noqa: A002
@@ -614,10 +614,11 @@ class RunDir:
     """The ``--out`` folder of a run.
 
     :meth:`prepare` checks it before any work: a file is an error; a folder
-    holding files needs ``resume`` (continue from its ``last.pt``) or
-    ``overwrite`` (which empties it first, and is refused on a folder that is
-    not a run folder -- one without ``metrics.json``, ``last.pt`` or
-    ``best.pt`` -- so that a mistyped path never deletes unrelated files).
+    holding a run (any of :data:`RUN_FILES`) needs ``resume`` (continue from
+    its ``last.pt``) or ``overwrite`` (which empties it first, so that no
+    stale file of the old run stays behind). A folder without a run's files
+    (new, empty, or holding only other files such as a log) is used as it is:
+    nothing in it is deleted, so a mistyped path never loses unrelated files.
     Only the main process writes; every write is atomic.
 
     Args:
@@ -652,22 +653,21 @@ class RunDir:
             if not (p / "last.pt").is_file():
                 raise FileNotFoundError(f"nothing to resume: {p / 'last.pt'} does not exist (drop --resume to "
                                         "start a new run)")
-        elif p.is_dir() and any(p.iterdir()):
-            if not self.overwrite:
-                raise ValueError(f"--out {p} already holds a run or other files; add --resume to continue it, "
-                                 "--overwrite to replace it, or choose another folder")
-            if not any((p / name).exists() for name in RUN_FILES):
-                raise ValueError(f"--overwrite: {p} is not a graphformer run folder (no {', '.join(RUN_FILES)}); "
-                                 "refusing to empty it, choose another folder")
+        elif self.is_run_folder() and not self.overwrite:
+            raise ValueError(f"--out {p} already holds a run; add --resume to continue it, --overwrite to "
+                             "replace it, or choose another folder")
+
+    def is_run_folder(self) -> bool:
+        """True when the folder holds a run's files (any of :data:`RUN_FILES`)."""
+        return self.path is not None and self.path.is_dir() and any((self.path / n).exists() for n in RUN_FILES)
 
     def prepare(self, ctx: Context | None = None) -> None:
         """:meth:`check`, then (``overwrite``, main process) empty the folder; every process waits for it."""
         ctx = ctx or Context()
         self.check()
         ctx.barrier()
-        p = self.path
-        if p is not None and self.overwrite and self.is_main and p.is_dir():
-            for child in p.iterdir():
+        if self.overwrite and self.is_main and self.is_run_folder():
+            for child in self.path.iterdir():
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
