@@ -48,7 +48,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -403,8 +402,8 @@ def _node_runs(data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, prog
         raise ValueError(f"--runs {cfg.runs}: {cfg.dataset} has {splits} fixed splits; use --runs {splits} or fewer")
     results, num_params = [], 0
     for r in range(cfg.runs):
-        pick = (lambda m: m[:, r]) if splits is not None else (lambda m: m)
-        train_m, val_m, test_m = (pick(m).to(dev) for m in (data.train_mask, data.val_mask, data.test_mask))
+        train_m, val_m, test_m = ((m[:, r] if splits is not None else m).to(dev)
+                                  for m in (data.train_mask, data.val_mask, data.test_mask))
         torch.manual_seed(cfg.seed + r)
         net = build_model(cfg.model, x.size(1), num_classes, hidden=cfg.hidden, heads=cfg.heads, layers=cfg.layers,
                           dropout=cfg.dropout, encoding=cfg.encoding, pe_dim=cfg.pe_dim, attention=cfg.attention,

@@ -958,8 +958,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
                 s += 1
                 continue
             e, within = divmod(s, steps_per_epoch)
-            for item in sampler.epoch(e, within):
-                yield item
+            yield from sampler.epoch(e, within)
             s = (e + 1) * steps_per_epoch
 
     epoch_seconds: list[float] = []
