@@ -316,10 +316,12 @@ class ClassifyConfig(engine.TrainConfig):
     model: str = option("gcn", "the model", choices=tuple(MODELS))
     runs: int = option(10, "runs with seeds seed, seed+1, ...; heterophilous graphs: the first N of the ten splits")
     epochs: int | None = option(None, "default: 200 (nodes), 100 (graphs), 500 (heterophilous)")
-    lr: float | None = option(None, "default: 0.01 gcn, 0.005 gat/transformer/gps; 0.001 for graphs (gcn 0.01)")
+    lr: float | None = option(None, "default: 0.01 gcn, 0.005 gat/transformer/gps; 0.001 for graphs (gcn 0.01); "
+                              "heterophilous 0.01 gcn/gat, 0.001 transformer/gps")
     weight_decay: float | None = option(None, "default: 5e-4 (nodes), 0 (graphs, heterophilous)")
     seed: int = option(0, "first seed")
-    hidden: int | None = option(None, "hidden width (per head for gat); default: 16 gcn, 8 gat, 64")
+    hidden: int | None = option(None, "hidden width (per head for gat); default: 16 gcn, 8 gat, 64 (heterophilous: "
+                                "16 per head for gat, else 64)")
     heads: int | None = option(None, "attention heads; default: 8 gat, 4 transformer/gps",
                                applies=(lambda c: c.model not in HEADLESS_MODELS, "models with attention heads"))
     layers: int | None = option(None, "default: 2 (nodes), 3 (graphs)")
@@ -327,7 +329,8 @@ class ClassifyConfig(engine.TrainConfig):
                                    "heterophilous")
     encoding: str | None = option(None, f"structural encoding: none, {', '.join(NODE_ENCODINGS)}, shortest-path, "
                                   "or a node encoding + shortest-path (e.g. degree+shortest-path); default: none for "
-                                  "gcn/gat on nodes and on heterophilous graphs, random-walk otherwise",
+                                  "gcn/gat on nodes and for every model on the heterophilous graphs, random-walk "
+                                  "otherwise",
                                   metavar="NAME")
     pe_dim: int = option(8, "width of the node encoding")
     attention: str | None = option(None, "attend along the edges (default for nodes) or over each graph's complete "
