@@ -918,6 +918,9 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
     saved_cfg = cfg.to_dict()
     if run.resume:
         state = run.load("last.pt")
+        if not {"step", "config", "best_value", "rng"} <= set(state):
+            raise ValueError(f"{run.file('last.pt')} was not written by this version's training engine; start the "
+                             "run again with --overwrite")
         free = {"epochs", "steps", "patience", "device", "threads", *resume_ignore}
         theirs = {k: v for k, v in state["config"].items() if k not in free}
         mine = {k: v for k, v in saved_cfg.items() if k not in free}
