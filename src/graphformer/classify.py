@@ -495,7 +495,8 @@ def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool
 
 def _config_record(cfg: ClassifyConfig) -> dict:
     keys = ["model", "hidden", "heads", "layers", "dropout", "lr", "weight_decay", "epochs", "encoding", "pe_dim",
-            "seed", "device", "precision", "optimizer", "schedule", "warmup_steps", "grad_clip", "patience"]
+            "seed", "device", "precision", "optimizer", "schedule", "warmup_steps", "grad_clip", "patience",
+            "threads"]
     record = {k: getattr(cfg, k) for k in keys}
     record["num_runs"] = cfg.runs
     return record
