@@ -78,6 +78,17 @@ def test_data_order_comes_from_seed_and_epoch_only():
     assert [b.tolist() for b in GlobalBatchSampler(20, 5, seed=2).global_batches(0)] != first
 
 
+def test_sampling_with_replacement_is_seeded_and_shared():
+    one = GlobalBatchSampler(50, 6, seed=4, replacement=True, batches_per_epoch=7)
+    two = [GlobalBatchSampler(50, 6, seed=4, replacement=True, batches_per_epoch=7, rank=r, world_size=2)
+           for r in range(2)]
+    ref = list(one.epoch(2))
+    assert len(ref) == 7 and all(b.numel() == 6 and int(b.max()) < 50 for b, _ in ref)
+    got = [torch.cat([two[0].local(b)[0], two[1].local(b)[0]]) for b in two[0].global_batches(2)]
+    assert [g.tolist() for g in got] == [b.tolist() for b, _ in ref]
+    assert [b.tolist() for b, _ in one.epoch(2, start=3)] == [b.tolist() for b, _ in ref[3:]]
+
+
 def test_too_few_samples_for_one_batch_is_explained():
     with pytest.raises(ValueError, match="--batch-size"):
         GlobalBatchSampler(3, 4, drop_last=True)

@@ -543,7 +543,7 @@ class GlobalBatchSampler:
         """The global batches of ``epoch`` (index tensors)."""
         gen = self._generator(epoch)
         if self.replacement:
-            return [torch.randint(self.n, (self.batch_size,), generator=gen) for _ in range(self._len)]
+            return list(torch.randint(self.n, (self._len, self.batch_size), generator=gen).unbind(0))
         order = torch.randperm(self.n, generator=gen) if self.shuffle else torch.arange(self.n)
         return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(self._len)]
 
