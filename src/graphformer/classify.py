@@ -555,7 +555,7 @@ def _train_nodes(data, cfg: ClassifyConfig, metric: str, progress: bool) -> dict
             torch.set_num_threads(cfg.threads)
         results, num_params = _node_runs(data, cfg, metric, ctx, progress)
     return {**_summary(results, metric), "metric": metric, "runs": results, "num_parameters": num_params,
-            "config": {**_config_record(cfg), "out_heads": cfg.out_heads}}
+            "config": {**_config_record(cfg), "out_heads": cfg.out_heads, "device": str(ctx.device)}}
 
 
 def train_graph_classifier(graphs, model: str = "transformer", *, runs: int = 1, epochs: int | None = None,
@@ -593,7 +593,7 @@ def _train_graphs(graphs, cfg: ClassifyConfig, progress: bool, split_seed: int =
         results, num_params = _graph_runs(graphs, cfg, ctx, progress and ctx.is_main, split_seed)
     return {**_summary(results, "accuracy"), "metric": "accuracy", "runs": results, "num_parameters": num_params,
             "config": {**_config_record(cfg), "batch_size": cfg.batch_size, "attention": cfg.attention,
-                       "processes": ctx.world_size}}
+                       "processes": ctx.world_size, "device": str(ctx.device)}}
 
 
 # ------------------------------------------------------------------- CLI
