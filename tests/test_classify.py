@@ -22,15 +22,6 @@ from graphformer.data.graphs import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: on a few busy cores, small operators run far faster than with contended threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def cora_root(shared_data, tmp_path) -> Path:
     """A writable root holding Cora/raw (PyG writes Cora/processed next to it)."""

@@ -29,15 +29,6 @@ def load(name: str, folder: str = "examples"):
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Train on one CPU thread (small models gain nothing from more), then restore the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sentence():
     return load("sentence_as_graph")
