@@ -1,4 +1,7 @@
+import contextlib
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,39 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def restored_scores():
+    """Undo every ``register_score`` made inside the block (the registry of score names is global)."""
+    from graphformer import scores
+
+    saved = dict(scores._REGISTRY)
+    try:
+        yield
+    finally:
+        scores._REGISTRY.clear()
+        scores._REGISTRY.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_scores():
+    """A score a test registers (the README's and the tutorial's "cosine") is gone after it.
+
+    Scores registered when a test module is imported stay: they exist before the first test runs.
+    """
+    with restored_scores():
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def load_script(name: str, folder: str = "examples"):
+    """Import ``<folder>/<name>.py`` of the repository as a module (registered in ``sys.modules`` for dataclasses)."""
+    path = REPO / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -51,7 +51,8 @@ def _module_level_imports(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
         elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            todo.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, (ast.stmt, ast.excepthandler)))
+            statements = (ast.stmt, ast.excepthandler)
+            todo.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, statements))
 
 
 def test_optional_dependencies_are_imported_lazily():

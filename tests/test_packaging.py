@@ -1,4 +1,4 @@
-"""Packaging: one version source, the typing marker ships, the test tools are declared, data tests fail in CI."""
+"""Packaging: one version source, the typing marker ships, the test tools are declared."""
 
 import ast
 import importlib.metadata
@@ -8,7 +8,7 @@ import pytest
 from setuptools.config.pyprojecttoml import read_configuration
 
 import graphformer
-from conftest import REPO, require_data
+from conftest import REPO
 
 PYPROJECT = REPO / "pyproject.toml"
 SRC = Path(graphformer.__file__).resolve().parent
@@ -46,15 +46,3 @@ def test_ruff_is_a_test_tool_and_formats_at_the_lint_line_length():
     ruff = config["tool"]["ruff"]
     assert ruff["line-length"] == 120 and "format" in ruff
     assert ruff["format"].get("line-length", ruff["line-length"]) == 120
-
-
-def test_missing_data_skips_locally_and_fails_in_ci(tmp_path, monkeypatch):
-    present = tmp_path / "here"
-    present.mkdir()
-    monkeypatch.setenv("CI", "1")
-    assert require_data(present) == present
-    with pytest.raises(pytest.fail.Exception, match="CI must provide it"):
-        require_data(tmp_path / "missing")
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception, match="GRAPHFORMER_DATA"):
-        require_data(tmp_path / "missing")
