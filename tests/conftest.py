@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GRAPHFORMER_DATA", REPO.parent / "shared" / "data"))
+
+# Property tests: fresh random examples locally; in CI the same examples every run, so a red build reproduces.
+# Registered before the test modules are imported, so their own settings(max_examples=...) inherit it.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def require_data(path: Path) -> Path:
