@@ -1,5 +1,7 @@
 """The shared fixtures' helpers: data tests fail in CI, scores registered in a test do not leak."""
 
+import os
+
 import pytest
 import torch
 
@@ -36,3 +38,9 @@ def test_each_test_starts_on_one_thread_from_seed_zero():
     first = torch.rand(3)  # the first draw of the test
     torch.manual_seed(0)
     assert torch.equal(first, torch.rand(3))
+
+
+def test_property_tests_are_derandomized_exactly_in_ci():
+    from hypothesis import settings
+
+    assert settings.default.derandomize == bool(os.environ.get("CI"))
