@@ -52,15 +52,6 @@ seeds = st.integers(0, 2**16)
 dtypes = st.sampled_from([torch.float32, torch.float64])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------ helpers
 def make_layer(score="dot", heads=2, head_dim=3, dtype=torch.float64, seed=0, **kwargs) -> gf.GraphAttention:
     """A layer in eval mode with random weights and random (non-zero) biases."""

@@ -12,14 +12,6 @@ from graphformer.layers import GraphformerEncoder
 from graphformer.models.graph import GCN, GPS, GATSep
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _np_energy(x, ei):
     return sum(np.sum((x[i] - x[j]) ** 2) for j, i in ei.T) / x.shape[0]
 

@@ -190,6 +190,11 @@ def test_x_from_csv(tmp_path):
     args = cli.build_parser().parse_args(["explain", "--x", str(path)])
     metrics = args._run(args)
     assert len(metrics["outputs"]) == 3 and len(metrics["outputs"][0]) == 2
+    args = cli.build_parser().parse_args(["explain", "--x", str(path), "--wq", "identity", "--wk", "identity",
+                                          "--wv", "identity"])
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)  # the CSV's rows, read as written
+    expected = torch.softmax(x @ x.T / 2 ** 0.5, dim=-1) @ x
+    torch.testing.assert_close(torch.tensor(args._run(args)["outputs"], dtype=torch.float64), expected)
 
 
 # ----------------------------------------------------------------- entropy

@@ -14,15 +14,6 @@ from graphformer.forecast import ForecastConfig, evaluate, load_checkpoint, trai
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one thread avoids oversubscribing a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _quick(shared_data, out, *extra):
     return ["forecast", "--data", str(shared_data / "ett" / "ETTh1.csv"), "--limit-rows", "500",
             "--seq-len", "24", "--pred-len", "12", "--d-model", "16", "--d-ff", "16", "--heads", "2",

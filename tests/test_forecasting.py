@@ -14,15 +14,6 @@ from graphformer.models import (
 B, L, H, V, F = 4, 24, 12, 5, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one thread avoids oversubscribing a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inputs(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, L, V, generator=g) * 3 + 2

@@ -22,15 +22,6 @@ from graphformer.models.graph import (
 from graphformer.structure import complete_edge_index
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: on a few busy cores, small operators run far faster than with contended threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _random_graph(num_nodes=12, num_edges=40, seed=0):
     gen = torch.Generator().manual_seed(seed)
     ei = torch.randint(0, num_nodes, (2, num_edges), generator=gen)

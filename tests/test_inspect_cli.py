@@ -2,8 +2,6 @@
 
 import csv
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,16 +9,6 @@ import torch
 from graphformer import diagnostics as dg
 from graphformer.cli import main
 from graphformer.inspect_cli import InspectStack, inspect_curves, parse_variant, sentence_features
-
-DATA = Path(os.environ.get("GRAPHFORMER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _last_json(text):
@@ -91,15 +79,12 @@ def test_cli_gcn_on_karate_and_errors(capsys):
     assert "divisible" in capsys.readouterr().err
 
 
-def test_cli_cora_reads_a_read_only_copy(capsys):
-    raw = DATA / "planetoid" / "Cora" / "raw"
-    if not raw.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"Cora raw files missing under {raw} (needed in CI)")
-        pytest.skip(f"Cora raw files not found under {raw}")
+def test_cli_cora_reads_a_read_only_copy(capsys, shared_data):
+    raw = shared_data / "planetoid" / "Cora" / "raw"
+    assert raw.is_dir(), f"Cora raw files missing under {raw}"
     before = sorted(p.name for p in raw.parent.iterdir())
-    assert main(["inspect", "--graph", "Cora", "--root", str(DATA / "planetoid"), "--layers", "2", "--seeds", "1",
-                 "--variants", "gcn"]) == 0
+    assert main(["inspect", "--graph", "Cora", "--root", str(shared_data / "planetoid"), "--layers", "2",
+                 "--seeds", "1", "--variants", "gcn"]) == 0
     metrics = _last_json(capsys.readouterr().out)
     assert metrics["num_nodes"] == 2708 and len(metrics["curves"]["gcn"]["effective_rank"]) == 3
     assert sorted(p.name for p in raw.parent.iterdir()) == before  # nothing written next to raw/

@@ -37,16 +37,6 @@ ATOL, RTOL = 1e-5, 1e-5
 B, N, M, D, HEADS, FF = 2, 5, 4, 8, 2, 16
 
 
-# ------------------------------------------------------------------ harness
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids paying for thread wake-ups in every sparse product."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def assert_equivalent(ref_fn, gf_fn, inputs, pairs, module=None, atol=ATOL, rtol=RTOL):
     """Outputs, input gradients and weight gradients of ``ref_fn`` and ``gf_fn`` agree.
 

@@ -22,15 +22,6 @@ from graphformer.structure import SparseGraph
 FAST = settings(max_examples=25, deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @st.composite
 def bipartite_graphs(draw, max_nodes=6, max_edges=16):
     """(num_src, num_dst, edge_index [2, E]) with any edge order, duplicates and isolated nodes."""

@@ -124,10 +124,20 @@ def test_check_edge_index_rejects_bad_input(edge_index, error, match):
         structure.check_edge_index(edge_index, num_src=3, num_dst=2)
 
 
-def test_check_edge_index_accepts_valid_and_empty_input():
-    structure.check_edge_index(torch.tensor([[2, 0], [1, 0]]), 3, 2)
-    structure.check_edge_index(torch.zeros(2, 0, dtype=torch.long), 0, 0)
-    structure.check_edge_index(torch.tensor([[2, 0], [1, 0]], dtype=torch.int), 3, 2)
+@pytest.mark.parametrize("dtype", [torch.long, torch.int])
+def test_check_edge_index_accepts_valid_input_up_to_the_exact_bound(dtype):
+    edge_index = torch.tensor([[2, 0], [1, 0]], dtype=dtype)  # largest source 2, largest target 1
+    assert structure.check_edge_index(edge_index, 3, 2) is None
+    with pytest.raises(ValueError, match=r"edge_index\[0\]"):  # one source node fewer: the bound is exact
+        structure.check_edge_index(edge_index, 2, 2)
+    with pytest.raises(ValueError, match=r"edge_index\[1\]"):
+        structure.check_edge_index(edge_index, 3, 1)
+
+
+def test_check_edge_index_accepts_an_empty_edge_list():
+    assert structure.check_edge_index(torch.zeros(2, 0, dtype=torch.long), 0, 0) is None
+    with pytest.raises(ValueError, match=r"\[2, E\]"):  # but the shape is still checked
+        structure.check_edge_index(torch.zeros(0, 2, dtype=torch.long), 0, 0)
 
 
 # ------------------------------------------------------------ SparseGraph
