@@ -44,6 +44,7 @@ from scipy.sparse import csgraph
 from scipy.sparse.linalg import eigsh
 from torch import Tensor, nn
 
+from .convert import binary_adjacency
 from .scores import DotScore, register_score
 from .structure import check_edge_index
 
@@ -275,16 +276,11 @@ def _check_graph(edge_index: Tensor, num_nodes: int) -> None:
 def _adjacency(edge_index: Tensor, num_nodes: int, undirected: bool = True) -> sp.csr_matrix:
     """0/1 adjacency ``A[j, i] = 1`` for every edge j -> i (scipy CSR, float64), duplicates collapsed.
 
-    With ``undirected=True`` the edges are symmetrised and self-loops dropped.
+    With ``undirected=True`` the edges are symmetrised and self-loops dropped
+    (:func:`graphformer.convert.binary_adjacency`).
     """
     _check_graph(edge_index, num_nodes)
-    src, dst = edge_index.detach().cpu().long().numpy()
-    if undirected:
-        keep = src != dst
-        src, dst = np.concatenate([src[keep], dst[keep]]), np.concatenate([dst[keep], src[keep]])
-    adj = sp.coo_matrix((np.ones(src.size), (src, dst)), shape=(num_nodes, num_nodes)).tocsr()
-    adj.data[:] = 1.0  # duplicate edges count once
-    return adj
+    return binary_adjacency(edge_index, num_nodes, undirected=undirected)
 
 
 def laplacian(edge_index: Tensor, num_nodes: int, normalized: bool = True) -> sp.csr_matrix:
