@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from graphformer import encodings
 from graphformer.data.graphs import add_encodings, collate, load_planetoid, synthetic_structures
 from graphformer.classify import build_model
 from graphformer.models.graph import (
@@ -166,6 +167,13 @@ def test_collate_offsets_edges_and_pads_distances():
     assert int(own.sum()) == graphs[2].edge_index.size(1)
     assert b.distance.shape == (5, max(sizes), max(sizes))
     assert torch.equal(b.distance[2, : sizes[2], : sizes[2]], graphs[2].distance)
+    # one padding convention: collate packs as shortest_path_distances(batch=...) does (sentinel 6 + 1)
+    packed = encodings.shortest_path_distances(b.edge_index, b.x.size(0), max_distance=6, batch=b.batch)
+    assert torch.equal(b.distance, packed)
+    small = sizes.index(min(sizes))
+    assert bool((b.distance[small, min(sizes):] == 7).all()) and min(sizes) < max(sizes)
+    assert torch.equal(collate(graphs, unreachable=9).distance[small, :, min(sizes):],
+                       torch.full((max(sizes), max(sizes) - min(sizes)), 9))
 
 
 # ------------------------------------------------------ what each reduces to
