@@ -338,3 +338,58 @@ def test_graph_model_registry_and_classify_factory():
         build_graph_model("gat-sepp", 5, 1)
     with pytest.raises(ValueError, match="divisible"):
         GATSep(5, 10, 2, num_heads=4)
+
+
+# ------------------------------------------------------------ one call for every model
+def _models_with_pe(pe_dim, graph_level):
+    return {"gcn": GCN(3, 8, 4, pe_dim=pe_dim, graph_level=graph_level),
+            "gat": GAT(3, 4, 4, heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "transformer": GraphTransformer(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "gps": GPS(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "gat-sep": GATSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "gt-sep": GTSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level)}
+
+
+def test_every_graph_model_takes_one_call():
+    graphs = _small_graphs("random-walk")
+    for g in graphs:
+        g.x = torch.randn(g.num_nodes, 3)
+    b = collate(graphs)
+    models = _models_with_pe(4, True)
+    assert set(models) == set(GRAPH_MODELS)
+    for name, model in models.items():
+        model.eval()
+        out = model(b.x, b.edge_index, batch=b.batch, pe=b.pe, distance=None)
+        assert out.shape == (len(graphs), 4), name
+        with pytest.raises(ValueError, match="pe_dim=4"):
+            model(b.x, b.edge_index, batch=b.batch)
+        with pytest.raises(ValueError, match="distance"):
+            model(b.x, b.edge_index, batch=b.batch, pe=b.pe, distance=b.x.new_zeros(5, 14, 14).long())
+    for name, model in _models_with_pe(0, False).items():
+        with pytest.raises(ValueError, match="pe_dim=0"):
+            model(b.x, b.edge_index, pe=b.pe)
+        if name != "transformer":  # the transformer's complete attention needs no edges; the others do
+            with pytest.raises(ValueError, match="edge"):
+                model(b.x)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gat", "gat-sep", "gt-sep"])
+def test_message_passing_models_read_pe_as_features_and_pool(name):
+    """pe_dim / graph_level equal the old formula: the model on [x, pe], then the mean of each graph."""
+    graphs = _small_graphs("degree")
+    for g in graphs:
+        g.x = torch.randn(g.num_nodes, 3)
+    b = collate(graphs)
+    with_pe = _models_with_pe(4, True)[name].eval()
+    plain = {"gcn": GCN(7, 8, 4), "gat": GAT(7, 4, 4, heads=2), "gat-sep": GATSep(7, 8, 4, num_heads=2),
+             "gt-sep": GTSep(7, 8, 4, num_heads=2)}[name].eval()
+    plain.load_state_dict(with_pe.state_dict())
+    expected = mean_pool(plain(torch.cat([b.x, b.pe], -1), b.edge_index), b.batch)
+    torch.testing.assert_close(with_pe(b.x, b.edge_index, batch=b.batch, pe=b.pe), expected)
+
+
+def test_attn_dropout_is_a_layer_argument():
+    model = GraphTransformer(3, 8, 2, num_heads=2, dropout=0.3, attn_dropout=0.0)
+    assert all(layer.self_attn.dropout == 0.0 and layer.dropout1.p == 0.3 for layer in model.layers)
+    assert all(layer.self_attn.dropout == 0.0 for layer in GTSep(3, 8, 2, num_heads=2).layers)
+    assert all(layer.self_attn.dropout == 0.3 for layer in GraphTransformer(3, 8, 2, dropout=0.3).layers)

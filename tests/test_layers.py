@@ -297,3 +297,17 @@ def test_conv_feed_forward_in_a_layer():
 def test_conv_feed_forward_needs_an_odd_kernel():
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         gf.ConvFeedForward(D, FF, kernel_size=2)
+
+
+def test_layer_attn_dropout_argument():
+    layer = gf.GraphformerLayer(8, 2, 16, dropout=0.2, attn_dropout=0.0)
+    assert layer.self_attn.dropout == 0.0 and layer.dropout1.p == 0.2 and layer.feedforward.dropout.p == 0.2
+    assert gf.GraphformerLayer(8, 2, 16, dropout=0.2).self_attn.dropout == 0.2  # default: as nn.TransformerEncoderLayer
+    with pytest.raises(ValueError, match="attn_dropout"):
+        gf.GraphformerLayer(8, 2, 16, attn_dropout=1.0)
+    # train mode, attn_dropout=0 with dropout elsewhere off: the layer is deterministic
+    layer = gf.GraphformerLayer(8, 2, 16, dropout=0.0, attn_dropout=0.0).train()
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(layer(x), layer(x))
+    noisy = gf.GraphformerLayer(8, 2, 16, dropout=0.0, attn_dropout=0.5).train()
+    assert not torch.allclose(noisy(x), noisy(x))

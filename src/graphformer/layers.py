@@ -108,6 +108,10 @@ class GraphformerLayer(nn.Module):
         bias: biases in the projections, the feed-forward part and the norms.
         feedforward: a module ``[..., d] -> [..., d]`` replacing the MLP
             (e.g. :class:`ConvFeedForward`).
+        attn_dropout: dropout on the attention weights only (default
+            ``dropout``, as ``nn.TransformerEncoderLayer``, which uses one rate
+            for both); ``dropout`` still acts on the residual branches and
+            inside the feed-forward part.
         **attention_kwargs: passed on to :class:`~graphformer.GraphAttention`
             (``edge_dim``, ``self_loops``, ...).
 
@@ -117,9 +121,12 @@ class GraphformerLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int = 1, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str | Callable = "relu", norm_first: bool = False, score: str | Score = "dot", *,
                  layer_norm_eps: float = 1e-5, bias: bool = True, feedforward: nn.Module | None = None,
-                 **attention_kwargs):
+                 attn_dropout: float | None = None, **attention_kwargs):
         super().__init__()
-        self.self_attn = GraphAttention(d_model, num_heads, score=score, dropout=dropout, bias=bias,
+        if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
+            raise ValueError(f"attn_dropout must lie in [0, 1), got {attn_dropout}")
+        self.self_attn = GraphAttention(d_model, num_heads, score=score,
+                                        dropout=dropout if attn_dropout is None else attn_dropout, bias=bias,
                                         **attention_kwargs)
         if self.self_attn.out_proj is None and self.self_attn.out_dim != d_model:
             raise ValueError("GraphformerLayer needs attention output of width d_model; keep out_proj=True")
