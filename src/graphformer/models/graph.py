@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..attention import GraphAttention
 from ..encodings import ShortestPathBias, random_sign_flip
-from ..layers import FeedForward, GraphformerLayer
+from ..layers import FeedForward, GraphformerLayer, LocalGlobalLayer
 from ..structure import SparseGraph, add_self_loops, check_edge_index
 
 __all__ = ["GAT", "GATSep", "GCN", "GPS", "GPSLayer", "GRAPH_MODELS", "GTSep", "GraphTransformer",
@@ -374,8 +374,10 @@ class GraphTransformer(nn.Module):
         return self.head(_readout(h, batch, self.graph_level))
 
 
-class GPSLayer(nn.Module):
+class GPSLayer(LocalGlobalLayer):
     r"""One GPS layer (Rampášek et al., NeurIPS 2022): local message passing plus global attention.
+
+    :class:`~graphformer.layers.LocalGlobalLayer` with ``norm="branch"``:
 
     .. math::
         h^L = \mathrm{LN}\big(x + \mathrm{drop}(\mathrm{Local}(x, A))\big), \quad
@@ -404,23 +406,13 @@ class GPSLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int = 4, dim_feedforward: int | None = None, dropout: float = 0.1,
                  local_score: str = "dot", activation: str = "relu", attn_dropout: float | None = None):
-        super().__init__()
-        attn_dropout = dropout if attn_dropout is None else attn_dropout
-        self.local_attn = GraphAttention(d_model, num_heads, score=local_score, dropout=attn_dropout)
-        self.global_attn = GraphAttention(d_model, num_heads, score="dot", dropout=attn_dropout)
-        self.feedforward = FeedForward(d_model, dim_feedforward or 2 * d_model, dropout, activation)
-        self.norm_local = nn.LayerNorm(d_model)
-        self.norm_global = nn.LayerNorm(d_model)
-        self.norm_ff = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        super().__init__(d_model, num_heads, dim_feedforward, dropout, local_score, activation, attn_dropout,
+                         norm="branch")
 
     def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, batch: Tensor | None = None,
                 attn_bias: Tensor | None = None) -> Tensor:
         """Apply the layer; ``attn_bias`` ``[B, H, N_max, N_max]`` goes to the global part."""
-        h_local = self.norm_local(x + self.dropout(self.local_attn(x, edge_index)))
-        h_global = self.norm_global(x + self.dropout(self.global_attn(x, batch=batch, attn_bias=attn_bias)))
-        h = h_local + h_global
-        return self.norm_ff(h + self.dropout(self.feedforward(h)))
+        return super().forward(x, edge_index, batch=batch, attn_bias=attn_bias)
 
 
 class GPS(nn.Module):
