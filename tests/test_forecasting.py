@@ -205,6 +205,22 @@ def test_graph_prior_cache_follows_load_state_dict(mix_complete):
         torch.testing.assert_close(moved(x.double()).float(), fresh(x), atol=1e-5, rtol=1e-4)
 
 
+def test_graph_prior_loads_checkpoints_with_the_older_mixed_layer_names():
+    model = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32).eval()
+    new_names = {"local_attn.": "graph_attn.", "global_attn.": "complete_attn.", "norm_attn.": "norm1.",
+                 "norm_ff.": "norm2."}
+    old_state = {}
+    for key, value in model.state_dict().items():
+        for new, old in new_names.items():
+            key = key.replace(f".{new}", f".{old}") if key.startswith("layers.") else key
+        old_state[key] = value + 0.01 if value.is_floating_point() else value
+    assert any(".graph_attn." in k for k in old_state) and not any(".local_attn." in k for k in old_state)
+    fresh = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32)
+    fresh.load_state_dict(old_state)  # strict: every key found under its new name
+    expected = model.layers[0].local_attn.q_proj.weight + 0.01
+    torch.testing.assert_close(fresh.layers[0].local_attn.q_proj.weight, expected)
+
+
 def test_graph_prior_equivariant_under_relabelling():
     edge_index, weight = correlation_knn_edges(torch.randn(200, V).numpy(), 2)
     model = GraphPriorForecaster(L, H, edge_index, V, weight, score="gcn", d_model=16, num_heads=2, d_ff=32).eval()

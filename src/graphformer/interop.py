@@ -51,8 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import AttentionWeights, GraphAttention
-from .convert import (  # noqa: F401 - the graph formats live in graphformer.convert; kept here by their old names
-    _is_data,
+from .convert import (  # the graph formats live in graphformer.convert; re-exported by their old names
     _is_sparse_tensor,
     from_data,
     from_networkx,

@@ -265,6 +265,21 @@ class PatchTransformer(nn.Module):
 
 
 # ------------------------------------------------------------ a prior graph over variables
+#: parameter names of the mixed layer before it became LocalGlobalLayer(norm="sum"), for older checkpoints
+_OLD_MIXED_NAMES = {"graph_attn.": "local_attn.", "complete_attn.": "global_attn.", "norm1.": "norm_attn.",
+                    "norm2.": "norm_ff."}
+
+
+def _rename_mixed_layer_keys(module, state_dict, prefix, *args) -> None:
+    """Load a checkpoint saved with the older names of the ``mix_complete`` layer's parameters."""
+    for key in [k for k in state_dict if k.startswith(prefix + "layers.")]:
+        head, _, rest = key[len(prefix + "layers."):].partition(".")
+        for old, new in _OLD_MIXED_NAMES.items():
+            if rest.startswith(old):
+                state_dict[f"{prefix}layers.{head}.{new}{rest[len(old):]}"] = state_dict.pop(key)
+                break
+
+
 class GraphPriorForecaster(nn.Module):
     r"""Variables as the nodes of a sparse graph: a sensor network or the k most correlated variables.
 
@@ -327,6 +342,8 @@ class GraphPriorForecaster(nn.Module):
                                         for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.projection = nn.Linear(d_model, pred_len)
+        if mix_complete:
+            self.register_load_state_dict_pre_hook(_rename_mixed_layer_keys)
         # derived state, not in the state_dict: layouts of the batched graph, keyed by batch size, for one
         # version of the prior (see batched_graph)
         self._graphs: dict[int, SparseGraph] = {}
