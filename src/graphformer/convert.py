@@ -4,19 +4,13 @@ graphformer's graph is an ``edge_index`` ``[2, E]`` (row 0 = source j, row 1
 = target i, a message flows j -> i, as PyG). This module is the one place
 that turns the other formats into it and back:
 
-=====================================  ===========================================  =====================
-format                                 into ``edge_index``                          back
-=====================================  ===========================================  =====================
-any of the below                       :func:`to_edge_index`                        --
-dense adjacency ``A[j, i]`` (tensor,   :func:`from_dense`                           :func:`to_dense`
-numpy)
-scipy sparse ``A[j, i]``               :func:`from_scipy`                           :func:`to_scipy`,
-                                                                                    :func:`binary_adjacency`
-PyG's transposed ``adj_t[i, j]``       :func:`from_sparse_adjacency`                --
-(torch.sparse, ``SparseTensor``)
-networkx                               :func:`from_networkx`                        :func:`to_networkx`
-PyG ``Data`` / ``Batch``               :func:`from_data`                            :func:`to_data`
-=====================================  ===========================================  =====================
+* any of the below -> ``edge_index``: :func:`to_edge_index`;
+* dense adjacency ``A[j, i]`` (tensor, numpy): :func:`from_dense` / :func:`to_dense`;
+* scipy sparse ``A[j, i]``: :func:`from_scipy` / :func:`to_scipy`, :func:`binary_adjacency`;
+* PyG's transposed ``adj_t[i, j]`` (torch.sparse, ``SparseTensor``, ``EdgeIndex``):
+  :func:`from_sparse_adjacency`;
+* networkx: :func:`from_networkx` / :func:`to_networkx`;
+* PyG ``Data`` / ``Batch``: :func:`from_data` / :func:`to_data`.
 
 An adjacency matrix holds the edge j -> i at ``A[j, i]`` (row = source, as
 ``torch_geometric.utils.dense_to_sparse`` and ``from_scipy_sparse_matrix``);
@@ -88,6 +82,14 @@ def to_edge_index(graph, num_nodes: int | None = None, *, weight: str | None = N
     Raises:
         TypeError: an unsupported type, with the list of accepted ones.
         ValueError: a malformed ``edge_index``, a non-square matrix, or ``num_nodes`` too small.
+
+    Example:
+        >>> import networkx as nx, torch
+        >>> to_edge_index(torch.tensor([[0.0, 2.0], [0.0, 0.0]]))  # A[0, 1] = 2: the edge 0 -> 1
+        EdgeList(edge_index=tensor([[0],
+                [1]]), edge_weight=tensor([2.]), num_nodes=2)
+        >>> to_edge_index(nx.path_graph(3)).edge_index.tolist()
+        [[0, 1, 1, 2], [1, 0, 2, 1]]
     """
     import numpy as np
     import scipy.sparse as sp
