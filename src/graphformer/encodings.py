@@ -44,7 +44,6 @@ from scipy.sparse import csgraph
 from scipy.sparse.linalg import eigsh
 from torch import Tensor, nn
 
-from .convert import binary_adjacency
 from .scores import DotScore, register_score
 from .structure import check_edge_index
 
@@ -280,6 +279,8 @@ def _adjacency(edge_index: Tensor, num_nodes: int, undirected: bool = True) -> s
     With ``undirected=True`` the edges are symmetrised and self-loops dropped
     (:func:`graphformer.convert.binary_adjacency`).
     """
+    from .convert import binary_adjacency
+
     _check_graph(edge_index, num_nodes)
     return binary_adjacency(edge_index, num_nodes, undirected=undirected)
 

@@ -329,7 +329,11 @@ class LocalGlobalLayer(nn.Module):
             local = self.local_attn(x, edge_index, edge_attr=edge_attr)
         if self.norm == "branch":  # the local branch is finished first: dropout draws in the order of the formula
             h = self.norm_local(x + self.dropout(local))
-            h = h + self.norm_global(x + self.dropout(self.global_attn(x, batch=batch, attn_bias=attn_bias)))
+            h = h + self.norm_global(x + self.dropout(self._global(x, batch, attn_bias)))
         else:
-            h = self.norm_attn(x + self.dropout(local + self.global_attn(x, batch=batch, attn_bias=attn_bias)))
+            h = self.norm_attn(x + self.dropout(local + self._global(x, batch, attn_bias)))
         return self.norm_ff(h + self.dropout(self.feedforward(h)))
+
+    def _global(self, x: Tensor, batch: Tensor | None, attn_bias: Tensor | None) -> Tensor:
+        """The global part: dense attention over the complete graph of each graph of ``batch``."""
+        return self.global_attn(x, batch=batch, attn_bias=attn_bias)
