@@ -271,6 +271,20 @@ def test_shortest_paths_batched():
     assert torch.all(packed[0, 3] == 6) and torch.all(packed[0, :, 3] == 6)
 
 
+def test_pack_distances_pads_with_the_unreachable_sentinel():
+    a = torch.tensor([[0, 1], [1, 0]])
+    b = torch.tensor([[0, 1, 2], [1, 0, 4], [2, 4, 0]])
+    packed = encodings.pack_distances([a, b], unreachable=4)
+    assert packed.shape == (2, 3, 3) and packed.dtype == torch.long
+    assert torch.equal(packed[0, :2, :2], a) and torch.equal(packed[1], b)
+    assert packed[0, 2].tolist() == [4, 4, 4] and packed[0, :, 2].tolist() == [4, 4, 4]
+    assert encodings.pack_distances([], unreachable=1).shape == (0, 0, 0)
+    with pytest.raises(ValueError, match="square"):
+        encodings.pack_distances([torch.zeros(2, 3, dtype=torch.long)], unreachable=1)
+    with pytest.raises(ValueError, match="unreachable"):
+        encodings.pack_distances([a], unreachable=-1)
+
+
 def test_shortest_path_bias_changes_attention():
     ei, n = _edges(nx.karate_club_graph())
     spb = encodings.ShortestPathBias(num_heads=2, max_distance=4)

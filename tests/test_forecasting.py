@@ -168,6 +168,50 @@ def test_graph_prior_batches_windows_as_disjoint_graphs():
     assert model.batched_graph(B) is graph  # built once per batch size
 
 
+@pytest.mark.parametrize("mix_complete", [False, True])
+def test_graph_prior_cache_follows_load_state_dict(mix_complete):
+    """The batched graph is derived state: after load_state_dict the model answers for the loaded prior."""
+    kw = {"score": "gcn", "d_model": 16, "num_heads": 2, "d_ff": 32, "mix_complete": mix_complete}
+    path = _path_graph()
+    star = torch.stack([torch.zeros(path.size(1), dtype=torch.long), path[1]])  # as many edges, another graph
+    star[0, star[1] == 0] = 1
+    source = GraphPriorForecaster(L, H, star, V, **kw).eval()
+    target = GraphPriorForecaster(L, H, path, V, **kw).eval()
+    x, _, _ = _inputs()
+    with torch.no_grad():
+        before = target(x)  # fills the cache with the path graph
+        assert "_graphs" not in str(list(target.state_dict()))  # the cache is not part of the state
+        target.load_state_dict(source.state_dict())
+        torch.testing.assert_close(target(x), source(x))
+        assert not torch.allclose(target(x), before)
+        cached = target.batched_graph(B)
+        assert target.batched_graph(B) is cached  # reused while the prior stays
+        target.edge_index.copy_(path)  # an in-place edit is a new prior too
+        assert target.batched_graph(B) is not cached
+        fresh = GraphPriorForecaster(L, H, path, V, **kw).eval()
+        fresh.load_state_dict({k: v for k, v in source.state_dict().items() if not k.startswith("edge_")},
+                              strict=False)
+        torch.testing.assert_close(target(x), fresh(x))
+        moved = target.to(torch.device("cpu"), dtype=torch.float64)  # .to keeps a correct graph
+        torch.testing.assert_close(moved(x.double()).float(), fresh(x), atol=1e-5, rtol=1e-4)
+
+
+def test_graph_prior_loads_checkpoints_with_the_older_mixed_layer_names():
+    model = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32).eval()
+    new_names = {"local_attn.": "graph_attn.", "global_attn.": "complete_attn.", "norm_attn.": "norm1.",
+                 "norm_ff.": "norm2."}
+    old_state = {}
+    for key, value in model.state_dict().items():
+        for new, old in new_names.items():
+            key = key.replace(f".{new}", f".{old}") if key.startswith("layers.") else key
+        old_state[key] = value + 0.01 if value.is_floating_point() else value
+    assert any(".graph_attn." in k for k in old_state) and not any(".local_attn." in k for k in old_state)
+    fresh = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32)
+    fresh.load_state_dict(old_state)  # strict: every key found under its new name
+    expected = model.layers[0].local_attn.q_proj.weight + 0.01
+    torch.testing.assert_close(fresh.layers[0].local_attn.q_proj.weight, expected)
+
+
 def test_graph_prior_equivariant_under_relabelling():
     edge_index, weight = correlation_knn_edges(torch.randn(200, V).numpy(), 2)
     model = GraphPriorForecaster(L, H, edge_index, V, weight, score="gcn", d_model=16, num_heads=2, d_ff=32).eval()

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphformer.data.graphs import add_encodings, collate, load_planetoid, synthetic_structures
+from graphformer import encodings
 from graphformer.classify import build_model
+from graphformer.data.graphs import add_encodings, collate, load_planetoid, synthetic_structures
 from graphformer.models.graph import (
     GAT,
     GCN,
@@ -157,6 +158,13 @@ def test_collate_offsets_edges_and_pads_distances():
     assert int(own.sum()) == graphs[2].edge_index.size(1)
     assert b.distance.shape == (5, max(sizes), max(sizes))
     assert torch.equal(b.distance[2, : sizes[2], : sizes[2]], graphs[2].distance)
+    # one padding convention: collate packs as shortest_path_distances(batch=...) does (sentinel 6 + 1)
+    packed = encodings.shortest_path_distances(b.edge_index, b.x.size(0), max_distance=6, batch=b.batch)
+    assert torch.equal(b.distance, packed)
+    small = sizes.index(min(sizes))
+    assert bool((b.distance[small, min(sizes):] == 7).all()) and min(sizes) < max(sizes)
+    assert torch.equal(collate(graphs, unreachable=9).distance[small, :, min(sizes):],
+                       torch.full((max(sizes), max(sizes) - min(sizes)), 9))
 
 
 # ------------------------------------------------------ what each reduces to
@@ -301,7 +309,6 @@ def test_gt_sep_equals_explicit_self_neighbour_computation():
 
 def test_sep_has_no_self_loop_and_non_sep_has_one():
     """With sep, a node's own features reach it only through the root map."""
-    x = torch.randn(5, 3)
     for sep in (True, False):
         model = GATSep(3, 8, 2, num_layers=1, num_heads=2, dropout=0.0, sep=sep).eval()
         assert (model.layers[0].attn.root is not None) == sep
@@ -316,8 +323,63 @@ def test_graph_model_registry_and_classify_factory():
     assert isinstance(model, GATSep) and model.input.out_features == 512 and len(model.layers) == 2
     x, ei = torch.randn(12, 5), _random_graph()
     net = build_model("gt-sep", 5, 3, hidden=16, heads=4, layers=2, dropout=0.2)
-    assert isinstance(net.model, GTSep) and net(x, ei).shape == (12, 3)
+    assert isinstance(net, GTSep) and net(x, ei).shape == (12, 3)
     with pytest.raises(ValueError, match="unknown graph model"):
         build_graph_model("gat-sepp", 5, 1)
     with pytest.raises(ValueError, match="divisible"):
         GATSep(5, 10, 2, num_heads=4)
+
+
+# ------------------------------------------------------------ one call for every model
+def _models_with_pe(pe_dim, graph_level):
+    return {"gcn": GCN(3, 8, 4, pe_dim=pe_dim, graph_level=graph_level),
+            "gat": GAT(3, 4, 4, heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "transformer": GraphTransformer(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "gps": GPS(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "gat-sep": GATSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+            "gt-sep": GTSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level)}
+
+
+def test_every_graph_model_takes_one_call():
+    graphs = _small_graphs("random-walk")
+    for g in graphs:
+        g.x = torch.randn(g.num_nodes, 3)
+    b = collate(graphs)
+    models = _models_with_pe(4, True)
+    assert set(models) == set(GRAPH_MODELS)
+    for name, model in models.items():
+        model.eval()
+        out = model(b.x, b.edge_index, batch=b.batch, pe=b.pe, distance=None)
+        assert out.shape == (len(graphs), 4), name
+        with pytest.raises(ValueError, match="pe_dim=4"):
+            model(b.x, b.edge_index, batch=b.batch)
+        with pytest.raises(ValueError, match="distance"):
+            model(b.x, b.edge_index, batch=b.batch, pe=b.pe, distance=b.x.new_zeros(5, 14, 14).long())
+    for name, model in _models_with_pe(0, False).items():
+        with pytest.raises(ValueError, match="pe_dim=0"):
+            model(b.x, b.edge_index, pe=b.pe)
+        if name != "transformer":  # the transformer's complete attention needs no edges; the others do
+            with pytest.raises(ValueError, match="edge"):
+                model(b.x)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gat", "gat-sep", "gt-sep"])
+def test_message_passing_models_read_pe_as_features_and_pool(name):
+    """pe_dim / graph_level equal the old formula: the model on [x, pe], then the mean of each graph."""
+    graphs = _small_graphs("degree")
+    for g in graphs:
+        g.x = torch.randn(g.num_nodes, 3)
+    b = collate(graphs)
+    with_pe = _models_with_pe(4, True)[name].eval()
+    plain = {"gcn": GCN(7, 8, 4), "gat": GAT(7, 4, 4, heads=2), "gat-sep": GATSep(7, 8, 4, num_heads=2),
+             "gt-sep": GTSep(7, 8, 4, num_heads=2)}[name].eval()
+    plain.load_state_dict(with_pe.state_dict())
+    expected = mean_pool(plain(torch.cat([b.x, b.pe], -1), b.edge_index), b.batch)
+    torch.testing.assert_close(with_pe(b.x, b.edge_index, batch=b.batch, pe=b.pe), expected)
+
+
+def test_attn_dropout_is_a_layer_argument():
+    model = GraphTransformer(3, 8, 2, num_heads=2, dropout=0.3, attn_dropout=0.0)
+    assert all(layer.self_attn.dropout == 0.0 and layer.dropout1.p == 0.3 for layer in model.layers)
+    assert all(layer.self_attn.dropout == 0.0 for layer in GTSep(3, 8, 2, num_heads=2).layers)
+    assert all(layer.self_attn.dropout == 0.3 for layer in GraphTransformer(3, 8, 2, dropout=0.3).layers)

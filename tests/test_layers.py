@@ -288,3 +288,124 @@ def test_conv_feed_forward_in_a_layer():
 def test_conv_feed_forward_needs_an_odd_kernel():
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         gf.ConvFeedForward(D, FF, kernel_size=2)
+
+
+def test_layer_attn_dropout_argument():
+    layer = gf.GraphformerLayer(8, 2, 16, dropout=0.2, attn_dropout=0.0)
+    assert layer.self_attn.dropout == 0.0 and layer.dropout1.p == 0.2 and layer.feedforward.dropout.p == 0.2
+    assert gf.GraphformerLayer(8, 2, 16, dropout=0.2).self_attn.dropout == 0.2  # default: as nn.TransformerEncoderLayer
+    with pytest.raises(ValueError, match="attn_dropout"):
+        gf.GraphformerLayer(8, 2, 16, attn_dropout=1.0)
+    # train mode, attn_dropout=0 with dropout elsewhere off: the layer is deterministic
+    layer = gf.GraphformerLayer(8, 2, 16, dropout=0.0, attn_dropout=0.0).train()
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(layer(x), layer(x))
+    noisy = gf.GraphformerLayer(8, 2, 16, dropout=0.0, attn_dropout=0.5).train()
+    assert not torch.allclose(noisy(x), noisy(x))
+
+
+# ------------------------------------------------------------ LocalGlobalLayer
+class _OldGPSLayer(nn.Module):
+    """models/graph.py's GPSLayer before LocalGlobalLayer, verbatim: the reference of norm="branch"."""
+
+    def __init__(self, d_model, num_heads, dim_feedforward, dropout, local_score, activation="relu"):
+        super().__init__()
+        self.local_attn = gf.GraphAttention(d_model, num_heads, score=local_score, dropout=dropout)
+        self.global_attn = gf.GraphAttention(d_model, num_heads, score="dot", dropout=dropout)
+        self.feedforward = gf.FeedForward(d_model, dim_feedforward, dropout, activation)
+        self.norm_local = nn.LayerNorm(d_model)
+        self.norm_global = nn.LayerNorm(d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, edge_index, batch=None, attn_bias=None):
+        h_local = self.norm_local(x + self.dropout(self.local_attn(x, edge_index)))
+        h_global = self.norm_global(x + self.dropout(self.global_attn(x, batch=batch, attn_bias=attn_bias)))
+        h = h_local + h_global
+        return self.norm_ff(h + self.dropout(self.feedforward(h)))
+
+
+class _OldSparsePlusCompleteLayer(nn.Module):
+    """models/forecasting.py's private layer before LocalGlobalLayer, verbatim: the reference of norm="sum"."""
+
+    def __init__(self, d_model, num_heads, d_ff, dropout, activation, score):
+        super().__init__()
+        self.graph_attn = gf.GraphAttention(d_model, num_heads, score=score, dropout=dropout)
+        self.complete_attn = gf.GraphAttention(d_model, num_heads, score="dot", dropout=dropout)
+        self.feedforward = gf.FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def forward(self, x, graph, edge_attr):
+        B, V, d = x.shape  # noqa: N806
+        sparse = self.graph_attn(x.reshape(B * V, d), graph, edge_attr=edge_attr).view(B, V, d)
+        h = self.norm1(x + self.dropout1(sparse + self.complete_attn(x)))
+        return self.norm2(h + self.dropout2(self.feedforward(h)))
+
+
+def _perturbed(module):
+    with torch.no_grad():  # non-trivial norms and biases, so every parameter matters
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return module
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("local_score", ["dot", "gcn"])
+def test_local_global_branch_norm_is_the_old_gps_layer(train, local_score):
+    from graphformer.layers import LocalGlobalLayer
+    from graphformer.models.graph import GPSLayer
+
+    old = _perturbed(_OldGPSLayer(8, 2, 12, 0.2, local_score))
+    new = LocalGlobalLayer(8, 2, 12, 0.2, local_score, norm="branch")
+    new.load_state_dict(old.state_dict())  # the same parameter names
+    gps = GPSLayer(8, 2, 12, 0.2, local_score)
+    gps.load_state_dict(old.state_dict())
+    x = torch.randn(9, 8)
+    ei = torch.cat([complete_edge_index(4), complete_edge_index(5) + 4], 1)[:, ::2]
+    batch = torch.tensor([0] * 4 + [1] * 5)
+    bias = torch.randn(2, 2, 5, 5)
+    outs = []
+    for m in (old, new, gps):
+        m.train(train)
+        torch.manual_seed(7)
+        outs.append(m(x, ei, batch=batch, attn_bias=bias) if m is not gps else m(x, ei, batch, bias))
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[2], outs[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_local_global_sum_norm_is_the_old_forecaster_layer(train):
+    from graphformer.layers import LocalGlobalLayer
+
+    old = _perturbed(_OldSparsePlusCompleteLayer(8, 2, 12, 0.2, "gelu", "gcn"))
+    new = LocalGlobalLayer(8, 2, 12, 0.2, "gcn", "gelu", norm="sum")
+    names = {"graph_attn": "local_attn", "complete_attn": "global_attn", "norm1": "norm_attn", "norm2": "norm_ff"}
+    new.load_state_dict({names.get(k.split(".")[0], k.split(".")[0]) + k[len(k.split(".")[0]):]: v
+                         for k, v in old.state_dict().items()})
+    B, V = 3, 5  # noqa: N806
+    path = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3, 4], [1, 2, 3, 4, 0, 1, 2, 3, 4]])
+    graph = SparseGraph.from_edge_index(torch.cat([path + b * V for b in range(B)], 1), B * V)
+    weight = torch.rand(graph.num_edges)
+    x = torch.randn(B, V, 8)
+    outs = []
+    for m in (old, new):
+        m.train(train)
+        torch.manual_seed(7)
+        outs.append(m(x, graph, weight) if m is old else m(x, graph, edge_attr=weight))
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=0)
+
+
+def test_local_global_norm_placements_differ_and_check_arguments():
+    from graphformer.layers import LocalGlobalLayer
+
+    torch.manual_seed(0)
+    branch = LocalGlobalLayer(8, 2, norm="branch").eval()
+    torch.manual_seed(0)
+    summed = LocalGlobalLayer(8, 2, norm="sum").eval()
+    x, ei = torch.randn(6, 8), complete_edge_index(6)
+    assert not torch.allclose(branch(x, ei), summed(x, ei))
+    with pytest.raises(ValueError, match="norm must be"):
+        LocalGlobalLayer(8, 2, norm="pre")
+    with pytest.raises(ValueError, match="batch must be None"):
+        summed(x.view(2, 3, 8), ei, batch=torch.zeros(6, dtype=torch.long))

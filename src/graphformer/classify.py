@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from . import train as engine
 from .data.graphs import NODE_ENCODINGS, parse_encoding
 from .data.heterophilous import BINARY, HETEROPHILOUS
-from .models.graph import GAT, GCN, GPS, HETEROPHILY_RECIPE, GraphTransformer, build_graph_model, mean_pool
+from .models.graph import GAT, GCN, GPS, HETEROPHILY_RECIPE, GraphTransformer, build_graph_model
 from .train import option
 
 __all__ = [
@@ -210,23 +210,6 @@ def _score(metric: str, logits: Tensor, y: Tensor) -> float:
 
 
 # ---------------------------------------------------------------- models
-class _WithEncoding(nn.Module):
-    """A GCN / GAT reading the structural encoding as extra input features, optionally mean-pooled per graph."""
-
-    def __init__(self, model: nn.Module, graph_level: bool):
-        super().__init__()
-        self.model, self.graph_level = model, graph_level
-
-    def prepare(self, edge_index: Tensor, num_nodes: int):
-        return self.model.prepare(edge_index, num_nodes)
-
-    def forward(self, x, edge_index, *, batch=None, pe=None, distance=None):
-        if pe is not None:
-            x = torch.cat([x, pe], dim=-1)
-        out = self.model(x, edge_index)
-        return mean_pool(out, batch) if self.graph_level else out
-
-
 @dataclass
 class ModelArgs:
     """What a :data:`MODELS` builder gets.
@@ -258,17 +241,17 @@ def _transformer(a: ModelArgs) -> nn.Module:
 
 # One line per model: name -> builder(ModelArgs), called as model(x, edge_index, batch=, pe=, distance=).
 MODELS: dict[str, Callable[[ModelArgs], nn.Module]] = {
-    "gcn": lambda a: _WithEncoding(GCN(a.in_channels + a.pe_dim, a.hidden, a.num_classes, num_layers=a.layers,
-                                       dropout=a.dropout), a.graph_level),
-    "gat": lambda a: _WithEncoding(GAT(a.in_channels + a.pe_dim, a.hidden, a.num_classes, heads=a.heads,
-                                       out_heads=a.out_heads, num_layers=a.layers, dropout=a.dropout), a.graph_level),
+    "gcn": lambda a: GCN(a.in_channels, a.hidden, a.num_classes, num_layers=a.layers, dropout=a.dropout,
+                         pe_dim=a.pe_dim, graph_level=a.graph_level),
+    "gat": lambda a: GAT(a.in_channels, a.hidden, a.num_classes, heads=a.heads, out_heads=a.out_heads,
+                         num_layers=a.layers, dropout=a.dropout, pe_dim=a.pe_dim, graph_level=a.graph_level),
     "transformer": _transformer,
     "gps": lambda a: GPS(a.in_channels, a.hidden, a.num_classes, a.layers, a.heads, a.dropout, pe_dim=a.pe_dim,
                          sign_flip=a.sign_flip, max_distance=a.max_distance, graph_level=a.graph_level,
                          attn_dropout=GPS_ATTN_DROPOUT),
-    **{name: (lambda a, name=name: _WithEncoding(build_graph_model(
-        name, a.in_channels + a.pe_dim, a.num_classes, hidden_channels=a.hidden, num_heads=a.heads,
-        num_layers=a.layers, dropout=a.dropout), a.graph_level)) for name in SEP_MODELS},
+    **{name: (lambda a, name=name: build_graph_model(
+        name, a.in_channels, a.num_classes, hidden_channels=a.hidden, num_heads=a.heads, num_layers=a.layers,
+        dropout=a.dropout, pe_dim=a.pe_dim, graph_level=a.graph_level)) for name in SEP_MODELS},
 }
 ATTENTION_MODELS = ("transformer",)  # models with a choice of --attention edges|complete
 EDGE_ONLY_MODELS = ("gcn", "gat", *SEP_MODELS)  # models that attend along edges only (no shortest-path bias)

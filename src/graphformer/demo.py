@@ -18,6 +18,7 @@ import torch
 
 from ._text import format_table
 from .attention import GraphAttention
+from .convert import from_networkx, to_dense
 from .structure import add_self_loops
 
 __all__ = ["add_arguments", "run", "sentence_layer"]
@@ -63,16 +64,14 @@ def run(args: argparse.Namespace) -> dict:
 
         print("\n3. the same layer with the fixed 'gcn' score on a path graph is a GCN")
         graph = nx.path_graph(5)
-        edge_index = torch.tensor(list(graph.edges), dtype=torch.long).t()
-        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+        edge_index = from_networkx(graph)[1]  # both directions of every edge
         feats = torch.arange(1.0, 6.0, dtype=torch.float64).unsqueeze(-1)
         gcn = GraphAttention(1, score="gcn", out_proj=False, bias=False, self_loops="remaining").double()
         with torch.no_grad():
             gcn.v_proj.weight.fill_(1.0)
         out_g = gcn(feats, edge_index)
         loops, _ = add_self_loops(edge_index, 5)
-        adj = torch.zeros(5, 5, dtype=torch.float64)
-        adj[loops[1], loops[0]] = 1.0
+        adj = to_dense(loops, 5, dtype=torch.float64).t()  # adj[i, j] = 1 for an edge j -> i
         dinv = adj.sum(1).rsqrt()
         by_hand = dinv[:, None] * adj * dinv[None, :] @ feats
         nodes = [str(n) for n in graph.nodes]

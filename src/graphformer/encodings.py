@@ -62,6 +62,7 @@ __all__ = [
     "laplacian",
     "laplacian_pe",
     "learnable",
+    "pack_distances",
     "random_sign_flip",
     "random_walk_pe",
     "shortest_path_bias",
@@ -185,16 +186,13 @@ def _check_graph(edge_index: Tensor, num_nodes: int) -> None:
 def _adjacency(edge_index: Tensor, num_nodes: int, undirected: bool = True) -> sp.csr_matrix:
     """0/1 adjacency ``A[j, i] = 1`` for every edge j -> i (scipy CSR, float64), duplicates collapsed.
 
-    With ``undirected=True`` the edges are symmetrised and self-loops dropped.
+    With ``undirected=True`` the edges are symmetrised and self-loops dropped
+    (:func:`graphformer.convert.binary_adjacency`).
     """
+    from .convert import binary_adjacency
+
     _check_graph(edge_index, num_nodes)
-    src, dst = edge_index.detach().cpu().long().numpy()
-    if undirected:
-        keep = src != dst
-        src, dst = np.concatenate([src[keep], dst[keep]]), np.concatenate([dst[keep], src[keep]])
-    adj = sp.coo_matrix((np.ones(src.size), (src, dst)), shape=(num_nodes, num_nodes)).tocsr()
-    adj.data[:] = 1.0  # duplicate edges count once
-    return adj
+    return binary_adjacency(edge_index, num_nodes, undirected=undirected)
 
 
 def laplacian(edge_index: Tensor, num_nodes: int, normalized: bool = True) -> sp.csr_matrix:
@@ -446,12 +444,36 @@ def shortest_path_distances(edge_index: Tensor, num_nodes: int, max_distance: in
         raise ValueError(f"batch must have shape [{num_nodes}] (one graph id per node), got {tuple(batch.shape)}")
     batch = batch.cpu().long()
     counts = torch.bincount(batch)
-    n_max = int(counts.max()) if counts.numel() else 0
-    ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    packed = torch.full((counts.numel(), n_max, n_max), max_distance + 1, dtype=torch.long)
-    for b in range(counts.numel()):
-        lo, hi = int(ptr[b]), int(ptr[b + 1])
-        packed[b, : hi - lo, : hi - lo] = out[lo:hi, lo:hi]
+    ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).tolist()
+    return pack_distances([out[lo:hi, lo:hi] for lo, hi in zip(ptr[:-1], ptr[1:])], max_distance + 1)
+
+
+def pack_distances(blocks: list[Tensor], unreachable: int) -> Tensor:
+    """Pack per-graph distance matrices ``[n_b, n_b]`` into one ``[B, N_max, N_max]`` tensor.
+
+    The one padding convention of the library: every padded entry (a row or
+    column past a graph's own ``n_b`` nodes) holds ``unreachable``, the
+    sentinel ``max_distance + 1`` of :func:`shortest_path_distances` — a
+    padded node is reachable from no real node. Attention masks padded
+    nodes out (``batch`` / ``key_padding_mask``), so the value never reaches
+    a weight; being the sentinel, it is a valid row of the
+    :class:`ShortestPathBias` table with the same ``max_distance``.
+
+    Used by :func:`shortest_path_distances` (``batch=...``) and
+    :func:`graphformer.data.graphs.collate`.
+
+    Shapes: ``B`` blocks ``[n_b, n_b]`` (integer) -> long ``[B, max n_b, max n_b]``.
+    """
+    if not isinstance(unreachable, int) or unreachable < 0:
+        raise ValueError(f"unreachable must be a non-negative int (max_distance + 1), got {unreachable!r}")
+    for b, block in enumerate(blocks):
+        if block.dim() != 2 or block.size(0) != block.size(1):
+            raise ValueError(f"distance block {b} must be a square [n, n] matrix, got {tuple(block.shape)}")
+    n_max = max((int(block.size(0)) for block in blocks), default=0)
+    packed = torch.full((len(blocks), n_max, n_max), unreachable, dtype=torch.long)
+    for b, block in enumerate(blocks):
+        n = block.size(0)
+        packed[b, :n, :n] = block.to(packed.device)
     return packed
 
 

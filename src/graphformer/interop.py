@@ -34,7 +34,8 @@ for every option.
 The graph helpers move edges between formats: ``edge_index`` ``[2, E]``
 (row 0 = source j, row 1 = target i, a message flows j -> i), PyG's sparse
 adjacency ``adj_t`` (:func:`from_sparse_adjacency`), networkx graphs, scipy
-sparse matrices and PyG ``Data`` objects.
+sparse matrices and PyG ``Data`` objects; they live in :mod:`graphformer.convert`
+and are re-exported here under the same names.
 
 Legend: B batch, N nodes, E edges, H heads, C channels per head, d model width.
 """
@@ -50,6 +51,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import AttentionWeights, GraphAttention
+from .convert import (  # the graph formats live in graphformer.convert; re-exported by their old names
+    _is_sparse_tensor,
+    from_data,
+    from_networkx,
+    from_scipy,
+    from_sparse_adjacency,
+    to_networkx,
+    to_scipy,
+)
 from .layers import GraphformerDecoderLayer, GraphformerEncoder, GraphformerLayer
 
 __all__ = [
@@ -679,49 +689,6 @@ def from_pyg(conv: nn.Module) -> PygConv:
                     f"got {type(conv).__name__}")
 
 
-def from_sparse_adjacency(adj_t) -> tuple[Tensor, Tensor | None]:
-    """``edge_index`` ``[2, E]`` and values ``[E, ...]`` (or None) of PyG's transposed adjacency ``adj_t``.
-
-    ``adj_t`` ``[num_dst, num_src]`` holds the edge j -> i at ``[i, j]`` (row =
-    target), PyG's convention for ``conv(x, adj_t)``; so ``edge_index[0]`` is
-    its column and ``edge_index[1]`` its row. Takes a ``torch.sparse`` COO
-    (coalesced first: duplicates summed, as a sparse product sums them), CSR or
-    CSC tensor, a PyG ``EdgeIndex`` (returned as a plain tensor, no values), or
-    a ``torch_sparse.SparseTensor``.
-    """
-    if _is_sparse_tensor(adj_t):
-        row, col, value = adj_t.coo()
-        return torch.stack([col, row]), value
-    if not isinstance(adj_t, Tensor):
-        raise TypeError(f"adj_t must be a torch.sparse tensor, an EdgeIndex or a SparseTensor, got "
-                        f"{type(adj_t).__name__}")
-    if adj_t.layout == torch.strided:
-        if hasattr(adj_t, "as_tensor"):  # PyG's EdgeIndex: already [2, E]
-            return adj_t.as_tensor(), None
-        raise TypeError("adj_t must be a sparse tensor; a dense [2, E] tensor is an edge_index already")
-    if adj_t.layout == torch.sparse_coo:
-        adj_t = adj_t.coalesce()
-        row, col = adj_t.indices()
-    elif adj_t.layout == torch.sparse_csr:
-        crow, col = adj_t.crow_indices(), adj_t.col_indices()
-        row = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff())
-    elif adj_t.layout == torch.sparse_csc:
-        ccol, row = adj_t.ccol_indices(), adj_t.row_indices()
-        col = torch.repeat_interleave(torch.arange(ccol.numel() - 1, device=ccol.device), ccol.diff())
-    else:
-        raise TypeError(f"adj_t layout {adj_t.layout} is not supported; use COO, CSR or CSC")
-    return torch.stack([col.long(), row.long()]), adj_t.values()
-
-
-def _is_sparse_tensor(obj) -> bool:
-    """A ``torch_sparse.SparseTensor`` (False when torch_sparse is not installed)."""
-    try:
-        from torch_sparse import SparseTensor
-    except ImportError:
-        return False
-    return isinstance(obj, SparseTensor)
-
-
 def _is_adjacency(obj) -> bool:
     if _is_sparse_tensor(obj):
         return True
@@ -986,264 +953,3 @@ def _from_transformer_conv(conv) -> PygConv:
     if beta:
         _load_linear(attn.lin_beta, conv.lin_beta.weight, None)
     return attn
-
-
-# ------------------------------------------------------------ graph formats
-def _names(attrs: str | Sequence[str] | None, what: str) -> list[str]:
-    if attrs is None:
-        return []
-    if isinstance(attrs, str):
-        return [attrs]
-    if not all(isinstance(a, str) for a in attrs):
-        raise TypeError(f"{what} must be an attribute name or a list of names, got {attrs!r}")
-    return list(attrs)
-
-
-def _column_block(values: list[Any], name: str, what: str) -> tuple[Tensor, bool]:
-    """Stack per-item values (numbers or vectors) into ``[n, k]``; also say whether all were numbers."""
-    dtype = torch.get_default_dtype()
-    try:
-        rows = [torch.as_tensor(v, dtype=dtype) for v in values]
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{what} attribute {name!r} must hold numbers or vectors of numbers: {err}") from err
-    widths = {r.numel() for r in rows}
-    if len(widths) > 1:
-        raise ValueError(f"{what} attribute {name!r} holds vectors of different lengths {sorted(widths)}")
-    scalar = all(r.dim() == 0 for r in rows)
-    if not rows:
-        return torch.zeros(0, 1, dtype=dtype), True
-    return torch.stack([r.reshape(-1) for r in rows]), scalar
-
-
-def from_networkx(graph, node_attrs: str | Sequence[str] | None = None,
-                  edge_attr: str | Sequence[str] | None = None) -> tuple[Tensor | None, Tensor, Tensor | None]:
-    """Node features, ``edge_index`` and edge features of a networkx graph.
-
-    Nodes are numbered in ``graph.nodes`` order. An undirected graph gives
-    every edge in both directions (a self-loop once); a multigraph keeps its
-    parallel edges.
-
-    Args:
-        graph: any networkx graph.
-        node_attrs: a node attribute name, or several; their values (numbers or
-            vectors) are concatenated into ``x`` ``[N, F]``. None: ``x`` is None.
-        edge_attr: an edge attribute name, giving ``[E]`` for numbers (edge
-            weights) or ``[E, F]`` for vectors; or a list of names,
-            concatenated into ``[E, F]``. None: no edge features.
-
-    Returns:
-        ``(x, edge_index, edge_attr)``: ``[N, F]`` float or None, ``[2, E]``
-        long, ``[E]`` / ``[E, F]`` float or None.
-    """
-    try:
-        import networkx as nx
-    except ImportError as err:  # pragma: no cover - networkx is a dependency
-        raise ImportError("from_networkx needs networkx: pip install networkx") from err
-    if not isinstance(graph, nx.Graph):
-        raise TypeError(f"graph must be a networkx graph, got {type(graph).__name__}")
-    nodes = list(graph.nodes)
-    index = {node: i for i, node in enumerate(nodes)}
-
-    x = None
-    node_names = _names(node_attrs, "node_attrs")
-    if node_names:
-        blocks = []
-        for name in node_names:
-            missing = [n for n in nodes if name not in graph.nodes[n]]
-            if missing:
-                raise ValueError(f"node {missing[0]!r} has no attribute {name!r} (node_attrs); give every node one")
-            blocks.append(_column_block([graph.nodes[n][name] for n in nodes], name, "node")[0])
-        x = torch.cat(blocks, dim=1)
-
-    edge_names = _names(edge_attr, "edge_attr")
-    src, dst, data = [], [], []
-    for u, v, attrs in graph.edges(data=True):
-        both = not graph.is_directed() and u != v
-        for a, b in ((u, v), (v, u)) if both else ((u, v),):
-            src.append(index[a])
-            dst.append(index[b])
-            data.append(attrs)
-    edge_index = torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
-
-    features = None
-    if edge_names:
-        blocks, scalar = [], False
-        for name in edge_names:
-            missing = [i for i, attrs in enumerate(data) if name not in attrs]
-            if missing:
-                i = missing[0]
-                raise ValueError(f"edge ({nodes[src[i]]!r}, {nodes[dst[i]]!r}) has no attribute {name!r} "
-                                 "(edge_attr); give every edge one")
-            block, scalar = _column_block([attrs[name] for attrs in data], name, "edge")
-            blocks.append(block)
-        features = torch.cat(blocks, dim=1)
-        if isinstance(edge_attr, str) and scalar:
-            features = features.squeeze(1)  # one number per edge: weights [E]
-    return x, edge_index, features
-
-
-def to_networkx(edge_index, num_nodes: int | None = None, *, x: Tensor | None = None,
-                edge_attr: Tensor | None = None, node_attr_name: str = "x", edge_attr_name: str = "weight",
-                to_undirected: bool = False):
-    """A networkx graph with nodes ``0 .. N-1`` and the edges of ``edge_index``.
-
-    Args:
-        edge_index: ``[2, E]`` edges j -> i, or a PyG ``Data`` object (its
-            ``x``, ``edge_attr`` / ``edge_weight`` and ``num_nodes`` are used
-            unless given).
-        num_nodes: N (default: largest node id + 1).
-        x: node features ``[N, F]``, stored as lists under ``node_attr_name``.
-        edge_attr: edge weights ``[E]`` (stored as floats) or features ``[E, F]``
-            (stored as lists) under ``edge_attr_name``.
-        to_undirected: return an ``nx.Graph`` (j -> i and i -> j become one edge)
-            instead of an ``nx.DiGraph``.
-
-    Parallel edges collapse into one (the last one's attribute is kept).
-    """
-    import networkx as nx
-
-    if _is_data(edge_index):
-        data = edge_index
-        x = data.x if x is None else x
-        edge_attr = _data_edge_attr(data) if edge_attr is None else edge_attr
-        num_nodes = data.num_nodes if num_nodes is None else num_nodes
-        edge_index = data.edge_index
-    edge_index = _check_index(edge_index)
-    num_nodes = _num_nodes(edge_index, num_nodes, x)
-    graph = nx.Graph() if to_undirected else nx.DiGraph()
-    if x is not None:
-        if x.size(0) != num_nodes:
-            raise ValueError(f"x has {x.size(0)} rows but num_nodes is {num_nodes}")
-        graph.add_nodes_from((i, {node_attr_name: row}) for i, row in enumerate(x.detach().cpu().tolist()))
-    else:
-        graph.add_nodes_from(range(num_nodes))
-    pairs = edge_index.t().cpu().tolist()
-    if edge_attr is None:
-        graph.add_edges_from(pairs)
-    else:
-        if edge_attr.size(0) != len(pairs):
-            raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but edge_index has {len(pairs)} edges")
-        values = edge_attr.detach().cpu().tolist()
-        graph.add_edges_from((u, v, {edge_attr_name: value}) for (u, v), value in zip(pairs, values))
-    return graph
-
-
-def from_scipy(adj, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """``edge_index`` and edge weights of a sparse adjacency matrix.
-
-    Every stored entry ``adj[j, i]`` becomes an edge j -> i (row = source,
-    as PyG's ``from_scipy_sparse_matrix``) with weight ``adj[j, i]``; stored
-    zeros are kept. A dense array is accepted and its nonzeros are used.
-
-    Args:
-        adj: a scipy sparse matrix or array (any format), or a dense array ``[N_src, N_dst]``.
-        dtype: weight dtype (default: torch's default float dtype).
-
-    Returns:
-        ``(edge_index [2, E] long, edge_weight [E])``.
-    """
-    import numpy as np
-    import scipy.sparse as sp
-
-    if not sp.issparse(adj):
-        if isinstance(adj, Tensor):
-            adj = adj.detach().cpu().numpy()
-        adj = np.asarray(adj)
-        if adj.ndim != 2:
-            raise ValueError(f"adj must be a 2-D matrix, got shape {adj.shape}")
-        adj = sp.coo_array(adj)
-    coo = adj.tocoo()
-    edge_index = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
-    weight = torch.from_numpy(np.asarray(coo.data)).to(dtype or torch.get_default_dtype())
-    return edge_index, weight
-
-
-def to_scipy(edge_index, num_nodes: int | tuple[int, int] | None = None, edge_weight: Tensor | None = None):
-    """The sparse adjacency matrix of ``edge_index``, a ``scipy.sparse.coo_array``.
-
-    Entry ``[j, i]`` holds the weight of edge j -> i (1 without weights);
-    parallel edges stay separate entries (summed on ``.tocsr()``).
-
-    Args:
-        edge_index: ``[2, E]`` edges j -> i, or a PyG ``Data`` object.
-        num_nodes: N for an ``[N, N]`` matrix, or ``(num_src, num_dst)`` for a
-            bipartite graph (default: largest node id + 1).
-        edge_weight: ``[E]`` weights.
-    """
-    import numpy as np
-    import scipy.sparse as sp
-
-    if _is_data(edge_index):
-        data = edge_index
-        num_nodes = data.num_nodes if num_nodes is None else num_nodes
-        if edge_weight is None:
-            edge_weight = _data_edge_attr(data)
-            if edge_weight is not None and edge_weight.dim() != 1:
-                edge_weight = None  # features, not weights
-        edge_index = data.edge_index
-    edge_index = _check_index(edge_index)
-    if isinstance(num_nodes, (tuple, list)):
-        shape = (int(num_nodes[0]), int(num_nodes[1]))
-    else:
-        n = _num_nodes(edge_index, num_nodes, None)
-        shape = (n, n)
-    E = edge_index.size(1)  # noqa: N806
-    if edge_weight is None:
-        values = np.ones(E, dtype=np.float32)
-    else:
-        if edge_weight.dim() != 1 or edge_weight.numel() != E:
-            raise ValueError(f"edge_weight must have shape [E] = [{E}], got {tuple(edge_weight.shape)}")
-        values = edge_weight.detach().cpu().numpy()
-    row, col = edge_index.cpu().numpy()
-    if E and (row.max() >= shape[0] or col.max() >= shape[1]):
-        raise ValueError(f"edge_index refers to node ids beyond the matrix shape {shape}; raise num_nodes")
-    return sp.coo_array((values, (row, col)), shape=shape)
-
-
-def from_data(data) -> tuple[Tensor | None, Tensor, Tensor | None, Tensor | None]:
-    """``(x, edge_index, edge_attr, batch)`` of a PyG ``Data`` or ``Batch``, ready for a graphformer call.
-
-    ``edge_attr`` is ``data.edge_attr``, or ``data.edge_weight`` when the
-    object has no ``edge_attr``; ``batch`` is None for a single graph. Use as
-    ``x, edge_index, edge_attr, batch = from_data(data); m(x, edge_index, edge_attr=edge_attr, batch=batch)``.
-    """
-    if not _is_data(data):
-        raise TypeError(f"data must be a torch_geometric Data or Batch object, got {type(data).__name__}")
-    if getattr(data, "edge_index", None) is None:
-        raise ValueError("data has no edge_index; graphformer's sparse path needs one (or call the "
-                         "module on data.x alone for the complete graph)")
-    return data.x, data.edge_index, _data_edge_attr(data), getattr(data, "batch", None)
-
-
-def _is_data(obj) -> bool:
-    try:
-        from torch_geometric.data.data import BaseData
-    except ImportError:  # pragma: no cover - torch_geometric is a dependency
-        return False
-    return isinstance(obj, BaseData)
-
-
-def _data_edge_attr(data) -> Tensor | None:
-    edge_attr = getattr(data, "edge_attr", None)
-    return getattr(data, "edge_weight", None) if edge_attr is None else edge_attr
-
-
-def _check_index(edge_index) -> Tensor:
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"edge_index must be a [2, E] tensor (or a PyG Data object), got {type(edge_index).__name__}")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    if edge_index.dtype not in (torch.long, torch.int):
-        raise TypeError(f"edge_index must hold integer node ids, got dtype {edge_index.dtype}; use .long()")
-    if edge_index.numel() and int(edge_index.min()) < 0:
-        raise ValueError("edge_index has negative node ids")
-    return edge_index.long()
-
-
-def _num_nodes(edge_index: Tensor, num_nodes: int | None, x: Tensor | None) -> int:
-    smallest = int(edge_index.max()) + 1 if edge_index.numel() else 0
-    if num_nodes is None:
-        return max(smallest, 0 if x is None else x.size(0))
-    if num_nodes < smallest:
-        raise ValueError(f"num_nodes={num_nodes} but edge_index refers to node {smallest - 1}; raise num_nodes")
-    return int(num_nodes)

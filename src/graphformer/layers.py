@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .attention import GraphAttention
 from .scores import Score
-from .structure import SparseGraph
+from .structure import DenseBatch, SparseGraph
 
 __all__ = [
     "ConvFeedForward",
@@ -25,6 +25,7 @@ __all__ = [
     "GraphformerDecoderLayer",
     "GraphformerEncoder",
     "GraphformerLayer",
+    "LocalGlobalLayer",
 ]
 
 
@@ -108,6 +109,10 @@ class GraphformerLayer(nn.Module):
         bias: biases in the projections, the feed-forward part and the norms.
         feedforward: a module ``[..., d] -> [..., d]`` replacing the MLP
             (e.g. :class:`ConvFeedForward`).
+        attn_dropout: dropout on the attention weights only (default
+            ``dropout``, as ``nn.TransformerEncoderLayer``, which uses one rate
+            for both); ``dropout`` still acts on the residual branches and
+            inside the feed-forward part.
         **attention_kwargs: passed on to :class:`~graphformer.GraphAttention`
             (``edge_dim``, ``self_loops``, ...).
 
@@ -117,9 +122,12 @@ class GraphformerLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int = 1, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str | Callable = "relu", norm_first: bool = False, score: str | Score = "dot", *,
                  layer_norm_eps: float = 1e-5, bias: bool = True, feedforward: nn.Module | None = None,
-                 **attention_kwargs):
+                 attn_dropout: float | None = None, **attention_kwargs):
         super().__init__()
-        self.self_attn = GraphAttention(d_model, num_heads, score=score, dropout=dropout, bias=bias,
+        if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
+            raise ValueError(f"attn_dropout must lie in [0, 1), got {attn_dropout}")
+        self.self_attn = GraphAttention(d_model, num_heads, score=score,
+                                        dropout=dropout if attn_dropout is None else attn_dropout, bias=bias,
                                         **attention_kwargs)
         if self.self_attn.out_proj is None and self.self_attn.out_dim != d_model:
             raise ValueError("GraphformerLayer needs attention output of width d_model; keep out_proj=True")
@@ -240,3 +248,98 @@ class GraphformerDecoderLayer(nn.Module):
         x = self.norm1(x + self_block(x))
         x = self.norm2(x + cross_block(x))
         return self.norm3(x + self.dropout3(self.feedforward(x)))
+
+
+class LocalGlobalLayer(nn.Module):
+    r"""Local attention on a sparse graph and global attention on the complete graph, in parallel, then FF.
+
+    Two placements of the norms (``norm``):
+
+    * ``"branch"`` (GPS, Rampášek et al. 2022): each branch has its own
+      residual and LayerNorm, and the two are summed:
+
+      .. math::
+          h = \mathrm{LN}_Lig(x + \mathrm{drop}(\mathrm{Local}(x, A))ig)
+            + \mathrm{LN}_Gig(x + \mathrm{drop}(\mathrm{Global}(x))ig), \quad
+          y = \mathrm{LN}_{FF}ig(h + \mathrm{drop}(\mathrm{FF}(h))ig)
+
+    * ``"sum"`` (a post-norm Transformer layer whose message is the sum of
+      the two attentions; the graph-prior forecaster):
+
+      .. math::
+          h = \mathrm{LN}_Aig(x + \mathrm{drop}(\mathrm{Local}(x, A) + \mathrm{Global}(x))ig), \quad
+          y = \mathrm{LN}_{FF}ig(h + \mathrm{drop}(\mathrm{FF}(h))ig)
+
+    ``Local`` is a :class:`~graphformer.GraphAttention` with ``local_score``
+    on the given edges (sparse path), ``Global`` one with the dot score on
+    the complete graph of each input graph (dense path). On a complete input
+    graph both attend over the same edges: ``"sum"`` is then a post-norm
+    Transformer layer whose attention is the sum of two attention modules.
+
+    Args:
+        d_model: width d.
+        num_heads: heads of both attention parts.
+        dim_feedforward: width of the feed-forward part (default 2 d).
+        dropout: on the residual branches and inside the feed-forward part.
+        local_score: score of the local part (``"dot"``, ``"additive"``, ``"gcn"``, ...).
+        activation: of the feed-forward part.
+        attn_dropout: dropout on the attention weights of both parts (default ``dropout``).
+        norm: ``"branch"`` or ``"sum"``, as above.
+
+    Shapes:
+        - x ``[N, d]`` (the nodes of every graph, ``batch`` ``[N]`` their graph ids; None:
+          one graph), edge_index ``[2, E]`` or SparseGraph over the N nodes -> ``[N, d]``;
+        - x ``[B, n, d]`` (B graphs of n nodes), the edges a block-diagonal graph over the
+          B*n nodes (node ``b*n + v`` is node v of graph b) -> ``[B, n, d]``.
+
+        ``edge_attr`` ``[E, ...]`` goes to the local part, ``attn_bias``
+        (``[B, H, n, n]``, as :meth:`GraphAttention.forward`) to the global part.
+    """
+
+    def __init__(self, d_model: int, num_heads: int = 4, dim_feedforward: int | None = None, dropout: float = 0.1,
+                 local_score: str | Score = "dot", activation: str | Callable = "relu",
+                 attn_dropout: float | None = None, *, norm: str = "branch"):
+        super().__init__()
+        if norm not in ("branch", "sum"):
+            raise ValueError(f"norm must be 'branch' (GPS: a norm per attention branch) or 'sum' (one norm after "
+                             f"the summed attentions), got {norm!r}")
+        if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
+            raise ValueError(f"attn_dropout must lie in [0, 1), got {attn_dropout}")
+        attn_dropout = dropout if attn_dropout is None else attn_dropout
+        self.norm = norm
+        self.local_attn = GraphAttention(d_model, num_heads, score=local_score, dropout=attn_dropout)
+        self.global_attn = GraphAttention(d_model, num_heads, score="dot", dropout=attn_dropout)
+        self.feedforward = FeedForward(d_model, dim_feedforward or 2 * d_model, dropout, activation)
+        if norm == "branch":
+            self.norm_local = nn.LayerNorm(d_model)
+            self.norm_global = nn.LayerNorm(d_model)
+        else:
+            self.norm_attn = nn.LayerNorm(d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, *, batch: Tensor | None = None,
+                attn_bias: Tensor | None = None, edge_attr: Tensor | None = None) -> Tensor:
+        """Apply the layer (see the class docstring for shapes)."""
+        if x.dim() == 3:
+            if batch is not None:
+                raise ValueError("x [B, n, d] holds one graph per row already; batch must be None")
+            local = self.local_attn(x.reshape(-1, x.size(-1)), edge_index, edge_attr=edge_attr).view_as(x)
+        else:
+            local = self.local_attn(x, edge_index, edge_attr=edge_attr)
+        if self.norm == "branch":  # the local branch is finished first: dropout draws in the order of the formula
+            h = self.norm_local(x + self.dropout(local))
+            h = h + self.norm_global(x + self.dropout(self._global(x, batch, attn_bias)))
+        else:
+            h = self.norm_attn(x + self.dropout(local + self._global(x, batch, attn_bias)))
+        return self.norm_ff(h + self.dropout(self.feedforward(h)))
+
+    def _global(self, x: Tensor, batch, attn_bias: Tensor | None) -> Tensor:
+        """The global part: dense attention over the complete graph of each graph of ``batch``.
+
+        ``batch`` is a graph id per node, or a prepared
+        :class:`~graphformer.structure.DenseBatch` (packed once per forward, no device read).
+        """
+        if isinstance(batch, DenseBatch):
+            return batch.unpack(self.global_attn(batch.pack(x), key_padding_mask=batch.pad, attn_bias=attn_bias))
+        return self.global_attn(x, batch=batch, attn_bias=attn_bias)

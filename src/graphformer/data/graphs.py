@@ -272,13 +272,14 @@ def add_encodings(graphs: list[Data], kind: str, dim: int = 8, max_distance: int
     out = []
     for g in graphs:
         g = copy.copy(g)  # shallow: the new attributes go to the copy only
-        for attr in ("pe", "distance"):
+        for attr in ("pe", "distance", "max_distance"):
             if attr in g:
                 del g[attr]
         if node is not None:
             g.pe = node_encoding(g.edge_index, g.num_nodes, node, dim)
         if spd:
             g.distance = encodings.shortest_path_distances(g.edge_index, g.num_nodes, max_distance)
+            g.max_distance = max_distance  # collate pads with the sentinel max_distance + 1
         out.append(g)
     return out
 
@@ -293,8 +294,10 @@ class GraphBatch:
         batch: ``[N]`` graph id of each node.
         y: ``[B]`` graph labels.
         pe: ``[N, k]`` node encodings, or None.
-        distance: ``[B, N_max, N_max]`` hop distances, or None; the padding entries are 0
-            (padded nodes are masked out of attention, so their value never matters).
+        distance: ``[B, N_max, N_max]`` hop distances, or None; the padding entries hold the
+            unreachable sentinel ``max_distance + 1``
+            (:func:`~graphformer.encodings.pack_distances`; padded nodes are masked out of
+            attention, so their value never reaches a weight).
     """
 
     x: Tensor
@@ -309,8 +312,14 @@ class GraphBatch:
         return self.y.numel()
 
 
-def collate(graphs: list[Data]) -> GraphBatch:
-    """Batch graphs: concatenate nodes, offset edges, record each node's graph id, pad distance matrices."""
+def collate(graphs: list[Data], *, unreachable: int | None = None) -> GraphBatch:
+    """Batch graphs: concatenate nodes, offset edges, record each node's graph id, pad distance matrices.
+
+    Distance matrices are packed by :func:`~graphformer.encodings.pack_distances`,
+    padding = ``unreachable``; by default ``max_distance + 1`` of the graphs'
+    ``max_distance`` (recorded by :func:`add_encodings`), else the largest
+    entry of any matrix.
+    """
     if not graphs:
         raise ValueError("collate needs at least one graph")
     sizes = [g.num_nodes for g in graphs]
@@ -322,7 +331,11 @@ def collate(graphs: list[Data]) -> GraphBatch:
     pe = torch.cat([g.pe for g in graphs]) if getattr(graphs[0], "pe", None) is not None else None
     distance = None
     if getattr(graphs[0], "distance", None) is not None:
-        distance = torch.zeros(len(graphs), max(sizes), max(sizes), dtype=torch.long)
-        for b, g in enumerate(graphs):
-            distance[b, : g.num_nodes, : g.num_nodes] = g.distance
+        from ..encodings import pack_distances
+
+        if unreachable is None:
+            recorded = getattr(graphs[0], "max_distance", None)
+            unreachable = int(recorded) + 1 if recorded is not None else \
+                max((int(g.distance.max()) for g in graphs if g.distance.numel()), default=0)
+        distance = pack_distances([g.distance for g in graphs], unreachable)
     return GraphBatch(x, edge_index, batch, y, pe, distance)

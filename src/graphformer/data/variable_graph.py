@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..convert import coalesce, from_dense
+
 __all__ = ["adjacency_to_edges", "correlation_knn_edges", "read_adjacency"]
 
 
@@ -65,8 +67,8 @@ def adjacency_to_edges(adj, self_loops: bool = True) -> tuple[Tensor, Tensor]:
     if self_loops:
         diag = adj.diagonal()
         diag[diag == 0] = 1.0
-    src, dst = (adj.t() != 0).nonzero(as_tuple=True)[::-1]  # sorted by (dst, src)
-    return torch.stack([src, dst]), adj[src, dst]
+    edge_index, weight = from_dense(adj)
+    return coalesce(edge_index, weight, adj.size(0), by="target")  # sorted by (dst, src)
 
 
 def correlation_knn_edges(train_values, k: int, self_loops: bool = True) -> tuple[Tensor, Tensor]:

@@ -16,6 +16,7 @@ import networkx as nx
 import torch
 from torch import Tensor
 
+from ..convert import coalesce, from_networkx
 from ..structure import check_edge_index
 
 __all__ = ["DEFAULT_SENTENCE", "NAMED_GRAPHS", "SIZED_GRAPHS", "named_graph", "parse_matrix"]
@@ -139,13 +140,9 @@ def read_edges(path: str | Path, directed: bool) -> tuple[list[str], Tensor]:
 
 def graph_edges(graph: nx.Graph) -> tuple[list[str], Tensor]:
     """Node labels and edges j -> i of a networkx graph (both directions when undirected)."""
-    nodes = list(graph.nodes)
-    index = {n: i for i, n in enumerate(nodes)}
-    pairs = [(index[u], index[v]) for u, v in graph.edges]
-    if not graph.is_directed():
-        pairs += [(v, u) for u, v in pairs if u != v]
-    ei = torch.tensor(sorted(set(pairs)), dtype=torch.long).reshape(-1, 2).t()
-    return [str(n) for n in nodes], ei
+    _, ei, _ = from_networkx(graph)
+    ei, _ = coalesce(ei, num_nodes=graph.number_of_nodes(), by="source")  # each pair once, sorted
+    return [str(n) for n in graph.nodes], ei
 
 
 def nodes_of(tokens_or_graph, num_nodes: int | None) -> tuple[list[str], Tensor | None]:

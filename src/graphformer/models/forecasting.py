@@ -27,9 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..attention import GraphAttention
 from ..encodings import sinusoidal
-from ..layers import FeedForward, GraphformerEncoder, GraphformerLayer
+from ..layers import GraphformerEncoder, GraphformerLayer, LocalGlobalLayer
 from ..structure import SparseGraph, check_edge_index
 
 __all__ = [
@@ -266,29 +265,19 @@ class PatchTransformer(nn.Module):
 
 
 # ------------------------------------------------------------ a prior graph over variables
-class _SparsePlusCompleteLayer(nn.Module):
-    r"""Post-norm block whose message is a sparse-graph attention plus a complete-graph attention.
+#: parameter names of the mixed layer before it became LocalGlobalLayer(norm="sum"), for older checkpoints
+_OLD_MIXED_NAMES = {"graph_attn.": "local_attn.", "complete_attn.": "global_attn.", "norm1.": "norm_attn.",
+                    "norm2.": "norm_ff."}
 
-    .. math::
-        h = \mathrm{LN}_1(x + \mathrm{drop}(\mathrm{Attn}_G(x) + \mathrm{Attn}_K(x))), \quad
-        y = \mathrm{LN}_2(h + \mathrm{drop}(\mathrm{FF}(h)))
 
-    Shapes: x ``[B, V, d]`` with a block-diagonal :class:`SparseGraph` over B*V nodes -> ``[B, V, d]``.
-    """
-
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float, activation: str, score: str):
-        super().__init__()
-        self.graph_attn = GraphAttention(d_model, num_heads, score=score, dropout=dropout)
-        self.complete_attn = GraphAttention(d_model, num_heads, score="dot", dropout=dropout)
-        self.feedforward = FeedForward(d_model, d_ff, dropout, activation)
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, graph: SparseGraph, edge_attr: Tensor | None) -> Tensor:
-        B, V, d = x.shape  # noqa: N806
-        sparse = self.graph_attn(x.reshape(B * V, d), graph, edge_attr=edge_attr).view(B, V, d)
-        h = self.norm1(x + self.dropout1(sparse + self.complete_attn(x)))
-        return self.norm2(h + self.dropout2(self.feedforward(h)))
+def _rename_mixed_layer_keys(module, state_dict, prefix, *args) -> None:
+    """Load a checkpoint saved with the older names of the ``mix_complete`` layer's parameters."""
+    for key in [k for k in state_dict if k.startswith(prefix + "layers.")]:
+        head, _, rest = key[len(prefix + "layers."):].partition(".")
+        for old, new in _OLD_MIXED_NAMES.items():
+            if rest.startswith(old):
+                state_dict[f"{prefix}layers.{head}.{new}{rest[len(old):]}"] = state_dict.pop(key)
+                break
 
 
 class GraphPriorForecaster(nn.Module):
@@ -344,25 +333,53 @@ class GraphPriorForecaster(nn.Module):
         self.embedding = nn.Linear(seq_len, d_model)
         self.dropout = nn.Dropout(dropout)
         if mix_complete:
-            self.layers = nn.ModuleList(_SparsePlusCompleteLayer(d_model, num_heads, d_ff, dropout, activation, score)
+            # the summed attentions under one norm: LocalGlobalLayer's norm="sum"
+            self.layers = nn.ModuleList(LocalGlobalLayer(d_model, num_heads, d_ff, dropout, score, activation,
+                                                         norm="sum")
                                         for _ in range(num_layers))
         else:
             self.layers = nn.ModuleList(GraphformerLayer(d_model, num_heads, d_ff, dropout, activation, score=score)
                                         for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.projection = nn.Linear(d_model, pred_len)
-        self._graphs: dict[tuple[int, torch.device], SparseGraph] = {}
+        if mix_complete:
+            self.register_load_state_dict_pre_hook(_rename_mixed_layer_keys)
+        # derived state, not in the state_dict: layouts of the batched graph, keyed by batch size, for one
+        # version of the prior (see batched_graph)
+        self._graphs: dict[int, SparseGraph] = {}
+        self._graphs_of: tuple | None = None
+
+    def _prior_version(self) -> tuple:
+        """What the cached layouts were built from: the ``edge_index`` buffer's storage, device and version.
+
+        ``load_state_dict`` copies into the buffer in place (its ``_version``
+        counter moves), ``.to(device)`` replaces it (a new storage), so either
+        makes the cache stale.
+        """
+        ei = self.edge_index
+        try:
+            version = ei._version
+        except RuntimeError:  # an inference-mode tensor keeps no version counter
+            version = None
+        return ei.device, ei.data_ptr(), version, tuple(ei.shape)
 
     def batched_graph(self, batch_size: int) -> SparseGraph:
-        """The block-diagonal graph of ``batch_size`` copies of G (node ``b*V + v`` is variable v of window b)."""
-        key = (batch_size, self.edge_index.device)
-        if key not in self._graphs:
+        """The block-diagonal graph of ``batch_size`` copies of G (node ``b*V + v`` is variable v of window b).
+
+        Built once per batch size and kept until the prior graph changes (a
+        ``load_state_dict``, ``.to(device)`` or in-place edit of the
+        ``edge_index`` buffer), then rebuilt from the buffer.
+        """
+        if not torch.compiler.is_compiling():  # a compiled forward reuses the graphs built eagerly
+            version = self._prior_version()
+            if version != self._graphs_of:
+                self._graphs, self._graphs_of = {}, version
+        if batch_size not in self._graphs:
             V = self.num_variables  # noqa: N806
             offsets = torch.arange(batch_size, device=self.edge_index.device) * V  # [B]
             edges = (self.edge_index.unsqueeze(1) + offsets.view(1, -1, 1)).reshape(2, -1)  # [2, B*E]
-            self._graphs = {k: g for k, g in self._graphs.items() if k[1] == key[1]}
-            self._graphs[key] = SparseGraph.from_edge_index(edges, batch_size * V)
-        return self._graphs[key]
+            self._graphs[batch_size] = SparseGraph.from_edge_index(edges, batch_size * V)
+        return self._graphs[batch_size]
 
     def forward(self, x: Tensor, x_mark: Tensor | None = None, y_mark: Tensor | None = None) -> Tensor:
         """Forecast ``[B, H, V]`` from ``x`` ``[B, L, V]``."""
@@ -375,7 +392,7 @@ class GraphPriorForecaster(nn.Module):
         weight = self.edge_weight.repeat(B) if self.score == "gcn" else None  # [B*E]
         for layer in self.layers:
             if self.mix_complete:
-                h = layer(h, graph, weight)
+                h = layer(h, graph, edge_attr=weight)
             else:
                 h = layer(h.reshape(B * V, -1), graph, edge_attr=weight).view(B, V, -1)
         y = self.projection(self.norm(h)).transpose(1, 2)  # [B, H, V]

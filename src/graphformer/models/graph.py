@@ -11,6 +11,13 @@ shared by every layer, self-loops added once); for full-batch training on a
 fixed graph, build it once with ``model.prepare(edge_index, num_nodes)`` and
 pass the result in place of ``edge_index``.
 
+Every model has one call, ``model(x, edge_index=None, *, batch=None, pe=None,
+distance=None)`` (plus its own extras: GCN's ``edge_weight``, GAT's
+``return_attention``), and one set of input options: ``pe_dim`` (a structural
+encoding ``pe`` read with the features) and ``graph_level`` (mean-pool each
+graph of ``batch``). An argument a model cannot use raises instead of being
+dropped: ``pe`` without ``pe_dim``, ``distance`` without ``max_distance``.
+
 Legend: N nodes (all graphs of a batch together), E edges, B graphs in a batch,
 N_max nodes of the largest graph, H heads, C channels per head, F input
 features, D hidden width, K outputs (classes), k encoding width.
@@ -18,12 +25,13 @@ features, D hidden width, K outputs (classes), k encoding width.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import GraphAttention
 from ..encodings import ShortestPathBias, random_sign_flip
-from ..layers import FeedForward, GraphformerLayer
+from ..layers import FeedForward, GraphformerLayer, LocalGlobalLayer
 from ..structure import DenseBatch, SparseGraph, add_self_loops, check_edge_index
 
 __all__ = ["GAT", "GATSep", "GCN", "GPS", "GPSLayer", "GRAPH_MODELS", "GTSep", "GraphTransformer",
@@ -76,6 +84,40 @@ def _check_x(x: Tensor, in_channels: int) -> None:
         raise ValueError(f"x must have shape [N, {in_channels}] (in_channels), got {tuple(x.shape)}")
 
 
+def _check_pe(x: Tensor, pe: Tensor | None, pe_dim: int, name: str) -> None:
+    if pe_dim == 0:
+        if pe is not None:
+            raise ValueError(f"pe was given but the {name} was built with pe_dim=0; pass pe_dim=pe.size(1)")
+        return
+    if pe is None or pe.dim() != 2 or pe.shape != (x.size(0), pe_dim):
+        raise ValueError(f"the {name} was built with pe_dim={pe_dim}: pass pe of shape "
+                         f"[{x.size(0)}, {pe_dim}], got {None if pe is None else tuple(pe.shape)}")
+
+
+def _node_input(x: Tensor, pe: Tensor | None, in_channels: int, pe_dim: int, name: str) -> Tensor:
+    """``[x, pe]`` (the encoding read as extra features) for the message-passing models."""
+    _check_x(x, in_channels)
+    _check_pe(x, pe, pe_dim, name)
+    return x if pe is None else torch.cat([x, pe], dim=-1)
+
+
+def _edges_needed(edge_index, name: str):
+    if edge_index is None:
+        raise ValueError(f"the {name} passes messages along edges: pass edge_index [2, E] (or a prepared SparseGraph)")
+    return edge_index
+
+
+def _no_distance(distance: Tensor | None, name: str) -> None:
+    if distance is not None:
+        raise ValueError(f"the {name} has no shortest-path bias, so distance must be None; the bias is "
+                         "GraphTransformer(attention='complete', max_distance=...) or GPS(max_distance=...)")
+
+
+def _readout(h: Tensor, batch: Tensor | DenseBatch | None, graph_level: bool) -> Tensor:
+    """Node outputs, or their mean per graph of ``batch`` with ``graph_level``."""
+    return mean_pool(h, batch) if graph_level else h
+
+
 class GCN(nn.Module):
     r"""Graph convolutional network (Kipf & Welling, ICLR 2017).
 
@@ -96,21 +138,24 @@ class GCN(nn.Module):
         out_channels: outputs K.
         num_layers: number of graph convolutions (2 in the paper).
         dropout: dropout on the input of every layer (0.5 in the paper).
+        pe_dim: width k of a node encoding ``pe`` concatenated to ``x`` (0: none).
+        graph_level: mean-pool the nodes of each graph of ``batch`` at the end.
 
     Shapes:
         x ``[N, F]``, edge_index ``[2, E]`` (or a SparseGraph from :meth:`prepare`),
-        edge_weight ``[E]`` -> ``[N, K]``.
+        edge_weight ``[E]``, batch ``[N]``, pe ``[N, k]`` -> ``[N, K]`` or ``[B, K]``.
     """
 
     self_loops = "remaining"
 
     def __init__(self, in_channels: int, hidden_channels: int = 16, out_channels: int = 2, num_layers: int = 2,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, *, pe_dim: int = 0, graph_level: bool = False):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.in_channels, self.dropout = in_channels, dropout
-        widths = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.pe_dim, self.graph_level = pe_dim, graph_level
+        widths = [in_channels + pe_dim] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = nn.ModuleList([
             GraphAttention(d_in, 1, score="gcn", head_dim=d_out, out_proj=False, self_loops=self.self_loops)
             for d_in, d_out in zip(widths[:-1], widths[1:])])
@@ -119,19 +164,22 @@ class GCN(nn.Module):
         """Add self-loops and lay the edges out once, for reuse across forward passes."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, edge_weight: Tensor | None = None) -> Tensor:
-        """Class scores of every node (see the class docstring for shapes).
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None,
+                edge_weight: Tensor | None = None, *, batch: Tensor | None = None, pe: Tensor | None = None,
+                distance: Tensor | None = None) -> Tensor:
+        """Class scores of every node, or of every graph with ``graph_level`` (see the class docstring).
 
         With a prepared SparseGraph, ``edge_weight`` must follow its edges (self-loops included).
         """
-        _check_x(x, self.in_channels)
-        graph, weight = _layout(edge_index, x.size(0), self.self_loops, edge_weight)
+        x = _node_input(x, pe, self.in_channels, self.pe_dim, "GCN")
+        _no_distance(distance, "GCN")
+        graph, weight = _layout(_edges_needed(edge_index, "GCN"), x.size(0), self.self_loops, edge_weight)
         for i, conv in enumerate(self.convs):
             x = F.dropout(x, self.dropout, self.training)
             x = conv(x, graph, edge_attr=weight)
             if i < len(self.convs) - 1:
                 x = F.relu(x)
-        return x
+        return _readout(x, batch, self.graph_level)
 
 
 class GAT(nn.Module):
@@ -156,21 +204,26 @@ class GAT(nn.Module):
         out_heads: heads of the last layer, averaged (1 for Cora and CiteSeer, 8 for PubMed).
         num_layers: number of attention layers (2).
         dropout: dropout on inputs and attention weights (0.6).
+        pe_dim: width k of a node encoding ``pe`` concatenated to ``x`` (0: none).
+        graph_level: mean-pool the nodes of each graph of ``batch`` at the end.
 
     Shapes:
-        x ``[N, F]``, edge_index ``[2, E]`` (or a SparseGraph from :meth:`prepare`) -> ``[N, K]``.
+        x ``[N, F]``, edge_index ``[2, E]`` (or a SparseGraph from :meth:`prepare`), batch ``[N]``,
+        pe ``[N, k]`` -> ``[N, K]`` or ``[B, K]``.
     """
 
     self_loops = "add"
 
     def __init__(self, in_channels: int, hidden_channels: int = 8, out_channels: int = 2, heads: int = 8,
-                 out_heads: int = 1, num_layers: int = 2, dropout: float = 0.6):
+                 out_heads: int = 1, num_layers: int = 2, dropout: float = 0.6, *, pe_dim: int = 0,
+                 graph_level: bool = False):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.in_channels, self.dropout = in_channels, dropout
+        self.pe_dim, self.graph_level = pe_dim, graph_level
         self.convs = nn.ModuleList()
-        d_in = in_channels
+        d_in = in_channels + pe_dim
         for _ in range(num_layers - 1):
             self.convs.append(GraphAttention(d_in, heads, score="additive", head_dim=hidden_channels, dropout=dropout,
                                              out_proj=False, self_loops=self.self_loops))
@@ -182,11 +235,13 @@ class GAT(nn.Module):
         """Replace self-loops by one per node and lay the edges out once."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, return_attention: bool = False):
-        """Class scores of every node; with ``return_attention`` also one
-        :class:`~graphformer.AttentionWeights` record per layer."""
-        _check_x(x, self.in_channels)
-        graph, _ = _layout(edge_index, x.size(0), self.self_loops)
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, return_attention: bool = False,
+                *, batch: Tensor | None = None, pe: Tensor | None = None, distance: Tensor | None = None):
+        """Class scores of every node (every graph with ``graph_level``); with ``return_attention``
+        also one :class:`~graphformer.AttentionWeights` record per layer."""
+        x = _node_input(x, pe, self.in_channels, self.pe_dim, "GAT")
+        _no_distance(distance, "GAT")
+        graph, _ = _layout(_edges_needed(edge_index, "GAT"), x.size(0), self.self_loops)
         records = []
         for i, conv in enumerate(self.convs):
             x = F.dropout(x, self.dropout, self.training)
@@ -196,6 +251,7 @@ class GAT(nn.Module):
                 records.append(att)
             if i < len(self.convs) - 1:
                 x = F.elu(x)
+        x = _readout(x, batch, self.graph_level)
         return (x, records) if return_attention else x
 
 
@@ -212,13 +268,9 @@ class _Encoder(nn.Module):
     def forward(self, x: Tensor, pe: Tensor | None) -> Tensor:
         _check_x(x, self.in_channels)
         h = self.lin(F.dropout(x, self.dropout, self.training))
+        _check_pe(x, pe, self.pe_dim, "model")
         if self.pe_lin is None:
-            if pe is not None:
-                raise ValueError("pe was given but the model was built with pe_dim=0; pass pe_dim=pe.size(1)")
             return h
-        if pe is None or pe.dim() != 2 or pe.shape != (x.size(0), self.pe_dim):
-            raise ValueError(f"the model was built with pe_dim={self.pe_dim}: pass pe of shape "
-                             f"[{x.size(0)}, {self.pe_dim}], got {None if pe is None else tuple(pe.shape)}")
         if self.sign_flip and self.training:
             pe = random_sign_flip(pe)  # Laplacian eigenvectors are defined up to sign
         return h + self.pe_lin(pe)
@@ -299,13 +351,8 @@ class GraphTransformer(nn.Module):
         self.encoder = _Encoder(in_channels, hidden_channels, pe_dim, dropout, sign_flip)
         self.layers = nn.ModuleList([
             GraphformerLayer(hidden_channels, num_heads, dim_feedforward or 2 * hidden_channels, dropout,
-                             norm_first=norm_first, score="dot")
+                             norm_first=norm_first, score="dot", attn_dropout=attn_dropout)
             for _ in range(num_layers)])
-        if attn_dropout is not None:
-            if not 0.0 <= attn_dropout < 1.0:
-                raise ValueError(f"attn_dropout must lie in [0, 1), got {attn_dropout}")
-            for layer in self.layers:
-                layer.self_attn.dropout = attn_dropout  # the layer's dropout on attention weights only
         # one bias table shared by the layers, as Graphormer does
         self.distance_bias = ShortestPathBias(num_heads, max_distance) if max_distance is not None else None
         self.norm = nn.LayerNorm(hidden_channels) if norm_first else None
@@ -319,6 +366,8 @@ class GraphTransformer(nn.Module):
                 pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
         """Node or graph outputs (see the class docstring for shapes)."""
         h = self.encoder(x, pe)
+        if self.distance_bias is None:
+            _no_distance(distance, "GraphTransformer built without max_distance")
         kwargs = {}
         layout = None
         if self.attention == "edges":
@@ -342,13 +391,13 @@ class GraphTransformer(nn.Module):
             h = layout.unpack(h)  # [N, D]
         if self.norm is not None:
             h = self.norm(h)
-        if self.graph_level:
-            h = mean_pool(h, batch if layout is None else layout)
-        return self.head(h)
+        return self.head(_readout(h, batch if layout is None else layout, self.graph_level))
 
 
-class GPSLayer(nn.Module):
+class GPSLayer(LocalGlobalLayer):
     r"""One GPS layer (Rampášek et al., NeurIPS 2022): local message passing plus global attention.
+
+    :class:`~graphformer.layers.LocalGlobalLayer` with ``norm="branch"``:
 
     .. math::
         h^L = \mathrm{LN}\big(x + \mathrm{drop}(\mathrm{Local}(x, A))\big), \quad
@@ -377,15 +426,8 @@ class GPSLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int = 4, dim_feedforward: int | None = None, dropout: float = 0.1,
                  local_score: str = "dot", activation: str = "relu", attn_dropout: float | None = None):
-        super().__init__()
-        attn_dropout = dropout if attn_dropout is None else attn_dropout
-        self.local_attn = GraphAttention(d_model, num_heads, score=local_score, dropout=attn_dropout)
-        self.global_attn = GraphAttention(d_model, num_heads, score="dot", dropout=attn_dropout)
-        self.feedforward = FeedForward(d_model, dim_feedforward or 2 * d_model, dropout, activation)
-        self.norm_local = nn.LayerNorm(d_model)
-        self.norm_global = nn.LayerNorm(d_model)
-        self.norm_ff = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        super().__init__(d_model, num_heads, dim_feedforward, dropout, local_score, activation, attn_dropout,
+                         norm="branch")
 
     def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, batch: Tensor | DenseBatch | None = None,
                 attn_bias: Tensor | None = None) -> Tensor:
@@ -393,14 +435,7 @@ class GPSLayer(nn.Module):
 
         ``batch`` may be a prepared :class:`~graphformer.structure.DenseBatch` (no device read).
         """
-        h_local = self.norm_local(x + self.dropout(self.local_attn(x, edge_index)))
-        if isinstance(batch, DenseBatch):
-            messages = batch.unpack(self.global_attn(batch.pack(x), key_padding_mask=batch.pad, attn_bias=attn_bias))
-        else:
-            messages = self.global_attn(x, batch=batch, attn_bias=attn_bias)
-        h_global = self.norm_global(x + self.dropout(messages))
-        h = h_local + h_global
-        return self.norm_ff(h + self.dropout(self.feedforward(h)))
+        return super().forward(x, edge_index, batch=batch, attn_bias=attn_bias)
 
 
 class GPS(nn.Module):
@@ -448,12 +483,14 @@ class GPS(nn.Module):
         """Add one self-loop per node and lay the edges out once."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, *, batch: Tensor | None = None,
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, *, batch: Tensor | None = None,
                 pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
         """Node or graph outputs (see the class docstring for shapes)."""
         h = self.encoder(x, pe)
-        graph = _layout(edge_index, x.size(0), self.self_loops)[0]
+        graph = _layout(_edges_needed(edge_index, "GPS"), x.size(0), self.self_loops)[0]
         batch = _dense_layout(batch)  # laid out once for every layer
+        if self.distance_bias is None:
+            _no_distance(distance, "GPS built without max_distance")
         bias = None
         if self.distance_bias is not None:
             if distance is None:
@@ -461,9 +498,7 @@ class GPS(nn.Module):
             bias = self.distance_bias(distance)
         for layer in self.layers:
             h = layer(h, graph, batch=batch, attn_bias=bias)
-        if self.graph_level:
-            h = mean_pool(h, batch)
-        return self.head(h)
+        return self.head(_readout(h, batch, self.graph_level))
 
 
 
@@ -533,16 +568,20 @@ class ResidualGraphModel(nn.Module):
         residual: residual connections around the blocks.
         norm: LayerNorm at the input of each block and before the output map.
         feedforward_multiplier: feed-forward width as a multiple of D (1).
+        pe_dim: width k of a node encoding ``pe`` concatenated to ``x`` (0: none).
+        graph_level: mean-pool the nodes of each graph of ``batch`` before the output map.
 
     Shapes:
-        x ``[N, F]``, edge_index ``[2, E]`` (or a SparseGraph from :meth:`prepare`) -> ``[N, K]``.
+        x ``[N, F]``, edge_index ``[2, E]`` (or a SparseGraph from :meth:`prepare`), batch ``[N]``,
+        pe ``[N, k]`` -> ``[N, K]`` or ``[B, K]``.
     """
 
     block = "gat"
 
     def __init__(self, in_channels: int, hidden_channels: int = 512, out_channels: int = 2, num_layers: int = 2,
                  num_heads: int = 8, dropout: float = 0.2, *, sep: bool = True, residual: bool = True,
-                 norm: bool = True, feedforward_multiplier: float = 1.0):
+                 norm: bool = True, feedforward_multiplier: float = 1.0, pe_dim: int = 0,
+                 graph_level: bool = False):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -551,8 +590,9 @@ class ResidualGraphModel(nn.Module):
         if feedforward_multiplier <= 0:
             raise ValueError(f"feedforward_multiplier must be > 0, got {feedforward_multiplier}")
         self.in_channels, self.sep = in_channels, sep
+        self.pe_dim, self.graph_level = pe_dim, graph_level
         self.self_loops = None if sep else "add"
-        self.input = nn.Linear(in_channels, hidden_channels)
+        self.input = nn.Linear(in_channels + pe_dim, hidden_channels)
         self.dropout = nn.Dropout(dropout)
         if self.block == "gat":
             self.layers = nn.ModuleList([
@@ -562,13 +602,12 @@ class ResidualGraphModel(nn.Module):
             if not (residual and norm):
                 raise ValueError("GTSep is built of pre-norm GraphformerLayers, which always have residual "
                                  "connections and LayerNorm; keep residual=True and norm=True")
-            self.layers = nn.ModuleList()
-            for _ in range(num_layers):
-                width = max(1, int(hidden_channels * feedforward_multiplier))
-                layer = GraphformerLayer(hidden_channels, num_heads, width, dropout, activation="gelu",
-                                         norm_first=True, score="dot", root_weight=sep)
-                layer.self_attn.dropout = 0.0  # the paper drops the attention output, not the weights
-                self.layers.append(layer)
+            width = max(1, int(hidden_channels * feedforward_multiplier))
+            # attn_dropout=0: the paper drops the attention output, not the weights
+            self.layers = nn.ModuleList([
+                GraphformerLayer(hidden_channels, num_heads, width, dropout, activation="gelu", norm_first=True,
+                                 score="dot", root_weight=sep, attn_dropout=0.0)
+                for _ in range(num_layers)])
         self.norm = nn.LayerNorm(hidden_channels) if norm else nn.Identity()
         self.head = nn.Linear(hidden_channels, out_channels)
 
@@ -576,16 +615,17 @@ class ResidualGraphModel(nn.Module):
         """Lay the edges out once (a self-loop per node added only without ``sep``)."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, **unused) -> Tensor:
-        """Node outputs ``[N, K]`` (keyword arguments such as ``pe=None`` are accepted and must be None)."""
-        if any(v is not None for v in unused.values()):
-            raise ValueError(f"{type(self).__name__} reads only x and the edges; got {sorted(unused)}")
-        _check_x(x, self.in_channels)
-        graph = _layout(edge_index, x.size(0), self.self_loops)[0]
+    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, *, batch: Tensor | None = None,
+                pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
+        """Node outputs ``[N, K]``, or graph outputs ``[B, K]`` with ``graph_level``."""
+        name = type(self).__name__
+        x = _node_input(x, pe, self.in_channels, self.pe_dim, name)
+        _no_distance(distance, name)
+        graph = _layout(_edges_needed(edge_index, name), x.size(0), self.self_loops)[0]
         h = F.gelu(self.dropout(self.input(x)))
         for layer in self.layers:
             h = layer(h, graph)
-        return self.head(self.norm(h))
+        return self.head(_readout(self.norm(h), batch, self.graph_level))
 
 
 class GATSep(ResidualGraphModel):
