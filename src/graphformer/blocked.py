@@ -41,6 +41,7 @@ class TileGroup:
             True, so that no row is empty); None when every entry is an edge.
         bias: the mask as an additive float32 bias ``[T, 1, Q, K]`` (0 or -inf), or None.
         causal: with ``mask`` None, the tile is lower-triangular (``Q == K``).
+        q_gather, k_gather: the indices with padding replaced by node 0, for gathering.
     """
 
     q_index: Tensor
@@ -49,6 +50,8 @@ class TileGroup:
     mask: Tensor | None
     bias: Tensor | None
     causal: bool = False
+    q_gather: Tensor | None = None
+    k_gather: Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -57,7 +60,7 @@ class TileGroup:
     def to(self, device) -> TileGroup:
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
         return TileGroup(move(self.q_index), move(self.k_index), move(self.owned), move(self.mask),
-                         move(self.bias), self.causal)
+                         move(self.bias), self.causal, move(self.q_gather), move(self.k_gather))
 
     def edge_mask(self) -> Tensor:
         """``[T, Q, K]`` True where an entry of an owned row is an edge."""
@@ -71,15 +74,17 @@ class TileGroup:
         return mask & self.owned.unsqueeze(-1)
 
 
-def make_group(q_index: Tensor, k_index: Tensor, owned: Tensor, mask: Tensor | None,
+def make_group(q_index: Tensor, k_index: Tensor, owned: Tensor, mask: Tensor | None, num_nodes: int,
                causal: bool = False) -> TileGroup:
     """A :class:`TileGroup`; rows that are not owned get an all-True mask row."""
+    q_gather = q_index.masked_fill(q_index >= num_nodes, 0)
+    k_gather = q_gather if k_index is q_index else k_index.masked_fill(k_index >= num_nodes, 0)
     bias = None
     if mask is not None:
         mask = mask | ~owned.unsqueeze(-1)
         bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         bias = bias.masked_fill_(~mask, float("-inf")).unsqueeze(1)
-    return TileGroup(q_index, k_index, owned, mask, bias, causal)
+    return TileGroup(q_index, k_index, owned, mask, bias, causal, q_gather, k_gather)
 
 
 class TilePlan:
@@ -148,17 +153,41 @@ class TilePlan:
         return self._degree
 
 
-def _pad_nodes(t: Tensor) -> Tensor:
-    """[B, H, N, C] -> [B, N + 1, H, C] with a zero row N for padding."""
-    t = t.transpose(1, 2)
-    return torch.cat([t, t.new_zeros(t.size(0), 1, *t.shape[2:])], dim=1)
-
-
-def _tiles(nodes: Tensor, index: Tensor) -> Tensor:
-    """Gather rows: nodes [B, N + 1, H, C], index [T, R] -> [B * T, H, R, C]."""
-    B, H, C = nodes.size(0), nodes.size(2), nodes.size(3)  # noqa: N806
+def _gather(nodes: Tensor, index: Tensor) -> list[Tensor]:
+    """Gather rows of stacked node tensors: nodes [B, N, S, H, C], index [T, R] (padding
+    clamped to a real node, always masked or discarded) -> S tensors [B * T, H, R, C]."""
+    B, _, S, H, C = nodes.shape  # noqa: N806
     T, R = index.shape  # noqa: N806
-    return nodes.index_select(1, index.flatten()).view(B * T, R, H, C).transpose(1, 2)
+    rows = nodes.index_select(1, index.flatten()).view(B * T, R, S, H, C)
+    return [t.transpose(1, 2) for t in rows.unbind(2)]
+
+
+def _tile_inputs(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, qkv: Tensor | None = None):
+    """Per group ``(q_tiles, k_tiles, v_tiles)`` ``[B*T, H, Q|K, C]`` from ``[B, H, N, C]`` inputs
+    (or from ``qkv`` ``[B, N, 3, H, C]``, the three stacked).
+
+    Inputs are stacked once so that each group costs one gather (two when its
+    keys are not its queries).
+    """
+    shared = all(g.k_gather is g.q_gather for g in plan.groups)
+    if qkv is not None:
+        if shared:
+            for g in plan.groups:
+                yield tuple(_gather(qkv, g.q_gather))
+            return
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # [B, H, N, C]
+    q, k, v = (None if t is None else t.transpose(1, 2) for t in (q, k, v))  # [B, N, H, C]
+    if shared:
+        qkv = torch.stack([k, v] if q is None else [q, k, v], dim=2)
+        for g in plan.groups:
+            parts = _gather(qkv, g.q_gather)
+            yield (None, *parts) if q is None else tuple(parts)
+    else:
+        kv = torch.stack([k, v], dim=2)
+        qs = None if q is None else q.unsqueeze(2).contiguous()
+        for g in plan.groups:
+            qt = None if qs is None else _gather(qs, g.q_gather)[0]
+            yield (qt, *_gather(kv, g.k_gather))
 
 
 def _mask_for(group: TileGroup, batch: int, dtype) -> Tensor | None:
@@ -175,12 +204,14 @@ def _assemble(outs: list[Tensor], plan: TilePlan, batch: int) -> Tensor:
     return rows.index_select(1, plan.inverse).transpose(1, 2)
 
 
-def blocked_attention(q: Tensor, k: Tensor, v: Tensor, plan: TilePlan, scale: float | None = None,
-                      dropout_p: float = 0.0) -> Tensor:
+def blocked_attention(q: Tensor | None, k: Tensor | None, v: Tensor | None, plan: TilePlan,
+                      scale: float | None = None, dropout_p: float = 0.0, qkv: Tensor | None = None) -> Tensor:
     """Softmax attention along the plan's edges with the fused SDPA kernel.
 
     Args:
         q, k, v: ``[B, H, N, C]`` queries, keys and values of every node.
+        qkv: instead of q, k, v: the three stacked, ``[B, N, 3, H, C]``
+            (the fused projection's output as it is laid out).
         plan: the structure's :class:`TilePlan`.
         scale: score scale (default ``1/sqrt(C)``).
         dropout_p: dropout on the attention weights.
@@ -189,13 +220,12 @@ def blocked_attention(q: Tensor, k: Tensor, v: Tensor, plan: TilePlan, scale: fl
         ``[B, H, N, C]``: for every node i, ``sum_j softmax_j(q_i . k_j * scale) v_j``
         over its incoming edges j -> i.
     """
-    B = q.size(0)  # noqa: N806
-    qn, kn, vn = _pad_nodes(q), _pad_nodes(k), _pad_nodes(v)
+    B = (q if qkv is None else qkv).size(0)  # noqa: N806
+    dtype = (q if qkv is None else qkv).dtype
     outs = []
-    for g in plan.groups:
-        kt = _tiles(kn, g.k_index)
+    for g, (qt, kt, vt) in zip(plan.groups, _tile_inputs(q, k, v, plan, qkv)):
         out = F.scaled_dot_product_attention(
-            _tiles(qn, g.q_index), kt, _tiles(vn, g.k_index), attn_mask=_mask_for(g, B, q.dtype),
+            qt, kt, vt, attn_mask=_mask_for(g, B, dtype),
             dropout_p=dropout_p, is_causal=g.mask is None and g.causal, scale=scale)
         outs.append(out)
     return _assemble(outs, plan, B)
@@ -218,13 +248,9 @@ def blocked_explicit(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, til
         ``[B*T, H, Q, K]`` tensor per group (zero / -inf off the edges).
     """
     B = k.size(0)  # noqa: N806
-    qn = None if q is None else _pad_nodes(q)
-    kn, vn = _pad_nodes(k), _pad_nodes(v)
     outs, weights, scores = [], [], []
-    for g in plan.groups:
-        T, Q, K = g.shape  # noqa: N806
-        qt = None if qn is None else _tiles(qn, g.q_index)
-        s = tile_scores(qt, _tiles(kn, g.k_index), g)
+    for g, (qt, kt, vt) in zip(plan.groups, _tile_inputs(q, k, v, plan)):
+        s = tile_scores(qt, kt, g)
         mask = g.edge_mask() | ~g.owned.unsqueeze(-1)  # [T, Q, K]
         mask = mask.unsqueeze(1).repeat(B, 1, 1, 1) if B > 1 else mask.unsqueeze(1)
         if softmax:
@@ -234,7 +260,7 @@ def blocked_explicit(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, til
             w = ex / ex.sum(-1, keepdim=True)
         else:
             w = s.masked_fill(~mask, 0.0)
-        outs.append((w if dropout is None else dropout(w)) @ _tiles(vn, g.k_index))
+        outs.append((w if dropout is None else dropout(w)) @ vt)
         weights.append(w)
         scores.append(s)
     return _assemble(outs, plan, B), weights, scores
@@ -283,7 +309,7 @@ def window_groups(num_nodes: int, window: int, causal: bool, dilation: int, devi
     k_index = torch.where(k_ok, k_node, n).flatten(0, 1)
     mask, q_ok = mask.flatten(0, 1), q_ok.flatten(0, 1)
     if global_nodes is None:
-        return [make_group(q_index, k_index, q_ok, mask)]
+        return [make_group(q_index, k_index, q_ok, mask, n)]
     is_global = torch.cat([global_mask, global_mask.new_zeros(1)])
     mask = mask & ~is_global[k_index].unsqueeze(-2)
     owned = q_ok & ~is_global[q_index]
@@ -291,12 +317,12 @@ def window_groups(num_nodes: int, window: int, causal: bool, dilation: int, devi
     g_mask = owned.unsqueeze(-1).expand(-1, -1, global_nodes.numel())
     if causal:
         g_mask = g_mask & (global_nodes.view(1, 1, -1) <= q_index.unsqueeze(-1))
-    window_part = make_group(q_index, torch.cat([k_index, g_keys], 1), owned, torch.cat([mask, g_mask], 2))
+    window_part = make_group(q_index, torch.cat([k_index, g_keys], 1), owned, torch.cat([mask, g_mask], 2), n)
     all_nodes = torch.arange(n, device=device).unsqueeze(0)  # [1, N]
     g_rows = global_nodes.unsqueeze(0)  # [1, G]
     g_owned = torch.ones_like(g_rows, dtype=torch.bool)
     full = (all_nodes.unsqueeze(-2) <= g_rows.unsqueeze(-1)) if causal else None
-    return [window_part, make_group(g_rows, all_nodes, g_owned, full)]
+    return [window_part, make_group(g_rows, all_nodes, g_owned, full, n)]
 
 
 def block_groups(sizes: list[int], causal: bool, device=None, call_cost: int = 4096) -> list[TileGroup]:
@@ -339,10 +365,10 @@ def block_groups(sizes: list[int], causal: bool, device=None, call_cost: int = 4
         ok = pos < size  # [G, S]
         index = torch.where(ok, start + pos, total)
         if lo == hi:
-            groups.append(make_group(index, index, ok, None, causal=causal))
+            groups.append(make_group(index, index, ok, None, total, causal=causal))
         else:
             mask = ok.unsqueeze(-2) & ok.unsqueeze(-1)
             if causal:
                 mask = mask & torch.ones(hi, hi, dtype=torch.bool, device=device).tril()
-            groups.append(make_group(index, index, ok, mask))
+            groups.append(make_group(index, index, ok, mask, total))
     return groups

@@ -357,6 +357,9 @@ class LocalGlobal(StructuredGraph):
                 raise ValueError(f"global_nodes={global_nodes} (the first nodes) must lie in [0, {num_nodes}]")
             ids = torch.arange(global_nodes, device=device)
         else:
+            if isinstance(global_nodes, (list, tuple)) and all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in global_nodes):
+                global_nodes = torch.tensor(global_nodes, dtype=torch.long)
             ids = torch.as_tensor(global_nodes, device=device)
             if ids.dtype not in (torch.long, torch.int) or ids.dim() != 1:
                 raise TypeError("global_nodes must be an int (that many first nodes) or a 1-d list/tensor of "
