@@ -266,6 +266,6 @@ def test_memory_grows_linearly_in_the_number_of_nodes():
     for n in (1024, 4096):
         g = structure.sliding_window(n, 32)
         x = torch.randn(n, D, requires_grad=True)
-        saved[n] = _saved_bytes(lambda: layer(x, g))
+        saved[n] = _saved_bytes(lambda x=x, g=g: layer(x, g))
     assert saved[4096] <= 4.5 * saved[1024]  # O(N w): 4x the nodes, about 4x the memory
     assert saved[4096] < 4096 * 4096 * 4 / 8  # far below one N x N float matrix

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import blocked, ops
-from .scores import AdditiveScore, DotScore, FunctionScore, GATv2Score, GCNScore, MeanScore, Score, SumScore, make_score
-from .structure import (BlockDiagonal, SparseGraph, StructuredGraph, add_self_loops, check_edge_index,
-                        to_dense_batch)
+from . import scores as _scores
+from .scores import DotScore, Score, make_score
+from .structure import BlockDiagonal, SparseGraph, StructuredGraph, add_self_loops, check_edge_index, to_dense_batch
 
 __all__ = ["AttentionWeights", "GraphAttention"]
 
@@ -430,9 +430,9 @@ class GraphAttention(nn.Module):
         """How the blocked path runs this score: "sdpa", "explicit", "fixed", or None (sparse fallback)."""
         if self._sdpa_ok():
             return "sdpa"
-        if type(self.score) in (AdditiveScore, GATv2Score, FunctionScore):
+        if type(self.score) in (_scores.AdditiveScore, _scores.GATv2Score, _scores.FunctionScore):
             return "explicit"  # per-pair scores: their dense form applies to a tile as to the whole graph
-        if type(self.score) in (GCNScore, MeanScore, SumScore):
+        if type(self.score) in (_scores.GCNScore, _scores.MeanScore, _scores.SumScore):
             return "fixed"
         return None
 
@@ -515,10 +515,10 @@ class GraphAttention(nn.Module):
         def weights(qt, kt, g):
             T, Q, K = g.shape  # noqa: N806
             B = kt.size(0) // T  # noqa: N806
-            if kind is GCNScore:
+            if kind is _scores.GCNScore:
                 inv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
                 w = inv[g.q_index].unsqueeze(-1) * inv[g.k_index].unsqueeze(-2)  # [T, Q, K]
-            elif kind is MeanScore:
+            elif kind is _scores.MeanScore:
                 w = deg.reciprocal().masked_fill(deg == 0, 0.0)[g.q_index].unsqueeze(-1).expand(T, Q, K)
             else:
                 w = deg.new_ones(T, Q, K)

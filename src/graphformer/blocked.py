@@ -32,9 +32,10 @@ class TileGroup:
     """Tiles of one shape: ``T`` tiles of ``Q`` query rows and ``K`` key columns.
 
     Attributes:
-        q_index: ``[T, Q]`` node of each query row; ``num_nodes`` (a zero
-            padding row) where the tile has no node.
-        k_index: ``[T, K]`` node of each key column, padded the same way.
+        q_index: ``[T, Q]`` node of each query row; ``num_nodes`` where the
+            tile has no node (such a row is never owned).
+        k_index: ``[T, K]`` node of each key column, padded the same way
+            (a padded column is never an edge).
         owned: ``[T, Q]`` the row's output is the node's output (each node is
             owned by exactly one row of the plan).
         mask: ``[T, Q, K]`` True = edge ``k -> q`` exists (rows not owned are all
@@ -170,12 +171,11 @@ def _tile_inputs(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, qkv: Te
     keys are not its queries).
     """
     shared = all(g.k_gather is g.q_gather for g in plan.groups)
-    if qkv is not None:
-        if shared:
-            for g in plan.groups:
-                yield tuple(_gather(qkv, g.q_gather))
-            return
-        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # [B, H, N, C]
+    if qkv is not None:  # gather from the contiguous projection output: no stacking copy
+        for g in plan.groups:
+            parts = _gather(qkv, g.q_gather)
+            yield tuple(parts) if shared else (parts[0], *_gather(qkv, g.k_gather)[1:])
+        return
     q, k, v = (None if t is None else t.transpose(1, 2) for t in (q, k, v))  # [B, N, H, C]
     if shared:
         qkv = torch.stack([k, v] if q is None else [q, k, v], dim=2)

@@ -277,7 +277,8 @@ class StructuredGraph:
 
     @property
     def num_edges(self) -> int:
-        return self.edge_index.size(1)
+        """Number of edges E (counted from the tiles; reads one number back from the device)."""
+        return int(self.in_degree().sum())
 
     def in_degree(self) -> Tensor:
         """Number of incoming edges of every node, ``[N]``."""
