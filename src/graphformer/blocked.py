@@ -112,8 +112,23 @@ class TilePlan:
         inverse = torch.empty(num_nodes, dtype=torch.long, device=device)
         inverse[nodes] = torch.arange(rows.numel(), device=device)[owned]
         self.inverse = inverse
+        self._gather_layout()
         self._edges: tuple[Tensor, Tensor] | None = None
         self._degree: Tensor | None = None
+
+    def _gather_layout(self) -> None:
+        """The rows every tile reads, as one index: each group's queries, then its keys unless shared."""
+        parts = []
+        for g in self.groups:
+            parts.append(g.q_gather.flatten())
+            if g.k_gather is not g.q_gather:
+                parts.append(g.k_gather.flatten())
+        self.gather_index = torch.cat(parts) if parts else self.inverse.new_zeros(0)
+        self.gather_sizes = [p.numel() for p in parts]
+        # when every group's keys are its queries, each node is gathered once (as its owned row)
+        # and padding entries get zero gradient: the gather is inverted by self.inverse
+        shared = all(g.k_gather is g.q_gather for g in self.groups)
+        self.gather_inverse = self.inverse if shared and self.groups else None
 
     @property
     def device(self) -> torch.device:
@@ -123,6 +138,7 @@ class TilePlan:
         plan = TilePlan.__new__(TilePlan)
         plan.num_nodes, plan.groups = self.num_nodes, [g.to(device) for g in self.groups]
         plan.inverse = self.inverse.to(device)
+        plan._gather_layout()
         plan._edges = None if self._edges is None else tuple(t.to(device) for t in self._edges)
         plan._degree = None if self._degree is None else self._degree.to(device)
         return plan
@@ -154,40 +170,48 @@ class TilePlan:
         return self._degree
 
 
-def _gather(nodes: Tensor, index: Tensor) -> list[Tensor]:
-    """Gather rows of stacked node tensors: nodes [B, N, S, H, C], index [T, R] (padding
-    clamped to a real node, always masked or discarded) -> S tensors [B * T, H, R, C]."""
-    B, _, S, H, C = nodes.shape  # noqa: N806
-    T, R = index.shape  # noqa: N806
-    rows = nodes.index_select(1, index.flatten()).view(B * T, R, S, H, C)
-    return [t.transpose(1, 2) for t in rows.unbind(2)]
+class _UniqueRows(torch.autograd.Function):
+    """``x.index_select(1, index)`` where every node appears once (padding entries aside, whose
+    gradient is zero): the backward pass is a gather with ``inverse`` instead of a scatter-add."""
+
+    @staticmethod
+    def forward(x: Tensor, index: Tensor, inverse: Tensor) -> Tensor:
+        return x.index_select(1, index)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(1, inverse), None, None
 
 
 def _tile_inputs(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, qkv: Tensor | None = None):
     """Per group ``(q_tiles, k_tiles, v_tiles)`` ``[B*T, H, Q|K, C]`` from ``[B, H, N, C]`` inputs
-    (or from ``qkv`` ``[B, N, 3, H, C]``, the three stacked).
+    (or from ``qkv`` ``[B, N, 3, H, C]``, the three stacked, as the fused projection lays them out).
 
-    Inputs are stacked once so that each group costs one gather (two when its
-    keys are not its queries).
+    All tiles come from one gather of the stacked rows, so the backward pass
+    scatters into one gradient buffer instead of one per group.
     """
-    shared = all(g.k_gather is g.q_gather for g in plan.groups)
-    if qkv is not None:  # gather from the contiguous projection output: no stacking copy
-        for g in plan.groups:
-            parts = _gather(qkv, g.q_gather)
-            yield tuple(parts) if shared else (parts[0], *_gather(qkv, g.k_gather)[1:])
-        return
-    q, k, v = (None if t is None else t.transpose(1, 2) for t in (q, k, v))  # [B, N, H, C]
-    if shared:
-        qkv = torch.stack([k, v] if q is None else [q, k, v], dim=2)
-        for g in plan.groups:
-            parts = _gather(qkv, g.q_gather)
-            yield (None, *parts) if q is None else tuple(parts)
+    if qkv is None:
+        parts = [k, v] if q is None else [q, k, v]
+        qkv = torch.stack([t.transpose(1, 2) for t in parts], dim=2)  # [B, N, 2|3, H, C]
+    B, _, S, H, C = qkv.shape  # noqa: N806
+    if plan.gather_inverse is not None:
+        rows = _UniqueRows.apply(qkv, plan.gather_index, plan.gather_inverse)
     else:
-        kv = torch.stack([k, v], dim=2)
-        qs = None if q is None else q.unsqueeze(2).contiguous()
-        for g in plan.groups:
-            qt = None if qs is None else _gather(qs, g.q_gather)[0]
-            yield (qt, *_gather(kv, g.k_gather))
+        rows = qkv.index_select(1, plan.gather_index)
+    rows = rows.split(plan.gather_sizes, dim=1)
+    pos = 0
+    for g in plan.groups:
+        T, Q, K = g.shape  # noqa: N806
+        q_parts = rows[pos].view(B * T, Q, S, H, C).unbind(2)  # unbind: its backward is one stack
+        k_parts = q_parts if g.k_gather is g.q_gather else rows[pos + 1].view(B * T, K, S, H, C).unbind(2)
+        pos += 1 if g.k_gather is g.q_gather else 2
+        kt, vt = k_parts[S - 2].transpose(1, 2), k_parts[S - 1].transpose(1, 2)
+        yield (None if S == 2 else q_parts[0].transpose(1, 2)), kt, vt
 
 
 def _mask_for(group: TileGroup, batch: int, dtype) -> Tensor | None:
