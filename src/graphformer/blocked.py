@@ -77,15 +77,37 @@ class TileGroup:
 
 def make_group(q_index: Tensor, k_index: Tensor, owned: Tensor, mask: Tensor | None, num_nodes: int,
                causal: bool = False) -> TileGroup:
-    """A :class:`TileGroup`; rows that are not owned get an all-True mask row."""
+    """A :class:`TileGroup`; rows that are not owned get an all-True mask row.
+
+    A mask ``[1, Q, K]`` is shared by every tile (it broadcasts).
+    """
     q_gather = q_index.masked_fill(q_index >= num_nodes, 0)
     k_gather = q_gather if k_index is q_index else k_index.masked_fill(k_index >= num_nodes, 0)
     bias = None
     if mask is not None:
-        mask = mask | ~owned.unsqueeze(-1)
+        if mask.size(0) == owned.size(0):  # a shared [1, Q, K] mask is complete already
+            mask = mask | ~owned.unsqueeze(-1)
         bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         bias = bias.masked_fill_(~mask, float("-inf")).unsqueeze(1)
     return TileGroup(q_index, k_index, owned, mask, bias, causal, q_gather, k_gather)
+
+
+def make_groups(q_index: Tensor, k_index: Tensor, owned: Tensor, mask: Tensor, num_nodes: int) -> list[TileGroup]:
+    """Groups of masked tiles: the tiles whose mask equals the middle tile's share one ``[1, Q, K]``
+    mask (the interior of a window), the others (borders) keep their own."""
+    full = mask | ~owned.unsqueeze(-1)
+    T = full.size(0)  # noqa: N806
+    same = (full == full[T // 2]).flatten(1).all(1)
+    count = int(same.sum())
+    if count < 2:
+        return [make_group(q_index, k_index, owned, mask, num_nodes)]
+    groups = []
+    for rows, part in ((same.nonzero().squeeze(1), full[T // 2].unsqueeze(0)), ((~same).nonzero().squeeze(1), None)):
+        if rows.numel():
+            q = q_index[rows]
+            k = q if k_index is q_index else k_index[rows]
+            groups.append(make_group(q, k, owned[rows], mask[rows] if part is None else part, num_nodes))
+    return groups
 
 
 class TilePlan:
@@ -125,6 +147,13 @@ class TilePlan:
                 parts.append(g.k_gather.flatten())
         self.gather_index = torch.cat(parts) if parts else self.inverse.new_zeros(0)
         self.gather_sizes = [p.numel() for p in parts]
+        qs, ks = [g.q_gather.flatten() for g in self.groups], [g.k_gather.flatten() for g in self.groups]
+        self.q_gather_index = torch.cat(qs) if qs else self.inverse.new_zeros(0)
+        self.k_gather_index = torch.cat(ks) if ks else self.inverse.new_zeros(0)
+        self.q_gather_sizes, self.k_gather_sizes = [q.numel() for q in qs], [k.numel() for k in ks]
+        # node n's output is row n of the concatenated rows (a plain window): a slice, not a gather
+        n = self.num_nodes
+        self.inverse_is_prefix = bool(torch.equal(self.inverse, torch.arange(n, device=self.inverse.device)))
         # when every group's keys are its queries, each node is gathered once (as its owned row)
         # and padding entries get zero gradient: the gather is inverted by self.inverse
         shared = all(g.k_gather is g.q_gather for g in self.groups)
@@ -199,32 +228,37 @@ def _tile_inputs(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, qkv: Te
         parts = [k, v] if q is None else [q, k, v]
         qkv = torch.stack([t.transpose(1, 2) for t in parts], dim=2)  # [B, N, 2|3, H, C]
     B, _, S, H, C = qkv.shape  # noqa: N806
-    if plan.gather_inverse is not None:
-        rows = _UniqueRows.apply(qkv, plan.gather_index, plan.gather_inverse)
-    else:
-        rows = qkv.index_select(1, plan.gather_index)
-    rows = rows.split(plan.gather_sizes, dim=1)
-    pos = 0
-    for g in plan.groups:
+    if plan.gather_inverse is not None:  # keys are queries: one gather of all rows
+        rows = _UniqueRows.apply(qkv, plan.gather_index, plan.gather_inverse).split(plan.gather_sizes, dim=1)
+        for g, part in zip(plan.groups, rows):
+            T, Q, _ = g.shape  # noqa: N806
+            parts = part.view(B * T, Q, S, H, C).unbind(2)  # unbind: its backward is one stack
+            yield (None if S == 2 else parts[0].transpose(1, 2)), parts[S - 2].transpose(1, 2), \
+                parts[S - 1].transpose(1, 2)
+        return
+    # keys overlap between tiles: queries and keys/values gathered separately, keys without the queries
+    q_rows = None if S == 2 else qkv[:, :, 0].index_select(1, plan.q_gather_index).split(plan.q_gather_sizes, 1)
+    kv_rows = qkv[:, :, S - 2:].index_select(1, plan.k_gather_index).split(plan.k_gather_sizes, 1)
+    for i, g in enumerate(plan.groups):
         T, Q, K = g.shape  # noqa: N806
-        q_parts = rows[pos].view(B * T, Q, S, H, C).unbind(2)  # unbind: its backward is one stack
-        k_parts = q_parts if g.k_gather is g.q_gather else rows[pos + 1].view(B * T, K, S, H, C).unbind(2)
-        pos += 1 if g.k_gather is g.q_gather else 2
-        kt, vt = k_parts[S - 2].transpose(1, 2), k_parts[S - 1].transpose(1, 2)
-        yield (None if S == 2 else q_parts[0].transpose(1, 2)), kt, vt
+        kt, vt = kv_rows[i].view(B * T, K, 2, H, C).unbind(2)
+        qt = None if q_rows is None else q_rows[i].view(B * T, Q, H, C).transpose(1, 2)
+        yield qt, kt.transpose(1, 2), vt.transpose(1, 2)
 
 
 def _mask_for(group: TileGroup, batch: int, dtype) -> Tensor | None:
     if group.bias is None:
         return None
     bias = group.bias.to(dtype)
-    return bias if batch == 1 else bias.repeat(batch, 1, 1, 1)
+    return bias if batch == 1 or bias.size(0) == 1 else bias.repeat(batch, 1, 1, 1)
 
 
 def _assemble(outs: list[Tensor], plan: TilePlan, batch: int) -> Tensor:
     """Group outputs [B * T, H, Q, C] -> [B, H, N, C] (each node read from its owned row)."""
     flat = [o.transpose(1, 2).reshape(batch, -1, o.size(1), o.size(3)) for o in outs]  # [B, T*Q, H, C]
     rows = flat[0] if len(flat) == 1 else torch.cat(flat, dim=1)
+    if plan.inverse_is_prefix:
+        return rows[:, :plan.num_nodes].transpose(1, 2)
     return rows.index_select(1, plan.inverse).transpose(1, 2)
 
 
@@ -279,9 +313,10 @@ def blocked_explicit(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, til
         mask = mask.unsqueeze(1).repeat(B, 1, 1, 1) if B > 1 else mask.unsqueeze(1)
         if softmax:
             s = s.masked_fill(~mask, float("-inf"))
-            top = s.detach().amax(-1, keepdim=True)
-            ex = torch.exp(s - top)
-            w = ex / ex.sum(-1, keepdim=True)
+            wide = s.float()  # maxima and normalisers in float32, also for half-precision inputs
+            top = wide.detach().amax(-1, keepdim=True)
+            ex = torch.exp(wide - top)
+            w = (ex / ex.sum(-1, keepdim=True)).to(s.dtype)
         else:
             w = s.masked_fill(~mask, 0.0)
         outs.append((w if dropout is None else dropout(w)) @ vt)
@@ -333,7 +368,7 @@ def window_groups(num_nodes: int, window: int, causal: bool, dilation: int, devi
     k_index = torch.where(k_ok, k_node, n).flatten(0, 1)
     mask, q_ok = mask.flatten(0, 1), q_ok.flatten(0, 1)
     if global_nodes is None:
-        return [make_group(q_index, k_index, q_ok, mask, n)]
+        return make_groups(q_index, k_index, q_ok, mask, n)
     is_global = torch.cat([global_mask, global_mask.new_zeros(1)])
     mask = mask & ~is_global[k_index].unsqueeze(-2)
     owned = q_ok & ~is_global[q_index]
@@ -341,12 +376,12 @@ def window_groups(num_nodes: int, window: int, causal: bool, dilation: int, devi
     g_mask = owned.unsqueeze(-1).expand(-1, -1, global_nodes.numel())
     if causal:
         g_mask = g_mask & (global_nodes.view(1, 1, -1) <= q_index.unsqueeze(-1))
-    window_part = make_group(q_index, torch.cat([k_index, g_keys], 1), owned, torch.cat([mask, g_mask], 2), n)
+    window_part = make_groups(q_index, torch.cat([k_index, g_keys], 1), owned, torch.cat([mask, g_mask], 2), n)
     all_nodes = torch.arange(n, device=device).unsqueeze(0)  # [1, N]
     g_rows = global_nodes.unsqueeze(0)  # [1, G]
     g_owned = torch.ones_like(g_rows, dtype=torch.bool)
     full = (all_nodes.unsqueeze(-2) <= g_rows.unsqueeze(-1)) if causal else None
-    return [window_part, make_group(g_rows, all_nodes, g_owned, full, n)]
+    return [*window_part, make_group(g_rows, all_nodes, g_owned, full, n)]
 
 
 def block_groups(sizes: list[int], causal: bool, device=None, call_cost: int = 4096) -> list[TileGroup]:
@@ -394,5 +429,5 @@ def block_groups(sizes: list[int], causal: bool, device=None, call_cost: int = 4
             mask = ok.unsqueeze(-2) & ok.unsqueeze(-1)
             if causal:
                 mask = mask & torch.ones(hi, hi, dtype=torch.bool, device=device).tril()
-            groups.append(make_group(index, index, ok, mask, total))
+            groups.extend(make_groups(index, index, ok, mask, total))
     return groups
