@@ -429,5 +429,5 @@ def block_groups(sizes: list[int], causal: bool, device=None, call_cost: int = 4
             mask = ok.unsqueeze(-2) & ok.unsqueeze(-1)
             if causal:
                 mask = mask & torch.ones(hi, hi, dtype=torch.bool, device=device).tril()
-            groups.extend(make_groups(index, index, ok, mask, total))
+            groups.append(make_group(index, index, ok, mask, total))
     return groups
