@@ -160,7 +160,7 @@ class GraphAttention(nn.Module):
     def forward(
         self,
         x: Tensor | tuple[Tensor, Tensor],
-        edge_index: Tensor | SparseGraph | None = None,
+        edge_index: Tensor | SparseGraph | StructuredGraph | None = None,
         *,
         edge_attr: Tensor | None = None,
         batch: Tensor | tuple[Tensor, Tensor] | None = None,
@@ -173,11 +173,14 @@ class GraphAttention(nn.Module):
 
         Args:
             x: node features, or a pair ``(x_src, x_dst)`` for a bipartite graph.
-            edge_index: ``[2, E]`` edges j -> i (or a prepared :class:`SparseGraph`);
-                None for the complete (bipartite) graph.
+            edge_index: ``[2, E]`` edges j -> i (or a prepared :class:`SparseGraph`, or a
+                structure from :mod:`graphformer.structure` such as ``sliding_window``, run
+                on dense tiles; x may then also be ``[B, N, d]``); None for the complete
+                (bipartite) graph.
             edge_attr: per-edge features ``[E, edge_dim]`` (or weights ``[E]``).
-            batch: graph id of each node for many graphs in one tensor;
-                a pair ``(batch_src, batch_dst)`` for bipartite input.
+            batch: graph id of each node for many graphs in one tensor (or a prepared
+                ``structure.block_diagonal``); a pair ``(batch_src, batch_dst)`` for
+                bipartite input.
             causal: attend only to positions j <= i (dense path).
             key_padding_mask: ``[B, N]`` bool, True marks a padded source node.
             attn_bias: additive score bias, broadcastable to ``[B, H, M, N]``

@@ -56,9 +56,11 @@ class TileGroup:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """``(T, Q, K)``."""
         return self.q_index.size(0), self.q_index.size(1), self.k_index.size(1)
 
     def to(self, device) -> TileGroup:
+        """The same group with its tensors on ``device``."""
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
         return TileGroup(move(self.q_index), move(self.k_index), move(self.owned), move(self.mask),
                          move(self.bias), self.causal, move(self.q_gather), move(self.k_gather))
@@ -161,9 +163,11 @@ class TilePlan:
 
     @property
     def device(self) -> torch.device:
+        """Where the plan's tensors live."""
         return self.inverse.device
 
     def to(self, device) -> TilePlan:
+        """The same plan with its tensors on ``device``."""
         plan = TilePlan.__new__(TilePlan)
         plan.num_nodes, plan.groups = self.num_nodes, [g.to(device) for g in self.groups]
         plan.inverse = self.inverse.to(device)

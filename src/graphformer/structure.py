@@ -292,14 +292,21 @@ class StructuredGraph:
         return self._sparse
 
     def to(self, device) -> StructuredGraph:
-        """The same structure with its tensors on ``device`` (self when already there)."""
+        """The same structure with its tensors on ``device`` (self when already there).
+
+        The copy is kept, so a structure built on the CPU and used on a GPU
+        moves once, not at every call.
+        """
         device = torch.device(device)
         if device == self.device or (device.index is None and device.type == self.device.type):
             return self
-        other = type(self).__new__(type(self))
-        other.__dict__.update(self.__dict__)
-        other.plan, other._sparse = self.plan.to(device), None
-        return other
+        moved = self.__dict__.setdefault("_moved", {})
+        if str(device) not in moved:
+            other = type(self).__new__(type(self))
+            other.__dict__.update(self.__dict__)
+            other.plan, other._sparse, other._moved = self.plan.to(device), None, {}
+            moved[str(device)] = other
+        return moved[str(device)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._describe()})"
