@@ -247,6 +247,16 @@ def test_prepared_structure_makes_no_host_reads(name, score):
     assert mode.reads
 
 
+def test_batch_with_a_prepared_block_diagonal_makes_no_host_reads():
+    _, batch = _graphs()
+    g = structure.block_diagonal(batch=batch, causal=True)
+    layer = make_layer("dot")
+    x = torch.randn(batch.numel(), D, requires_grad=True)
+    with _HostReads() as mode:
+        layer(x, batch=g, causal=True).sum().backward()
+    assert mode.reads == []
+
+
 def _saved_bytes(fn):
     """Bytes of the tensors autograd keeps for the backward pass of fn()."""
     total = []
@@ -269,3 +279,16 @@ def test_memory_grows_linearly_in_the_number_of_nodes():
         saved[n] = _saved_bytes(lambda x=x, g=g: layer(x, g))
     assert saved[4096] <= 4.5 * saved[1024]  # O(N w): 4x the nodes, about 4x the memory
     assert saved[4096] < 4096 * 4096 * 4 / 8  # far below one N x N float matrix
+
+
+@pytest.mark.parametrize("score", ["dot", "additive"])
+@pytest.mark.parametrize("return_attention", [False, True])
+def test_bfloat16_stays_close_to_float64(score, return_attention):
+    g = structure.local_global(200, 8, 2)
+    layer = make_layer(score)
+    x = torch.randn(g.num_nodes, D)
+    ref = layer.double()(x.double(), g.edge_index)
+    out = layer.to(torch.bfloat16)(x.to(torch.bfloat16), g, return_attention=return_attention)
+    out = out[0] if return_attention else out
+    assert out.dtype == torch.bfloat16
+    assert (out.double() - ref).abs().max() <= 0.05 * ref.abs().max()

@@ -317,7 +317,8 @@ def blocked_explicit(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, til
         mask = mask.unsqueeze(1).repeat(B, 1, 1, 1) if B > 1 else mask.unsqueeze(1)
         if softmax:
             s = s.masked_fill(~mask, float("-inf"))
-            wide = s.float()  # maxima and normalisers in float32, also for half-precision inputs
+            # maxima and normalisers in float32 (at least), also for half-precision inputs
+            wide = s.float() if s.dtype in (torch.float16, torch.bfloat16) else s
             top = wide.detach().amax(-1, keepdim=True)
             ex = torch.exp(wide - top)
             w = (ex / ex.sum(-1, keepdim=True)).to(s.dtype)
