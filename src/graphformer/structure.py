@@ -1,5 +1,10 @@
 """Graph structures: complete, causal, bipartite, explicit edges and batches.
 
+Structured graphs -- :func:`sliding_window`, :func:`local_global`,
+:func:`block_diagonal` -- are objects that go where ``edge_index`` goes and
+run on dense tiles (:mod:`graphformer.blocked`); ``g.edge_index`` lists
+their edges.
+
 Convention (as in PyTorch Geometric): ``edge_index[0]`` is the source j,
 ``edge_index[1]`` the target i, and a message flows j -> i.
 
