@@ -240,14 +240,60 @@ def _tile_inputs(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, qkv: Te
             yield (None if S == 2 else parts[0].transpose(1, 2)), parts[S - 2].transpose(1, 2), \
                 parts[S - 1].transpose(1, 2)
         return
-    # keys overlap between tiles: queries and keys/values gathered separately, keys without the queries
-    q_rows = None if S == 2 else qkv[:, :, 0].index_select(1, plan.q_gather_index).split(plan.q_gather_sizes, 1)
-    kv_rows = qkv[:, :, S - 2:].index_select(1, plan.k_gather_index).split(plan.k_gather_sizes, 1)
+    # keys overlap between tiles: each group's queries, keys and values gathered into their own
+    # tensors, their gradients scattered into one buffer
+    q_index = [g.q_gather.flatten() for g in plan.groups] if S == 3 else []
+    k_index = [g.k_gather.flatten() for g in plan.groups]
+    tiles = _OverlappingTiles.apply(qkv, len(q_index), *q_index, *k_index)
+    G = len(plan.groups)  # noqa: N806
     for i, g in enumerate(plan.groups):
         T, Q, K = g.shape  # noqa: N806
-        kt, vt = kv_rows[i].view(B * T, K, 2, H, C).unbind(2)
-        qt = None if q_rows is None else q_rows[i].view(B * T, Q, H, C).transpose(1, 2)
-        yield qt, kt.transpose(1, 2), vt.transpose(1, 2)
+        qt = tiles[i].view(B * T, Q, H, C).transpose(1, 2) if S == 3 else None
+        base = G if S == 3 else 0
+        kt = tiles[base + 2 * i].view(B * T, K, H, C).transpose(1, 2)
+        vt = tiles[base + 2 * i + 1].view(B * T, K, H, C).transpose(1, 2)
+        yield qt, kt, vt
+
+
+class _OverlappingTiles(torch.autograd.Function):
+    """Rows of stacked ``qkv`` ``[B, N, S, H, C]`` for tiles whose key rows overlap.
+
+    Inputs after ``qkv``: ``num_q`` query indices (gathered from slot 0), then
+    one key index per group (keys from slot S-2, values from slot S-1).
+    Outputs: the query rows of each group, then keys and values of each group,
+    each ``[B, R, H, C]`` contiguous. The backward pass adds every gradient
+    into one zero buffer, without stacking or slicing copies.
+    """
+
+    @staticmethod
+    def forward(qkv: Tensor, num_q: int, *indices: Tensor):
+        S = qkv.size(2)  # noqa: N806
+        q_idx, k_idx = indices[:num_q], indices[num_q:]
+        out = [qkv[:, :, 0].index_select(1, i) for i in q_idx]
+        for i in k_idx:
+            out += [qkv[:, :, S - 2].index_select(1, i), qkv[:, :, S - 1].index_select(1, i)]
+        return tuple(out)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        qkv, num_q, *indices = inputs
+        ctx.num_q, ctx.shape = num_q, qkv.shape
+        ctx.save_for_backward(*indices)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        indices = ctx.saved_tensors
+        num_q, S = ctx.num_q, ctx.shape[2]  # noqa: N806
+        first = next(g for g in grads if g is not None)
+        grad = first.new_zeros(ctx.shape)
+        for i, g in zip(indices[:num_q], grads[:num_q]):
+            if g is not None:
+                grad[:, :, 0].index_add_(1, i, g)
+        for n, i in enumerate(indices[num_q:]):
+            for slot, g in ((S - 2, grads[num_q + 2 * n]), (S - 1, grads[num_q + 2 * n + 1])):
+                if g is not None:
+                    grad[:, :, slot].index_add_(1, i, g)
+        return (grad, None, *([None] * len(indices)))
 
 
 def _mask_for(group: TileGroup, batch: int, dtype) -> Tensor | None:
