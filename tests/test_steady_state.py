@@ -52,15 +52,6 @@ _DATA_DEPENDENT = {
 _INDEX = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _ReadCounter(TorchDispatchMode):
     def __init__(self):
         super().__init__()

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from . import ops
+from . import blocked, ops
+from . import scores as _scores
 from .scores import DotScore, Score, make_score
-from .structure import SparseGraph, add_self_loops, check_edge_index, to_dense_batch
+from .structure import BlockDiagonal, SparseGraph, StructuredGraph, add_self_loops, check_edge_index, to_dense_batch
 
 __all__ = ["AttentionWeights", "GraphAttention"]
 
@@ -204,7 +205,7 @@ class GraphAttention(nn.Module):
     def forward(
         self,
         x: Tensor | tuple[Tensor, Tensor],
-        edge_index: Tensor | SparseGraph | None = None,
+        edge_index: Tensor | SparseGraph | StructuredGraph | None = None,
         *,
         edge_attr: Tensor | None = None,
         batch: Tensor | tuple[Tensor, Tensor] | None = None,
@@ -219,11 +220,14 @@ class GraphAttention(nn.Module):
 
         Args:
             x: node features, or a pair ``(x_src, x_dst)`` for a bipartite graph.
-            edge_index: ``[2, E]`` edges j -> i (or a prepared :class:`SparseGraph`);
-                None for the complete (bipartite) graph.
+            edge_index: ``[2, E]`` edges j -> i (or a prepared :class:`SparseGraph`, or a
+                structure from :mod:`graphformer.structure` such as ``sliding_window``, run
+                on dense tiles; x may then also be ``[B, N, d]``); None for the complete
+                (bipartite) graph.
             edge_attr: per-edge features ``[E, edge_dim]`` (or weights ``[E]``).
-            batch: graph id of each node for many graphs in one tensor;
-                a pair ``(batch_src, batch_dst)`` for bipartite input.
+            batch: graph id of each node for many graphs in one tensor (or a prepared
+                ``structure.block_diagonal``); a pair ``(batch_src, batch_dst)`` for
+                bipartite input.
             causal: attend only to positions j <= i (dense path).
             key_padding_mask: ``[B, N]`` bool, True marks a padded source node.
             attn_bias: additive score bias, broadcastable to ``[B, H, M, N]``
@@ -240,13 +244,24 @@ class GraphAttention(nn.Module):
                 with ``x = (key, query)``; dense path only.
         """
         x_src, x_dst, bipartite = self._split(x)
+        if isinstance(batch, StructuredGraph) and edge_index is None:
+            edge_index, batch = batch, None
+            if causal and not getattr(edge_index, "causal", False):
+                raise ValueError("causal=True with a non-causal prepared structure; build it with causal=True")
+            causal = False
         if value is None and self.vdim != self.kdim:
             raise ValueError(f"the layer reads values of width vdim={self.vdim} != kdim={self.kdim}; pass them "
                              "as value=")
         if (adjacency is not None or value is not None) and (edge_index is not None or batch is not None):
             raise ValueError("adjacency and value are dense-path inputs; with edge_index or batch leave them out "
                              "(list the edges in edge_index instead)")
-        if edge_index is not None:
+        if isinstance(edge_index, StructuredGraph):
+            if causal or key_padding_mask is not None:
+                raise ValueError("causal and key_padding_mask describe the complete graph; a structure "
+                                 "already fixes the edges (build it with causal=True for a decoder)")
+            out, att = self._structured(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite,
+                                        return_attention)
+        elif edge_index is not None:
             if causal or key_padding_mask is not None:
                 raise ValueError("causal and key_padding_mask describe the complete graph; with an explicit "
                                  "edge_index leave them out and list the edges you want instead")
@@ -538,8 +553,147 @@ class GraphAttention(nn.Module):
                 outs.append(block(*args))
         return torch.cat(outs, dim=-2)
 
+    # ------------------------------------------------------ blocked path
+    def _tile_kind(self) -> str | None:
+        """How the blocked path runs this score: "sdpa", "explicit", "fixed", or None (sparse fallback)."""
+        if self._sdpa_ok():
+            return "sdpa"
+        if type(self.score) in (_scores.AdditiveScore, _scores.GATv2Score, _scores.FunctionScore):
+            return "explicit"  # per-pair scores: their dense form applies to a tile as to the whole graph
+        if type(self.score) in (_scores.GCNScore, _scores.MeanScore, _scores.SumScore):
+            return "fixed"
+        return None
+
+    def _structured(self, x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite, return_attention):
+        """A structured graph on dense tiles (:mod:`graphformer.blocked`); equal to the sparse path on its edges."""
+        n = graph.num_nodes
+        if x_src.size(-2) != n or x_dst.size(-2) != n:
+            raise ValueError(f"the structure has {graph.num_nodes} nodes but x has {x_src.size(-2)} -> "
+                             f"{x_dst.size(-2)}; build it for the number of rows of x")
+        kind = self._tile_kind()
+        if (kind is None or edge_attr is not None or attn_bias is not None or bipartite
+                or (self.self_loops == "add" and return_attention)):
+            if x_src.dim() != 2:
+                raise ValueError("a structure with [B, N, d] input runs on dense tiles, which this call cannot "
+                                 "use (edge_attr, attn_bias, cross-attention or a score without a tiled form); "
+                                 "pass x as [N, d]")
+            # every structure holds all self-loops, so self_loops changes the order of the edges, not the graph
+            edges = graph.edge_index if self.self_loops is not None else graph.to(x_dst.device).sparse_graph
+            return self._sparse(x_src, x_dst, edges, edge_attr, batch, attn_bias, bipartite, return_attention)
+        if batch is not None:
+            _check_batch(batch, n)
+        graph = graph.to(x_dst.device)
+        plan = graph.plan
+        unbatched = x_dst.dim() == 2
+        xs = x_src.unsqueeze(0) if unbatched else x_src
+        B = xs.size(0)  # noqa: N806
+        if (kind == "sdpa" and not return_attention and n and self.q_proj is not None and self.k_proj is not None
+                and type(self.score).transform is DotScore.transform):
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            b = None if self.v_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias,
+                                                                 self.v_proj.bias])
+            qkv = F.linear(xs, weight, b).view(B, n, 3, self.num_heads, self.head_dim)  # [B, N, 3, H, C]
+            out = blocked.blocked_attention(None, None, None, plan, self.score.scale,
+                                            self.dropout if self.training else 0.0, qkv=qkv)
+            out = self._finish(out, xs)
+            return (out.squeeze(0) if unbatched else out), None
+        q, k, v = self._project(xs, xs, False)  # [B, H, N, C]
+        if n == 0:
+            out, att = v, None
+            if return_attention:
+                empty = v.new_zeros(B, 0, self.num_heads)
+                att = AttentionWeights(empty, graph.edge_index, empty)
+        elif kind == "sdpa" and not return_attention:
+            q, k = self.score.transform(q, k)
+            out = blocked.blocked_attention(q, k, v, plan, self.score.scale,
+                                            self.dropout if self.training else 0.0)
+            att = None
+        else:
+            softmax = self.score.softmax
+            if kind == "sdpa":
+                q, k = self.score.transform(q, k)
+                scale = self.score.scale
+                tile_scores = lambda qt, kt, g: (qt * scale) @ kt.transpose(-1, -2)  # noqa: E731
+            elif kind == "explicit":
+                tile_scores = lambda qt, kt, g: self.score.dense(qt, kt, None)  # noqa: E731
+            else:
+                tile_scores = self._fixed_tile_weights(plan, v)
+            if not self.score.uses_query:
+                q = None
+            out, w_tiles, s_tiles = blocked.blocked_explicit(
+                q, k, v, plan, tile_scores, softmax, lambda w: F.dropout(w, self.dropout, self.training))
+            att = None
+            if return_attention:
+                weights = blocked.tile_weights_to_edges(w_tiles, plan, B)
+                scores = blocked.tile_weights_to_edges(s_tiles, plan, B) if softmax else weights
+                att = AttentionWeights(weights, graph.edge_index, scores)
+        out = self._finish(out, xs)
+        if unbatched:
+            out = out.squeeze(0)
+            if att is not None:
+                att = AttentionWeights(att.weights.squeeze(0), att.edge_index, att.scores.squeeze(0))
+        return out, att
+
+    def _fixed_tile_weights(self, plan, like: Tensor):
+        """Tile weights of the fixed scores (gcn, mean, sum) from the structure's in-degrees."""
+        deg = torch.cat([plan.in_degree(), plan.in_degree().new_zeros(1)]).to(like.dtype)  # [N + 1]
+        heads = self.num_heads
+        kind = type(self.score)
+
+        def weights(qt, kt, g):
+            T, Q, K = g.shape  # noqa: N806
+            B = kt.size(0) // T  # noqa: N806
+            if kind is _scores.GCNScore:
+                inv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
+                w = inv[g.q_index].unsqueeze(-1) * inv[g.k_index].unsqueeze(-2)  # [T, Q, K]
+            elif kind is _scores.MeanScore:
+                w = deg.reciprocal().masked_fill(deg == 0, 0.0)[g.q_index].unsqueeze(-1).expand(T, Q, K)
+            else:
+                w = deg.new_ones(T, Q, K)
+            return w.unsqueeze(1).expand(T, heads, Q, K).repeat(B, 1, 1, 1)
+
+        return weights
+
     # ---------------------------------------------- many complete graphs
     def _batched_complete(self, x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention):
+        """One complete graph per graph id: the block-diagonal structure on the blocked path.
+
+        Cross-attention between graphs, a dense ``attn_bias`` ``[B, H, N_max, N_max]``
+        and ``return_attention`` (weights ``[B, H, N_max, N_max]``) keep the padded
+        layout. Under ``torch.compile`` a raw ``batch`` vector cannot be laid out
+        without reading sizes back from the device, so it runs one masked
+        ``N x N`` product; pass a prepared :func:`~graphformer.structure.block_diagonal`
+        as ``batch`` (or as the graph) to compile the tiled path.
+        """
+        if bipartite or attn_bias is not None or return_attention or isinstance(batch, (tuple, list)):
+            return self._padded_complete(x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention)
+        if x_src.dim() != 2:
+            raise ValueError(f"with batch, x must be [N, d], got shape {tuple(x_src.shape)}")
+        if torch.compiler.is_compiling():
+            _check_batch(batch, x_src.size(0))
+            return self._masked_complete(x_src, batch, causal), None
+        _check_batch(batch, x_src.size(0), packed=True)
+        graph = BlockDiagonal(torch.bincount(batch.long()), causal=causal, device=x_src.device)
+        return self._structured(x_src, x_dst, graph, None, None, None, False, False)
+
+    def _masked_complete(self, x, batch, causal):
+        """Many complete graphs as one ``[N, N]`` masked product (no host reads; ``O(N^2)``)."""
+        n = x.size(0)
+        allowed = batch.unsqueeze(-1) == batch.unsqueeze(-2)  # [N, N], True = same graph
+        if causal:
+            allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        q, k, v = self._project(x.unsqueeze(0), x.unsqueeze(0), False)  # [1, H, N, C]
+        if self._sdpa_ok():
+            q, k = self.score.transform(q, k)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                                 dropout_p=self.dropout if self.training else 0.0,
+                                                 scale=self.score.scale)
+        else:
+            out, _ = self._dense_explicit(q, k, v, allowed.expand(1, self.num_heads, n, n), None)
+        return self._finish(out, x.unsqueeze(0)).squeeze(0)
+
+    def _padded_complete(self, x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention):
+        """Many complete (bipartite) graphs packed into a padded ``[B, N_max, d]`` batch for the dense path."""
         batch_src, batch_dst = batch if isinstance(batch, (tuple, list)) else (batch, batch)
         if x_src.dim() != 2:
             raise ValueError(f"with batch, x must be [N, d], got shape {tuple(x_src.shape)}")
