@@ -150,6 +150,19 @@ class GraphformerLayer(nn.Module):
             out = self.norm2(h + self.dropout2(self.feedforward(h)))
         return (out, att) if return_attention else out
 
+    def step(self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, *, window: int | None = None):
+        """The block on ``T`` new nodes of a growing causal graph, with cached keys and values.
+
+        See :meth:`GraphAttention.step`; returns ``(out [B, T, d], (k, v))``.
+        """
+        if self.norm_first:
+            res, kv = self.self_attn.step(self.norm1(x), past, window=window)
+            h = x + self.dropout1(res)
+            return h + self.dropout2(self.feedforward(self.norm2(h))), kv
+        res, kv = self.self_attn.step(x, past, window=window)
+        h = self.norm1(x + self.dropout1(res))
+        return self.norm2(h + self.dropout2(self.feedforward(h))), kv
+
 
 class GraphformerEncoder(nn.Module):
     """A stack of ``num_layers`` copies of ``layer``, with an optional final norm.
