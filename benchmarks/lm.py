@@ -1,0 +1,237 @@
+"""Speed of graphformer's GPT against the same model written plainly with torch.nn.
+
+Training step: forward, backward and an AdamW step of
+``graphformer.models.GPT`` against a nanoGPT-style model built from
+``nn.Linear``, ``nn.LayerNorm`` and ``F.scaled_dot_product_attention(is_causal=True)``
+with the same configuration and the same weights (checked: equal logits). The
+two are timed in one process in alternation (A B A B ...); the time ratio is
+the median of the paired ratios. Tokens per second = batch x block / step time.
+
+Generation: ``--new-tokens`` characters from a one-character prompt, batch 1,
+greedy, with the key/value cache (one new node per token) and without it
+(the whole context recomputed every step, as nanoGPT's ``generate``), paired
+in the same way; the two must produce the same tokens. The cache pays while
+the context fits ``block_size``, so generation is timed with a block size of
+``--gen-block-size`` (default 512 >= 1 + 256) as well as the training recipe's.
+
+    python benchmarks/lm.py                    # nanoGPT's CPU recipe: B 12, T 64, 4 x 4 x 128
+    python benchmarks/lm.py --threads 1 --reps 30
+    python benchmarks/lm.py --device cuda --batch-size 64 --block-size 256 --layers 6 --heads 6 --d-model 384
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphformer.models import GPT, GPTConfig
+
+
+class PlainBlock(nn.Module):
+    """nanoGPT's Block: pre-norm causal self-attention (one qkv matrix, SDPA) and a GELU MLP."""
+
+    def __init__(self, d: int, heads: int, bias: bool):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(d, bias=bias)
+        self.c_attn = nn.Linear(d, 3 * d, bias=bias)
+        self.c_proj = nn.Linear(d, d, bias=bias)
+        self.ln_2 = nn.LayerNorm(d, bias=bias)
+        self.c_fc = nn.Linear(d, 4 * d, bias=bias)
+        self.mlp_proj = nn.Linear(4 * d, d, bias=bias)
+
+    def forward(self, x):
+        B, T, C = x.shape  # noqa: N806
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class PlainGPT(nn.Module):
+    """nanoGPT's GPT in plain torch.nn (dropout 0), tied head."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.h = nn.ModuleList([PlainBlock(cfg.n_embd, cfg.n_head, cfg.bias) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx, targets=None):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1), device=idx.device))
+        for block in self.h:
+            x = block(x)
+        x = self.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -self.cfg.block_size:])
+            idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return idx
+
+    @torch.no_grad()
+    def copy_from(self, gpt: GPT) -> PlainGPT:
+        """Take the weights of a graphformer GPT (same function)."""
+        self.wte.weight.copy_(gpt.wte.weight)
+        self.wpe.weight.copy_(gpt.wpe.weight)
+        self.ln_f.load_state_dict(gpt.ln_f.state_dict())
+        for mine, blk in zip(self.h, gpt.blocks):
+            a, ff = blk.self_attn, blk.feedforward
+            mine.ln_1.load_state_dict(blk.norm1.state_dict())
+            mine.ln_2.load_state_dict(blk.norm2.state_dict())
+            mine.c_attn.weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
+            mine.c_proj.weight.copy_(a.out_proj.weight)
+            mine.c_fc.weight.copy_(ff.linear1.weight)
+            mine.mlp_proj.weight.copy_(ff.linear2.weight)
+            if self.cfg.bias:
+                mine.c_attn.bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+                mine.c_proj.bias.copy_(a.out_proj.bias)
+                mine.c_fc.bias.copy_(ff.linear1.bias)
+                mine.mlp_proj.bias.copy_(ff.linear2.bias)
+        return self
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    tic = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - tic
+
+
+def paired(run_ref, run_ours, reps: int, warmup: int, device) -> dict:
+    """Median times and the median of paired ratios ours / reference, alternating the order."""
+    for _ in range(warmup):
+        run_ref(), run_ours()
+    t_ref, t_ours = [], []
+    for r in range(reps):
+        if r % 2:
+            t_ours.append(_timed(run_ours, device))
+            t_ref.append(_timed(run_ref, device))
+        else:
+            t_ref.append(_timed(run_ref, device))
+            t_ours.append(_timed(run_ours, device))
+    return {"ref_ms": 1e3 * statistics.median(t_ref), "ours_ms": 1e3 * statistics.median(t_ours),
+            "ratio": statistics.median(o / r for o, r in zip(t_ours, t_ref))}
+
+
+def train_step_case(cfg: GPTConfig, batch: int, reps: int, device) -> dict:
+    torch.manual_seed(0)
+    ours = GPT(cfg).to(device)
+    ref = PlainGPT(cfg).to(device).copy_from(ours)
+    idx = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
+    tgt = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=device)
+    with torch.no_grad():
+        diff = (ours(idx, tgt)[0] - ref(idx, tgt)[0]).abs().max().item()
+    if diff > 1e-4:
+        raise RuntimeError(f"the plain model does not compute the same function (max diff {diff})")
+    opt_ours = torch.optim.AdamW(ours.param_groups(0.1), lr=1e-4, betas=(0.9, 0.99))
+    decay = [p for p in ref.parameters() if p.dim() >= 2]
+    opt_ref = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                 {"params": [p for p in ref.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+                                lr=1e-4, betas=(0.9, 0.99))
+
+    def step(model, opt):
+        def run():
+            _, loss = model(idx, tgt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        return run
+
+    res = paired(step(ref, opt_ref), step(ours, opt_ours), reps, 3, device)
+    tokens = batch * cfg.block_size
+    res.update(ref_tokens_per_s=tokens / res["ref_ms"] * 1e3, ours_tokens_per_s=tokens / res["ours_ms"] * 1e3,
+               max_logit_diff=diff)
+    return res
+
+
+def generation_case(cfg: GPTConfig, new_tokens: int, reps: int, device) -> dict:
+    torch.manual_seed(0)
+    ours = GPT(cfg).to(device).eval()
+    plain = PlainGPT(cfg).to(device).copy_from(ours).eval()
+    prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
+    cached = ours.generate(prompt, new_tokens, temperature=0)
+    uncached = ours.generate(prompt, new_tokens, temperature=0, use_cache=False)
+    same = bool(torch.equal(cached, uncached)) and bool(torch.equal(cached, plain.generate(prompt, new_tokens)))
+    res = paired(lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False),
+                 lambda: ours.generate(prompt, new_tokens, temperature=0), reps, 1, device)
+    plain_res = paired(lambda: plain.generate(prompt, new_tokens),
+                       lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False), reps, 0, device)
+    return {"block_size": cfg.block_size, "uncached_ms": res["ref_ms"], "cached_ms": res["ours_ms"],
+            "speedup": 1.0 / res["ratio"], "plain_ms": plain_res["ref_ms"],
+            "uncached_vs_plain": plain_res["ratio"], "same_tokens": same,
+            "cached_tokens_per_s": new_tokens / res["ours_ms"] * 1e3,
+            "uncached_tokens_per_s": new_tokens / res["ref_ms"] * 1e3,
+            "plain_tokens_per_s": new_tokens / plain_res["ref_ms"] * 1e3}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--block-size", type=int, default=64)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--vocab-size", type=int, default=65)
+    p.add_argument("--bias", action="store_true")
+    p.add_argument("--reps", type=int, default=30, help="paired training steps")
+    p.add_argument("--new-tokens", type=int, default=256)
+    p.add_argument("--gen-block-size", type=int, default=512)
+    p.add_argument("--gen-reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-generation", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = GPTConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.layers,
+                    n_head=args.heads, n_embd=args.d_model, dropout=0.0, bias=args.bias)
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    result = {"machine": machine, "torch": torch.__version__, "config": vars(args)}
+    tr = train_step_case(cfg, args.batch_size, args.reps, device)
+    result["train_step"] = tr
+    print(f"training step B{args.batch_size} T{args.block_size} {args.layers}x{args.heads}x{args.d_model}: "
+          f"plain {tr['ref_ms']:.2f} ms, GPT {tr['ours_ms']:.2f} ms, ratio {tr['ratio']:.3f}x "
+          f"({tr['ours_tokens_per_s']:,.0f} vs {tr['ref_tokens_per_s']:,.0f} tokens/s)")
+    if not args.skip_generation:
+        result["generation"] = []
+        for block in sorted({args.block_size, args.gen_block_size}):
+            g = generation_case(GPTConfig(**{**vars(cfg), "block_size": block}), args.new_tokens, args.gen_reps,
+                                device)
+            result["generation"].append(g)
+            print(f"generate {args.new_tokens} tokens, block {block}: cached {g['cached_ms']:.0f} ms "
+                  f"({g['cached_tokens_per_s']:,.0f} tok/s), uncached {g['uncached_ms']:.0f} ms "
+                  f"({g['uncached_tokens_per_s']:,.0f} tok/s), speedup {g['speedup']:.2f}x, plain nanoGPT "
+                  f"{g['plain_ms']:.0f} ms; same tokens: {g['same_tokens']}")
+    print(json.dumps(result, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
+
+
+if __name__ == "__main__":
+    main()
