@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ops
-from .scores import DotScore, Score, make_score
-from .structure import SparseGraph, add_self_loops, check_edge_index, to_dense_batch
+from . import blocked, ops
+from .scores import AdditiveScore, DotScore, FunctionScore, GATv2Score, GCNScore, MeanScore, Score, SumScore, make_score
+from .structure import (BlockDiagonal, SparseGraph, StructuredGraph, add_self_loops, check_edge_index,
+                        to_dense_batch)
 
 __all__ = ["AttentionWeights", "GraphAttention"]
 
@@ -184,7 +185,18 @@ class GraphAttention(nn.Module):
             return_attention: also return an :class:`AttentionWeights` record.
         """
         x_src, x_dst, bipartite = self._split(x)
-        if edge_index is not None:
+        if isinstance(batch, StructuredGraph) and edge_index is None:
+            edge_index, batch = batch, None
+            if causal and not getattr(edge_index, "causal", False):
+                raise ValueError("causal=True with a non-causal prepared structure; build it with causal=True")
+            causal = False
+        if isinstance(edge_index, StructuredGraph):
+            if causal or key_padding_mask is not None:
+                raise ValueError("causal and key_padding_mask describe the complete graph; a structure "
+                                 "already fixes the edges (build it with causal=True for a decoder)")
+            out, att = self._structured(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite,
+                                        return_attention)
+        elif edge_index is not None:
             if causal or key_padding_mask is not None:
                 raise ValueError("causal and key_padding_mask describe the complete graph; with an explicit "
                                  "edge_index leave them out and list the edges you want instead")
@@ -412,6 +424,97 @@ class GraphAttention(nn.Module):
             scores = weights = self.score.dense(q, k, allowed, bipartite=bipartite)
         out = F.dropout(weights, self.dropout, self.training) @ v
         return out, AttentionWeights(weights, None, scores)
+
+    # ------------------------------------------------------ blocked path
+    def _tile_kind(self) -> str | None:
+        """How the blocked path runs this score: "sdpa", "explicit", "fixed", or None (sparse fallback)."""
+        if self._sdpa_ok():
+            return "sdpa"
+        if type(self.score) in (AdditiveScore, GATv2Score, FunctionScore):
+            return "explicit"  # per-pair scores: their dense form applies to a tile as to the whole graph
+        if type(self.score) in (GCNScore, MeanScore, SumScore):
+            return "fixed"
+        return None
+
+    def _structured(self, x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite, return_attention):
+        """A structured graph on dense tiles (:mod:`graphformer.blocked`); equal to the sparse path on its edges."""
+        n = graph.num_nodes
+        if x_src.size(-2) != n or x_dst.size(-2) != n:
+            raise ValueError(f"the structure has {graph.num_nodes} nodes but x has {x_src.size(-2)} -> "
+                             f"{x_dst.size(-2)}; build it for the number of rows of x")
+        kind = self._tile_kind()
+        if (kind is None or edge_attr is not None or attn_bias is not None or bipartite
+                or (self.self_loops == "add" and return_attention)):
+            if x_src.dim() != 2:
+                raise ValueError("a structure with [B, N, d] input runs on dense tiles, which this call cannot "
+                                 "use (edge_attr, attn_bias, cross-attention or a score without a tiled form); "
+                                 "pass x as [N, d]")
+            # every structure holds all self-loops, so self_loops changes the order of the edges, not the graph
+            edges = graph.edge_index if self.self_loops is not None else graph.sparse_graph.to(x_dst.device)
+            return self._sparse(x_src, x_dst, edges, edge_attr, batch, attn_bias, bipartite, return_attention)
+        if batch is not None:
+            _check_batch(batch, n)
+        graph = graph.to(x_dst.device)
+        plan = graph.plan
+        unbatched = x_dst.dim() == 2
+        xs = x_src.unsqueeze(0) if unbatched else x_src
+        B = xs.size(0)  # noqa: N806
+        q, k, v = self._project(xs, xs, False)  # [B, H, N, C]
+        if n == 0:
+            out, att = v, None
+            if return_attention:
+                empty = v.new_zeros(B, 0, self.num_heads)
+                att = AttentionWeights(empty, graph.edge_index, empty)
+        elif kind == "sdpa" and not return_attention:
+            q, k = self.score.transform(q, k)
+            out = blocked.blocked_attention(q, k, v, plan, self.score.scale,
+                                            self.dropout if self.training else 0.0)
+            att = None
+        else:
+            softmax = self.score.softmax
+            if kind == "sdpa":
+                q, k = self.score.transform(q, k)
+                scale = self.score.scale
+                tile_scores = lambda qt, kt, g: (qt * scale) @ kt.transpose(-1, -2)  # noqa: E731
+            elif kind == "explicit":
+                tile_scores = lambda qt, kt, g: self.score.dense(qt, kt, None)  # noqa: E731
+            else:
+                tile_scores = self._fixed_tile_weights(plan, v)
+            if not self.score.uses_query:
+                q = None
+            out, w_tiles, s_tiles = blocked.blocked_explicit(
+                q, k, v, plan, tile_scores, softmax, lambda w: F.dropout(w, self.dropout, self.training))
+            att = None
+            if return_attention:
+                weights = blocked.tile_weights_to_edges(w_tiles, plan, B)
+                scores = blocked.tile_weights_to_edges(s_tiles, plan, B) if softmax else weights
+                att = AttentionWeights(weights, graph.edge_index, scores)
+        out = self._finish(out, xs)
+        if unbatched:
+            out = out.squeeze(0)
+            if att is not None:
+                att = AttentionWeights(att.weights.squeeze(0), att.edge_index, att.scores.squeeze(0))
+        return out, att
+
+    def _fixed_tile_weights(self, plan, like: Tensor):
+        """Tile weights of the fixed scores (gcn, mean, sum) from the structure's in-degrees."""
+        deg = torch.cat([plan.in_degree(), plan.in_degree().new_zeros(1)]).to(like.dtype)  # [N + 1]
+        heads = self.num_heads
+        kind = type(self.score)
+
+        def weights(qt, kt, g):
+            T, Q, K = g.shape  # noqa: N806
+            B = kt.size(0) // T  # noqa: N806
+            if kind is GCNScore:
+                inv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
+                w = inv[g.q_index].unsqueeze(-1) * inv[g.k_index].unsqueeze(-2)  # [T, Q, K]
+            elif kind is MeanScore:
+                w = deg.reciprocal().masked_fill(deg == 0, 0.0)[g.q_index].unsqueeze(-1).expand(T, Q, K)
+            else:
+                w = deg.new_ones(T, Q, K)
+            return w.unsqueeze(1).expand(T, heads, Q, K).repeat(B, 1, 1, 1)
+
+        return weights
 
     # ---------------------------------------------- many complete graphs
     def _batched_complete(self, x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention):

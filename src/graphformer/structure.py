@@ -14,13 +14,20 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "BlockDiagonal",
+    "LocalGlobal",
+    "SlidingWindow",
     "SparseGraph",
+    "StructuredGraph",
     "add_self_loops",
     "bipartite_edge_index",
+    "block_diagonal",
     "causal_edge_index",
     "check_edge_index",
     "complete_edge_index",
+    "local_global",
     "remove_self_loops",
+    "sliding_window",
     "to_dense_batch",
 ]
 
@@ -230,3 +237,229 @@ def _pointer(sorted_index: Tensor, size: int) -> Tensor:
     """CSR row pointers of a sorted index: ``ptr[r]`` = first position holding a value >= r."""
     bounds = torch.arange(size + 1, dtype=sorted_index.dtype, device=sorted_index.device)
     return torch.searchsorted(sorted_index.contiguous(), bounds)  # a row of a transposed edge_index is strided
+
+
+# ------------------------------------------------------ structured graphs
+class StructuredGraph:
+    """A graph made of dense blocks (window, local+global, block-diagonal), usable wherever ``edge_index`` is.
+
+    ``attn(x, g)`` computes exactly what ``attn(x, g.edge_index)`` computes,
+    but on the blocked path (:mod:`graphformer.blocked`): dense tiles of
+    queries and keys multiplied with the fused SDPA kernel (or batched
+    matrix products), masked at the tile borders, in ``O(N w)`` memory for a
+    window of half-width w. Scores and inputs the blocked path does not
+    cover (edge features, edge biases, a score without a tiled form) run on
+    the sparse path over :attr:`edge_index`, with the same result.
+
+    The structure is validated and laid out once, at construction; a call
+    reads nothing back from the device, so it also traces under
+    ``torch.compile(fullgraph=True)``.
+
+    Attributes:
+        num_nodes: N, the number of nodes (the graph is square: sources =
+            targets).
+        plan: the :class:`~graphformer.blocked.TilePlan` (tiles and masks).
+    """
+
+    def __init__(self, num_nodes: int, plan):
+        self.num_nodes = num_nodes
+        self.plan = plan
+        self._sparse: SparseGraph | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.plan.device
+
+    @property
+    def edge_index(self) -> Tensor:
+        """The explicit edges j -> i, ``[2, E]``, sorted by target, then source (built on first use)."""
+        return self.plan.edges()[0]
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.size(1)
+
+    def in_degree(self) -> Tensor:
+        """Number of incoming edges of every node, ``[N]``."""
+        return self.plan.in_degree()
+
+    @property
+    def sparse_graph(self) -> SparseGraph:
+        """The same edges as a :class:`SparseGraph` (the sparse path's layout, built on first use)."""
+        if self._sparse is None:
+            self._sparse = SparseGraph.from_edge_index(self.edge_index, self.num_nodes, check=False)
+        return self._sparse
+
+    def to(self, device) -> StructuredGraph:
+        """The same structure with its tensors on ``device`` (self when already there)."""
+        device = torch.device(device)
+        if device == self.device or (device.index is None and device.type == self.device.type):
+            return self
+        other = type(self).__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other.plan, other._sparse = self.plan.to(device), None
+        return other
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._describe()})"
+
+    def _describe(self) -> str:
+        return f"num_nodes={self.num_nodes}"
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+class SlidingWindow(StructuredGraph):
+    """Edges j -> i for ``|i - j| <= window * dilation`` with ``dilation | (i - j)``, self-loops included.
+
+    With ``causal=True`` only ``0 <= i - j <= window * dilation`` (a decoder
+    that sees the last ``window`` positions). Build it with :func:`sliding_window`.
+    """
+
+    def __init__(self, num_nodes: int, window: int, *, causal: bool = False, dilation: int = 1, device=None):
+        from .blocked import TilePlan, window_groups
+
+        self.window = _check_int("window", window, 0)
+        self.dilation = _check_int("dilation", dilation, 1)
+        self.causal = bool(causal)
+        _check_int("num_nodes", num_nodes, 0)
+        groups = window_groups(num_nodes, window, self.causal, dilation, device) if num_nodes else []
+        super().__init__(num_nodes, TilePlan(num_nodes, groups))
+
+    def _describe(self) -> str:
+        return f"num_nodes={self.num_nodes}, window={self.window}, causal={self.causal}, dilation={self.dilation}"
+
+
+class LocalGlobal(StructuredGraph):
+    """A sliding window plus global nodes that see and are seen by every node (Longformer, BigBird).
+
+    Edges: the :class:`SlidingWindow` edges, every ``g -> i`` and every
+    ``j -> g`` for a global node g (causal: only those with source <= target).
+    Build it with :func:`local_global`.
+    """
+
+    def __init__(self, num_nodes: int, window: int, global_nodes, *, causal: bool = False, dilation: int = 1,
+                 device=None):
+        from .blocked import TilePlan, window_groups
+
+        self.window = _check_int("window", window, 0)
+        self.dilation = _check_int("dilation", dilation, 1)
+        self.causal = bool(causal)
+        _check_int("num_nodes", num_nodes, 0)
+        if isinstance(global_nodes, int) and not isinstance(global_nodes, bool):
+            if not 0 <= global_nodes <= num_nodes:
+                raise ValueError(f"global_nodes={global_nodes} (the first nodes) must lie in [0, {num_nodes}]")
+            ids = torch.arange(global_nodes, device=device)
+        else:
+            ids = torch.as_tensor(global_nodes, device=device)
+            if ids.dtype not in (torch.long, torch.int) or ids.dim() != 1:
+                raise TypeError("global_nodes must be an int (that many first nodes) or a 1-d list/tensor of "
+                                f"node ids, got {global_nodes!r}")
+            ids = ids.long()
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_nodes):
+                raise ValueError(f"global_nodes must be node ids in [0, {num_nodes}), got {ids.tolist()}")
+            if ids.unique().numel() != ids.numel():
+                raise ValueError("global_nodes lists a node twice; give each global node once")
+            ids = ids.sort().values
+        self.global_nodes = ids
+        is_global = torch.zeros(num_nodes, dtype=torch.bool, device=device)
+        is_global[ids] = True
+        if not num_nodes:
+            groups = []
+        elif ids.numel():
+            groups = window_groups(num_nodes, window, self.causal, dilation, device, is_global, ids)
+        else:
+            groups = window_groups(num_nodes, window, self.causal, dilation, device)
+        super().__init__(num_nodes, TilePlan(num_nodes, groups))
+
+    def _describe(self) -> str:
+        return (f"num_nodes={self.num_nodes}, window={self.window}, global_nodes={self.global_nodes.numel()}, "
+                f"causal={self.causal}, dilation={self.dilation}")
+
+
+class BlockDiagonal(StructuredGraph):
+    """Many small graphs side by side, each a complete graph on its nodes (causal: edges j -> i for j <= i).
+
+    The nodes of graph g are the ``sizes[g]`` consecutive nodes after those of
+    the graphs before it (as in a PyG ``Batch``). This is the graph behind
+    ``attn(x, batch=batch)``; prepare it once with :func:`block_diagonal` and
+    pass it as ``attn(x, g)`` or ``attn(x, batch=g)`` to skip the per-call
+    layout work. Build it with :func:`block_diagonal`.
+    """
+
+    def __init__(self, sizes, *, causal: bool = False, device=None):
+        from .blocked import TilePlan, block_groups
+
+        if isinstance(sizes, Tensor):
+            if sizes.dtype not in (torch.long, torch.int) or sizes.dim() != 1:
+                raise TypeError(f"sizes must be a 1-d integer tensor or a list of ints, got {sizes.dtype} "
+                                f"of shape {tuple(sizes.shape)}")
+            sizes = sizes.tolist()
+        sizes = [_check_int("sizes[i]", s, 0) for s in sizes]
+        self.sizes = sizes
+        self.causal = bool(causal)
+        total = sum(sizes)
+        super().__init__(total, TilePlan(total, block_groups(sizes, self.causal, device)))
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self.sizes)
+
+    def _describe(self) -> str:
+        return f"num_graphs={self.num_graphs}, num_nodes={self.num_nodes}, causal={self.causal}"
+
+
+def sliding_window(num_nodes: int, window: int, *, causal: bool = False, dilation: int = 1,
+                   device=None) -> SlidingWindow:
+    """The sliding-window graph on ``num_nodes`` positions: j -> i when ``|i - j| <= window * dilation``
+    and ``i - j`` is a multiple of ``dilation`` (``causal=True``: ``0 <= i - j <= window * dilation``).
+
+    Self-loops are included, so each node has up to ``2 window + 1`` incoming
+    edges (``window + 1`` when causal). Pass the result where ``edge_index``
+    goes: ``attn(x, sliding_window(N, 128))`` runs dense tiles in ``O(N window)``
+    memory and equals ``attn(x, g.edge_index)``.
+
+    >>> g = sliding_window(5, 1, causal=True)
+    >>> g.edge_index.tolist()
+    [[0, 0, 1, 1, 2, 2, 3, 3, 4], [0, 1, 1, 2, 2, 3, 3, 4, 4]]
+    """
+    return SlidingWindow(num_nodes, window, causal=causal, dilation=dilation, device=device)
+
+
+def local_global(num_nodes: int, window: int, global_nodes, *, causal: bool = False, dilation: int = 1,
+                 device=None) -> LocalGlobal:
+    """A sliding window (as :func:`sliding_window`) plus global nodes that see and are seen by all nodes.
+
+    ``global_nodes`` is a number k (the first k nodes, e.g. a ``[CLS]``
+    token) or a list / tensor of node ids. This is Longformer's pattern and
+    BigBird's without the random edges.
+    """
+    return LocalGlobal(num_nodes, window, global_nodes, causal=causal, dilation=dilation, device=device)
+
+
+def block_diagonal(sizes=None, *, batch: Tensor | None = None, causal: bool = False,
+                   device=None) -> BlockDiagonal:
+    """Many small complete graphs in one: from graph ``sizes`` or from a PyG ``batch`` vector.
+
+    ``batch`` ``[N]`` gives the graph of each node; the nodes of a graph must
+    be contiguous and the ids increasing (as in a PyG ``Batch``); ids with no
+    node are empty graphs. With ``causal=True`` each graph is a decoder's DAG
+    (j -> i for j <= i within the graph).
+    """
+    if (sizes is None) == (batch is None):
+        raise ValueError("give exactly one of sizes (nodes per graph) and batch (graph id per node)")
+    if batch is not None:
+        if not isinstance(batch, Tensor) or batch.dtype not in (torch.long, torch.int) or batch.dim() != 1:
+            raise TypeError("batch must be a 1-d integer tensor of graph ids, one per node")
+        if batch.numel() and (int(batch[0]) < 0 or bool((batch[1:] < batch[:-1]).any())):
+            raise ValueError("batch must hold graph ids >= 0 in increasing order, the nodes of each graph "
+                             "contiguous (as in a PyG Batch); sort the nodes by graph id")
+        sizes = torch.bincount(batch.long())
+        device = batch.device if device is None else device
+    return BlockDiagonal(sizes, causal=causal, device=device)
