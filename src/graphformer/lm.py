@@ -9,17 +9,20 @@ learning rate to ``min_lr`` at ``max_iters``, gradient clipping at 1.0. The
 defaults are nanoGPT's CPU recipe (block 64, batch 12, 4 layers, 4 heads,
 width 128, no dropout, 2,000 iterations, lr 1e-3 -> 1e-4).
 
-Train and validation loss are estimated every ``eval_interval`` iterations
-(and at the end) on ``eval_iters`` batches of each split, drawn from their own
-random stream, so the training path does not depend on how often it is
-evaluated.
+Training runs on the shared engine (:mod:`graphformer.train`): ``--device``,
+``--precision``, ``torchrun --nproc-per-node P -m graphformer lm ...`` (the
+batch is global), exact ``--resume``, a progress bar, strict JSON. Train and
+validation loss are estimated every ``--eval-interval`` iterations and at the
+end on ``--eval-iters`` batches of each split, drawn from their own random
+stream, so the training path does not depend on how often it is evaluated.
 
 Files written to ``--out`` (each one atomically: a temporary file, then
 ``os.replace``, so an interrupted run leaves the last complete version):
 
-* ``ckpt.pt``: model, config, vocabulary, optimizer and random state at the
-  last evaluation (``--resume`` continues from it; ``graphformer sample`` reads it),
-  loadable with ``torch.load(path, weights_only=True)``;
+* ``best.pt``: the weights with the lowest validation loss, with the model
+  config and the vocabulary (``graphformer sample`` reads it), loadable with
+  ``torch.load(path, weights_only=True)``;
+* ``last.pt``: everything ``--resume`` needs (model, optimizer, random state);
 * ``metrics.json``: the final losses, the loss history and timings;
 * ``loss.png``: train and validation loss against iteration (needs matplotlib).
 
@@ -31,12 +34,9 @@ Legend: B batch, T block size (tokens), V vocabulary.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,7 +45,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from . import train as engine
 from .models.gpt import GPT, GPTConfig
+from .train import TrainConfig, option
 
 __all__ = [
     "CharData",
@@ -62,52 +64,79 @@ __all__ = [
 ]
 
 
-@dataclass
-class LMConfig:
-    """Everything that defines a run of ``graphformer lm`` (defaults: nanoGPT's CPU recipe)."""
+_FIXED = dict(epochs=None, optimizer="adamw", schedule="cosine", patience=None)  # nanoGPT's choices
+_ENGINE_NAMES = {"steps": "max_iters", "eval_every": "eval_interval", "warmup_steps": "warmup_iters"}
 
-    data: str
-    block_size: int = 64
-    batch_size: int = 12
-    layers: int = 4
-    heads: int = 4
-    d_model: int = 128
-    dropout: float = 0.0
-    bias: bool = False
-    attention: str = "full"
-    window: int | None = None
-    max_iters: int = 2000
-    lr: float = 1e-3
-    min_lr: float = 1e-4  # about lr / 10, per Chinchilla (nanoGPT's comment)
-    warmup_iters: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99  # a little larger than 0.95: few tokens per iteration
-    grad_clip: float = 1.0
-    eval_interval: int = 250
-    eval_iters: int = 20
-    seed: int = 1337
-    device: str = "auto"
-    threads: int | None = None
+
+def _window_given(cfg) -> bool:
+    return cfg.attention == "window"
+
+
+@dataclass(kw_only=True)
+class LMConfig(TrainConfig):
+    """Everything that defines a run of ``graphformer lm`` (defaults: nanoGPT's CPU recipe).
+
+    nanoGPT's names ``max_iters``, ``warmup_iters``, ``eval_interval`` set the
+    engine's ``steps``, ``warmup_steps``, ``eval_every``; the optimizer is AdamW
+    with weight decay on matrices only and the schedule a cosine to ``min_lr``.
+    """
+
+    data: str = option("", "a plain text file (e.g. tiny Shakespeare's input.txt)", metavar="FILE")
+    block_size: int = option(64, "context length in characters")
+    batch_size: int = option(12, "windows per iteration (global: the sum over processes under torchrun)")
+    layers: int = option(4, "GPT blocks")
+    heads: int = option(4, "attention heads")
+    d_model: int = option(128, "width")
+    dropout: float = option(0.0, "dropout")
+    bias: bool = option(False, "biases in linear maps and LayerNorms")
+    attention: str = option("full", "full causal graph, or a causal sliding window of --window W",
+                            choices=("full", "window"))
+    window: int | None = option(None, "W: edges from the W previous characters",
+                                applies=(_window_given, "--attention window"))
+    max_iters: int = option(2000, "training iterations")
+    lr: float = option(1e-3, "peak AdamW learning rate")
+    min_lr: float = option(1e-4, "learning rate at the end of the cosine decay (about lr / 10)")
+    warmup_iters: int = option(100, "linear warm-up iterations")
+    weight_decay: float = option(0.1, "AdamW weight decay on matrices (not on biases and norms)")
+    beta2: float = option(0.99, "AdamW beta2 (a little larger than 0.95: few tokens per iteration)")
+    grad_clip: float | None = option(1.0, "clip the gradient norm (none = off)")
+    eval_interval: int = option(250, "estimate the losses every N iterations")
+    eval_iters: int = option(20, "batches per loss estimate")
+    seed: int = option(1337, "seeds the initialisation and the batches")
+    # the engine's names for the same settings: set from nanoGPT's above, not flags
+    epochs: int | None = option(None, flag=False)
+    steps: int | None = option(None, flag=False)
+    eval_every: int | None = option(None, flag=False)
+    warmup_steps: int = option(0, flag=False)
+    optimizer: str = option("adamw", flag=False)
+    schedule: str = option("cosine", flag=False)
+    patience: int | None = option(None, flag=False)
+
+    def __post_init__(self):
+        self.steps, self.eval_every, self.warmup_steps = self.max_iters, self.eval_interval, self.warmup_iters
+        for name, value in _FIXED.items():
+            setattr(self, name, value)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the flag of the first invalid setting."""
-        for name in ("block_size", "batch_size", "layers", "heads", "d_model", "eval_interval", "eval_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.data:
+            raise ValueError("--data FILE is required (a plain text file)")
+        for name in ("block_size", "batch_size", "layers", "heads", "d_model", "max_iters", "eval_interval",
+                     "eval_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value!r}")
+        if self.warmup_iters < 0:
+            raise ValueError(f"--warmup-iters must be >= 0, got {self.warmup_iters}")
         if not 0 < self.min_lr <= self.lr:
             raise ValueError(f"need 0 < --min-lr <= --lr, got --min-lr {self.min_lr} and --lr {self.lr}")
         if self.d_model % self.heads:
             raise ValueError(f"--d-model {self.d_model} is not divisible by --heads {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"--dropout must lie in [0, 1), got {self.dropout}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {self.threads}")
-        if self.attention == "window" and self.window is None:
-            raise ValueError("--attention window needs --window W (edges from the W previous characters)")
+        if self.attention == "window" and (self.window is None or self.window < 0):
+            raise ValueError("--attention window needs --window W >= 0 (edges from the W previous characters)")
+        super().check()
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         """The :class:`GPTConfig` of this run."""
@@ -155,13 +184,19 @@ class CharData:
                 raise ValueError(f"the {name} split has {split.numel()} characters, fewer than --block-size "
                                  f"{block_size} + 1; use a longer text or a smaller --block-size")
 
-    def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator,
-              device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """``batch_size`` random windows: inputs ``[B, T]`` and next-character targets ``[B, T]``."""
+    def windows(self, split: str, start: Tensor, block_size: int,
+                device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """The windows starting at ``start`` ``[B]``: inputs ``[B, T]`` and next-character targets ``[B, T]``."""
         data = self.train if split == "train" else self.val
-        start = torch.randint(data.numel() - block_size, (batch_size,), generator=generator)
         chunk = data[start.unsqueeze(1) + torch.arange(block_size + 1)]  # [B, T+1]
         return chunk[:, :-1].to(device), chunk[:, 1:].to(device)
+
+    def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator,
+              device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """``batch_size`` windows at random offsets (nanoGPT's ``get_batch``)."""
+        data = self.train if split == "train" else self.val
+        start = torch.randint(data.numel() - block_size, (batch_size,), generator=generator)
+        return self.windows(split, start, block_size, device)
 
 
 def encode(text: str, chars: str) -> Tensor:
@@ -182,12 +217,7 @@ def decode(ids, chars: str) -> str:
 # -------------------------------------------------------------- training
 def lr_at(cfg: LMConfig, it: int) -> float:
     """nanoGPT's schedule: linear warm-up, cosine decay from ``lr`` to ``min_lr`` at ``max_iters``."""
-    if it < cfg.warmup_iters:
-        return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
-    if it >= cfg.max_iters:
-        return cfg.min_lr
-    ratio = (it - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+    return engine.lr_at(cfg, it, cfg.max_iters)
 
 
 @torch.no_grad()
@@ -205,113 +235,65 @@ def estimate_loss(model: GPT, data: CharData, cfg: LMConfig, device) -> dict[str
     return out
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
+def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, plot: bool = True) -> dict:
+    """Train a :class:`GPT` on ``cfg.data`` with the engine; return the metrics (also ``out/metrics.json``).
 
-
-def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool = False, progress: bool = True,
-          plot: bool = True, stop_after: int | None = None) -> dict:
-    """Train a :class:`GPT` on ``cfg.data``; return the metrics (also written to ``out/metrics.json``).
-
-    ``resume`` continues the run saved in ``out/ckpt.pt`` (same result as an
-    uninterrupted run). ``stop_after`` stops after that many iterations, as an
-    interruption would (for tests).
+    ``resume`` continues the interrupted run in ``out`` (it ends as the
+    uninterrupted run would); ``overwrite`` replaces a finished one.
     """
     cfg.check()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
-    data = CharData.from_file(cfg.data)
-    data.check(cfg.block_size)
-    out = Path(out) if out is not None else None
-    if resume and (out is None or not (out / "ckpt.pt").is_file()):
-        raise FileNotFoundError(f"--resume: no checkpoint at {out}/ckpt.pt; run without --resume first")
+    with engine.distributed(cfg.device) as ctx:
+        run = engine.RunDir(out, resume=resume, overwrite=overwrite, is_main=ctx.is_main)
+        run.prepare()  # before any work
+        data = CharData.from_file(cfg.data)
+        data.check(cfg.block_size)
+        engine.seed_everything(cfg.seed)
+        model = GPT(cfg.model_config(len(data.chars))).to(ctx.device)
+        optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), ctx.device.type)
 
-    torch.manual_seed(cfg.seed)
-    model = GPT(cfg.model_config(len(data.chars))).to(device)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
-    gen = torch.Generator().manual_seed(cfg.seed)  # training batches
-    history, start, elapsed = [], 0, 0.0
-    if resume:
-        ckpt = torch.load(out / "ckpt.pt", weights_only=True, map_location=device)
-        saved = {k: v for k, v in ckpt["config"].items() if k not in ("device", "threads")}
-        mine = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "threads")}
-        if saved != mine:
-            changed = sorted(k for k in mine if saved.get(k) != mine[k])
-            raise ValueError(f"--resume: the run in {out} was made with other settings ({', '.join(changed)}); "
-                             "repeat its flags or use a new --out")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        history, start, elapsed = ckpt["history"], ckpt["iter"], ckpt["elapsed"]
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        def get_batch(start: Tensor):
+            return data.windows("train", start, cfg.block_size, ctx.device)
 
-    bar = _progress(cfg.max_iters, start, progress)
-    model.train()
-    tic = time.perf_counter()
-    train_time = 0.0
-    it = start
-    while True:
-        if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-            if not history or history[-1]["iter"] != it:
-                losses = estimate_loss(model, data, cfg, device)
-                history.append({"iter": it, "train_loss": losses["train"], "val_loss": losses["val"]})
-                if bar is not None:
-                    bar.set_postfix(train=f"{losses['train']:.4f}", val=f"{losses['val']:.4f}")
-                    bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            if out is not None:
-                _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "iter": it,
-                       "history": history, "elapsed": elapsed + time.perf_counter() - tic,
-                       "config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(model.config),
-                       "chars": data.chars}, out / "ckpt.pt")
-        if it >= cfg.max_iters or (stop_after is not None and it - start >= stop_after):
-            break
-        lr = lr_at(cfg, it)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_tic = time.perf_counter()
-        x, y = data.batch("train", cfg.batch_size, cfg.block_size, gen, device)
-        _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        train_time += time.perf_counter() - step_tic
-        it += 1
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    wall = elapsed + time.perf_counter() - tic
-    steps = it - start
-    last = history[-1]
-    metrics = {
-        "val_loss": last["val_loss"], "train_loss": last["train_loss"], "iter": last["iter"],
-        "best_val_loss": min(h["val_loss"] for h in history), "seed": cfg.seed,
-        "params": model.num_params(), "vocab_size": len(data.chars), "wall_time_s": round(wall, 2),
-        "train_tokens_per_s": round(steps * cfg.batch_size * cfg.block_size / train_time, 1) if steps else None,
-        "device": str(device), "config": dataclasses.asdict(cfg), "history": history,
-    }
-    if out is not None:
-        metrics["plot"] = "loss.png" if plot and _plot(history, out / "loss.png") else None
-        _save_json(metrics, out / "metrics.json")
+        def evaluate(m):
+            losses = estimate_loss(m, data, cfg, ctx.device)
+            return {"val_loss": losses["val"], "eval_train_loss": losses["train"]}
+
+        tic = time.perf_counter()
+        result = engine.fit(
+            model, cfg, ctx, loss_fn=lambda net, batch: net(*batch)[1],
+            train_size=data.train.numel() - cfg.block_size,  # window offsets, drawn at random (nanoGPT)
+            get_batch=get_batch, replacement=True, evaluate=evaluate, monitor="val_loss", run=run,
+            optimizer=optimizer, meta={"model_config": dataclasses.asdict(model.config), "chars": data.chars},
+            resume_ignore=("max_iters",), progress=progress, desc="lm")
+        wall = time.perf_counter() - tic
+        history = [{"iter": h["step"], "train_loss": h["eval_train_loss"], "val_loss": h["val_loss"],
+                    "running_train_loss": h["train_loss"], "lr": h["lr"], "seconds": h["seconds"]}
+                   for h in result.history]
+        last = history[-1]
+        train_seconds = sum(h["seconds"] for h in history)
+        metrics = {
+            "val_loss": last["val_loss"], "train_loss": last["train_loss"], "iter": last["iter"],
+            "best_val_loss": result.best.get("val_loss"), "best_iter": result.best_step, "seed": cfg.seed,
+            "params": model.num_params(), "vocab_size": len(data.chars),
+            "wall_time_s": round(wall, 2) if not resume else None,
+            "train_tokens_per_s": round(cfg.max_iters * cfg.batch_size * cfg.block_size / train_seconds, 1)
+            if train_seconds > 0 and not resume else None,
+            "device": str(ctx.device), "processes": ctx.world_size, "threads": result.threads,
+            "config": cfg.to_dict(), "history": history,
+        }
+        metrics = json.loads(engine.dumps(metrics))
+        if run and ctx.is_main:
+            metrics["plot"] = "loss.png" if plot and _plot(history, run) else None
+            run.save_json("metrics.json", metrics)
     return metrics
 
 
 def load_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[GPT, str]:
-    """The trained model (in eval mode) and its vocabulary from a ``ckpt.pt`` of ``graphformer lm``."""
+    """The trained model (in eval mode) and its vocabulary from a run folder (its ``best.pt``) or a ``.pt`` file."""
     path = Path(path)
     if path.is_dir():
-        path = path / "ckpt.pt"
+        path = path / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with graphformer lm --out DIR")
     ckpt = torch.load(path, weights_only=True, map_location=device)
@@ -332,29 +314,7 @@ def sample(model: GPT, chars: str, prompt: str, tokens: int, temperature: float 
 
 
 # ----------------------------------------------------------------- files
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _save(obj, path: Path) -> None:
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def _save_json(obj, path: Path) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-    _atomic_write(path, write)
-
-
-def _plot(history: list[dict], path: Path) -> bool:
+def _plot(history: list[dict], run: engine.RunDir) -> bool:
     """Train and validation loss against iteration; False without matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -373,59 +333,27 @@ def _plot(history: list[dict], path: Path) -> bool:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    run.write("loss.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     return True
-
-
-def _progress(total: int, start: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, desc="lm", unit="it", dynamic_ncols=True, file=sys.stderr)
 
 
 # ---------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``graphformer lm`` (defaults: nanoGPT's CPU recipe)."""
-    d = LMConfig(data="")
-    parser.add_argument("--data", required=True, help="a plain text file (e.g. tiny Shakespeare's input.txt)")
-    parser.add_argument("--out", default=None, help="folder for ckpt.pt, metrics.json, loss.png")
-    for flag, kind, help_text in (
-            ("block-size", int, "context length in characters"),
-            ("batch-size", int, "windows per iteration"),
-            ("layers", int, "GPT blocks"),
-            ("heads", int, "attention heads"),
-            ("d-model", int, "width"),
-            ("dropout", float, "dropout"),
-            ("max-iters", int, "training iterations"),
-            ("lr", float, "peak AdamW learning rate"),
-            ("min-lr", float, "learning rate at the end of the cosine decay"),
-            ("warmup-iters", int, "linear warm-up iterations"),
-            ("weight-decay", float, "AdamW weight decay on matrices"),
-            ("grad-clip", float, "clip the gradient norm (0 = off)"),
-            ("eval-interval", int, "estimate the losses every N iterations"),
-            ("eval-iters", int, "batches per loss estimate"),
-            ("seed", int, "seeds the initialisation and the batches")):
-        name = flag.replace("-", "_")
-        parser.add_argument(f"--{flag}", type=kind, default=getattr(d, name),
-                            help=f"{help_text} (default: %(default)s)")
-    parser.add_argument("--bias", action="store_true", help="biases in linear maps and LayerNorms")
-    parser.add_argument("--attention", choices=("full", "window"), default=d.attention,
-                        help="full causal graph, or a causal sliding window of --window W (default: %(default)s)")
-    parser.add_argument("--window", type=int, default=None, help="W for --attention window")
-    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    """Options of ``graphformer lm`` (defaults: nanoGPT's CPU recipe), from :class:`LMConfig`."""
+    engine.add_config_arguments(parser, LMConfig, required=("data",))
+    parser.add_argument("--out", default=None, help="folder for best.pt, last.pt, metrics.json, loss.png")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     parser.add_argument("--no-plot", action="store_true", help="skip loss.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or loss lines")
 
 
 def run(args: argparse.Namespace) -> dict:
     """Run ``graphformer lm``; the metrics (without the history) are the last stdout line."""
-    fields = LMConfig.__dataclass_fields__
-    cfg = LMConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet, plot=not args.no_plot)
+    cfg, given = engine.config_from_args(LMConfig, args)
+    engine.check_applicable(cfg, given)
+    metrics = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                    plot=not args.no_plot)
     return {k: v for k, v in metrics.items() if k != "history"}
 
 
@@ -437,7 +365,7 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=200, help="sample among the k likeliest (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1337, help="(default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
 
 
 def run_sample(args: argparse.Namespace) -> dict:
@@ -448,7 +376,7 @@ def run_sample(args: argparse.Namespace) -> dict:
         raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    device = _device(args.device)
+    device = engine.resolve_device(args.device)
     model, chars = load_checkpoint(args.out, device)
     tic = time.perf_counter()
     text = sample(model, chars, args.prompt, args.tokens, args.temperature, args.top_k, args.seed, device)

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import structure
 from ..layers import FeedForward, GraphformerLayer
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "causal_window_edge_index"]
+__all__ = ["GPT", "GPTConfig", "KVCache"]
 
 
 @dataclass
@@ -96,17 +97,6 @@ class GPTConfig:
         elif self.window is not None:
             raise ValueError("GPTConfig.window is only used with attention='window'; "
                              "set attention='window' or leave window=None")
-
-
-def causal_window_edge_index(num_nodes: int, window: int, device=None) -> Tensor:
-    """Edges j -> i of the causal sliding-window graph, ``0 <= i - j <= window``, ``[2, E]``.
-
-    Sorted by target, then source (CSR order). ``E = sum_i min(i, W) + 1``.
-    """
-    i = torch.arange(num_nodes, device=device).repeat_interleave(window + 1)
-    j = i - torch.arange(window, -1, -1, device=device).repeat(num_nodes)
-    keep = j >= 0
-    return torch.stack([j[keep], i[keep]])
 
 
 class GPT(nn.Module):
@@ -186,28 +176,19 @@ class GPT(nn.Module):
         pos = torch.arange(start, start + T, device=idx.device)
         return self.drop(self.wte(idx) + self.wpe(pos))  # [B, T, d]
 
-    def _graph(self, B: int, T: int, device) -> Tensor:  # noqa: N803
-        """The sliding-window graph of B sequences of T tokens, nodes numbered b*T + t."""
-        e = causal_window_edge_index(T, self.config.window, device)
-        offsets = (torch.arange(B, device=device) * T).repeat_interleave(e.size(1))
-        return e.repeat(1, B) + offsets
-
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Next-token logits and, with ``targets`` ``[B, T]``, the mean cross-entropy (-1 = ignored).
 
         Without targets only the last position's logits are computed, ``[B, 1, V]``.
         """
-        x = self._embed(idx)
-        B, T, d = x.shape  # noqa: N806
+        x = self._embed(idx)  # [B, T, d]
         if self.config.attention == "full":
             for block in self.blocks:
-                x = block(x, causal=True)
-        else:
-            graph = self._graph(B, T, x.device)
-            x = x.reshape(B * T, d)  # one graph of B disjoint sequences
+                x = block(x, causal=True)  # the causal DAG: SDPA, N^2 edges never built
+        else:  # the causal sliding window: dense tiles, O(T W)
+            graph = structure.sliding_window(idx.size(1), self.config.window, causal=True, device=x.device)
             for block in self.blocks:
                 x = block(x, graph)
-            x = x.view(B, T, d)
         x = self.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None
