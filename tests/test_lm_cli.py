@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from graphformer import cli
-from graphformer.lm import CharData, LMConfig, estimate_loss, load_checkpoint, lr_at, train
+from graphformer.lm import CharData, LMConfig, estimate_loss, load_checkpoint, lr_at, split_loss, train
 
 SHAKESPEARE = os.path.join("text", "tinyshakespeare", "input.txt")
 
@@ -62,6 +62,15 @@ def test_lm_end_to_end(text_file, tmp_path, capsys):
     best = estimate_loss(model, data, _cfg(text_file), "cpu")["val"]
     assert best == pytest.approx(printed["best_val_loss"], abs=1e-6)
     assert printed["best_val_loss"] == min(h["val_loss"] for h in written["history"])
+    # the whole validation split, by hand: consecutive windows of 16 characters
+    assert printed["best_iter"] == 20
+    starts = range(0, data.val.numel() - 16, 16)
+    x = torch.stack([data.val[s:s + 16] for s in starts])
+    y = torch.stack([data.val[s + 1:s + 17] for s in starts])
+    with torch.no_grad():
+        full = torch.nn.functional.cross_entropy(model(x, y)[0].flatten(0, 1), y.flatten()).item()
+    assert printed["val_loss_full"] == pytest.approx(full, abs=1e-5)
+    assert split_loss(model, data, "val", 16, batch_size=7) == pytest.approx(full, abs=1e-5)
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 

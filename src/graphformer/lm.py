@@ -13,8 +13,10 @@ Training runs on the shared engine (:mod:`graphformer.train`): ``--device``,
 ``--precision``, ``torchrun --nproc-per-node P -m graphformer lm ...`` (the
 batch is global), exact ``--resume``, a progress bar, strict JSON. Train and
 validation loss are estimated every ``--eval-interval`` iterations and at the
-end on ``--eval-iters`` batches of each split, drawn from their own random
-stream, so the training path does not depend on how often it is evaluated.
+end on ``--eval-iters`` batches of each split (nanoGPT's estimate), drawn from
+their own random stream, so the training path does not depend on how often it
+is evaluated. At the end the loss over the whole validation split
+(``val_loss_full``, no sampling noise) is reported as well.
 
 Files written to ``--out`` (each one atomically: a temporary file, then
 ``os.replace``, so an interrupted run leaves the last complete version):
@@ -60,6 +62,7 @@ __all__ = [
     "run",
     "run_sample",
     "sample",
+    "split_loss",
     "train",
 ]
 
@@ -235,6 +238,29 @@ def estimate_loss(model: GPT, data: CharData, cfg: LMConfig, device) -> dict[str
     return out
 
 
+@torch.no_grad()
+def split_loss(model, data: CharData, split: str, block_size: int, device="cpu", batch_size: int = 256) -> float:
+    """Mean next-character loss over the whole split, in consecutive windows of ``block_size`` (no sampling).
+
+    The windows start at ``0, T, 2T, ...``; each position is predicted from
+    the earlier positions of its window, as in a random training window.
+    ``model(x, y)`` must return ``(logits, mean loss)``.
+    """
+    ids = data.train if split == "train" else data.val
+    starts = torch.arange(0, ids.numel() - block_size, block_size)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for chunk in starts.split(batch_size):
+        total += model(*data.windows(split, chunk, block_size, device))[1].item() * chunk.numel()
+    model.train(was_training)
+    return total / starts.numel()
+
+
+def _steps_done(optimizer: torch.optim.Optimizer) -> int:
+    return max((int(state["step"]) for state in optimizer.state.values() if "step" in state), default=0)
+
+
 def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, plot: bool = True) -> dict:
     """Train a :class:`GPT` on ``cfg.data`` with the engine; return the metrics (also ``out/metrics.json``).
@@ -257,7 +283,10 @@ def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool =
 
         def evaluate(m):
             losses = estimate_loss(m, data, cfg, ctx.device)
-            return {"val_loss": losses["val"], "eval_train_loss": losses["train"]}
+            metrics = {"val_loss": losses["val"], "eval_train_loss": losses["train"]}
+            if _steps_done(optimizer) >= cfg.max_iters:  # the last evaluation: also the whole split
+                metrics["val_loss_full"] = split_loss(m, data, "val", cfg.block_size, ctx.device)
+            return metrics
 
         tic = time.perf_counter()
         result = engine.fit(
@@ -274,6 +303,7 @@ def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool =
         train_seconds = sum(h["seconds"] for h in history)
         metrics = {
             "val_loss": last["val_loss"], "train_loss": last["train_loss"], "iter": last["iter"],
+            "val_loss_full": result.history[-1].get("val_loss_full"),
             "best_val_loss": result.best.get("val_loss"), "best_iter": result.best_step, "seed": cfg.seed,
             "params": model.num_params(), "vocab_size": len(data.chars),
             "wall_time_s": round(wall, 2) if not resume else None,

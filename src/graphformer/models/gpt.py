@@ -196,8 +196,11 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
         return logits, loss
 
-    def forward_cached(self, idx: Tensor, cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
+    def forward_cached(self, idx: Tensor, cache: KVCache | None = None, *,
+                       last_only: bool = False) -> tuple[Tensor, KVCache]:
         """Logits ``[B, T, V]`` of ``T`` new tokens (new nodes) that follow the cached ones.
+
+        (``[B, 1, V]``, the last token's, with ``last_only``.)
 
         ``cache`` is the :class:`KVCache` returned by the previous call, or None
         to start. The new tokens take positions ``cache.length ..
@@ -215,10 +218,12 @@ class GPT(nn.Module):
                 keep = k.size(-2) - min(window, k.size(-2))
                 k, v = k[..., keep:, :], v[..., keep:, :]
             layers.append((k, v))
+        if last_only:
+            x = x[:, -1:, :]
         return self.lm_head(self.ln_f(x)), KVCache(layers, start + idx.size(1))
 
     # ---------------------------------------------------------- generate
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  *, use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``idx`` ``[B, T]`` and return ``[B, T + max_new_tokens]``.
@@ -249,9 +254,9 @@ class GPT(nn.Module):
             if not use_cache:
                 logits, _ = self(idx[:, -block:])
             elif cache is not None and idx.size(1) <= block:
-                logits, cache = self.forward_cached(idx[:, cache.length:], cache)
+                logits, cache = self.forward_cached(idx[:, cache.length:], cache, last_only=True)
             else:  # first step, or the context no longer fits: (re)fill the cache from the last block
-                logits, cache = self.forward_cached(idx[:, -block:], None)
+                logits, cache = self.forward_cached(idx[:, -block:], None, last_only=True)
             idx = torch.cat([idx, self._sample(logits[:, -1, :], temperature, top_k, generator)], dim=1)
         return idx
 
