@@ -17,6 +17,7 @@ the context fits ``block_size``, so generation is timed with a block size of
     python benchmarks/lm.py                    # nanoGPT's CPU recipe: B 12, T 64, 4 x 4 x 128
     python benchmarks/lm.py --threads 1 --reps 30
     python benchmarks/lm.py --device cuda --batch-size 64 --block-size 256 --layers 6 --heads 6 --d-model 384
+    python benchmarks/lm.py --threads 1 --train-reference ../shared/data/text/tinyshakespeare/input.txt --seed 1337
 """
 
 from __future__ import annotations
@@ -204,6 +205,76 @@ def generation_case(cfg: GPTConfig, new_tokens: int, reps: int, device) -> dict:
             "plain_tokens_per_s": new_tokens / plain_res["ref_ms"] * 1e3}
 
 
+def init_like_nanogpt(model: PlainGPT) -> PlainGPT:
+    """nanoGPT's ``_init_weights``: N(0, 0.02), zero biases, residual projections N(0, 0.02 / sqrt(2 L))."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+    for block in model.h:
+        for lin in (block.c_proj, block.mlp_proj):
+            nn.init.normal_(lin.weight, 0.0, 0.02 / math.sqrt(2 * model.cfg.n_layer))
+    return model
+
+
+def train_reference(data_path: str, seed: int, max_iters: int = 2000, eval_interval: int = 250,
+                    eval_iters: int = 20) -> dict:
+    """nanoGPT's ``train.py`` loop on its CPU recipe with the plain model (its global random stream).
+
+    Batches and evaluation batches come from ``torch.randint`` on the global
+    generator, evaluation at iterations 0, 250, ..., as nanoGPT does. Returns
+    the history and, at the end, the loss over the whole validation split.
+    """
+    from graphformer.lm import CharData, split_loss
+
+    data = CharData.from_file(data_path)
+    cfg = GPTConfig(vocab_size=len(data.chars), block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
+                    bias=False)
+    B, T = 12, 64  # noqa: N806
+    torch.manual_seed(seed)
+    model = init_like_nanogpt(PlainGPT(cfg))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.99))
+
+    def get_batch(split):
+        d = data.train if split == "train" else data.val
+        ix = torch.randint(len(d) - T, (B,))
+        return data.windows(split, ix, T)
+
+    def lr_of(it):
+        if it < 100:
+            return 1e-3 * (it + 1) / 101
+        ratio = (it - 100) / (max_iters - 100)
+        return 1e-4 + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (1e-3 - 1e-4)
+
+    history = []
+    tic = time.perf_counter()
+    for it in range(max_iters + 1):
+        if it % eval_interval == 0:
+            model.eval()
+            with torch.no_grad():
+                est = {s: statistics.mean(model(*get_batch(s))[1].item() for _ in range(eval_iters))
+                       for s in ("train", "val")}
+            model.train()
+            history.append({"iter": it, "train_loss": est["train"], "val_loss": est["val"]})
+            print(f"iter {it}: train loss {est['train']:.4f}, val loss {est['val']:.4f}", flush=True)
+        if it == max_iters:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_of(it)
+        _, loss = model(*get_batch("train"))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return {"seed": seed, "val_loss": history[-1]["val_loss"], "train_loss": history[-1]["train_loss"],
+            "val_loss_full": split_loss(model, data, "val", T), "wall_time_s": time.perf_counter() - tic,
+            "history": history}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch-size", type=int, default=12)
@@ -220,21 +291,30 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-generation", action="store_true")
+    p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--train-reference", metavar="FILE", default=None,
+                   help="instead: train the plain model with nanoGPT's loop on FILE (CPU recipe) and print "
+                        "its losses, including the whole validation split")
+    p.add_argument("--seed", type=int, default=1337, help="with --train-reference")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.train_reference:
+        print(json.dumps(train_reference(args.train_reference, args.seed)))
+        return
     device = torch.device(args.device)
     cfg = GPTConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.layers,
                     n_head=args.heads, n_embd=args.d_model, dropout=0.0, bias=args.bias)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     result = {"machine": machine, "torch": torch.__version__, "config": vars(args)}
-    tr = train_step_case(cfg, args.batch_size, args.reps, device)
-    result["train_step"] = tr
-    print(f"training step B{args.batch_size} T{args.block_size} {args.layers}x{args.heads}x{args.d_model}: "
-          f"plain {tr['ref_ms']:.2f} ms, GPT {tr['ours_ms']:.2f} ms, ratio {tr['ratio']:.3f}x "
-          f"({tr['ours_tokens_per_s']:,.0f} vs {tr['ref_tokens_per_s']:,.0f} tokens/s); CPU time "
-          f"{tr['cpu_ref_ms']:.2f} vs {tr['cpu_ours_ms']:.2f} ms, ratio {tr['cpu_ratio']:.3f}x")
+    if not args.skip_training:
+        tr = train_step_case(cfg, args.batch_size, args.reps, device)
+        result["train_step"] = tr
+        print(f"training step B{args.batch_size} T{args.block_size} {args.layers}x{args.heads}x{args.d_model}: "
+              f"plain {tr['ref_ms']:.2f} ms, GPT {tr['ours_ms']:.2f} ms, ratio {tr['ratio']:.3f}x "
+              f"({tr['ours_tokens_per_s']:,.0f} vs {tr['ref_tokens_per_s']:,.0f} tokens/s); CPU time "
+              f"{tr['cpu_ref_ms']:.2f} vs {tr['cpu_ours_ms']:.2f} ms, ratio {tr['cpu_ratio']:.3f}x")
     if not args.skip_generation:
         result["generation"] = []
         for block in sorted({args.block_size, args.gen_block_size}):

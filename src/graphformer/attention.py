@@ -546,7 +546,9 @@ class GraphAttention(nn.Module):
         Args:
             x: the new nodes ``[B, T, d]``.
             past: keys and values of the earlier nodes, each ``[B, H, L, C]``,
-                in node order (the last one is the newest), or None.
+                in node order (the last one is the newest), or None; or a
+                cache object whose ``extend(k, v)`` appends the new nodes' keys
+                and values and returns all of them (a preallocated buffer).
             window: keep edges from at most the ``W`` previous nodes.
 
         Returns:
@@ -563,8 +565,13 @@ class GraphAttention(nn.Module):
                              f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
         if window is not None and (not isinstance(window, int) or window < 0):
             raise ValueError(f"window must be an int >= 0 (edges from the W previous nodes), got {window!r}")
-        q, k, v = self._project(x, x, False)  # [B, H, T, C] each
-        if past is not None:
+        if x.size(-2) <= 8:  # a few new nodes: three small products beat concatenating the weights
+            q, k, v = (self._heads(lin(x)) for lin in (self.q_proj, self.k_proj, self.v_proj))
+        else:
+            q, k, v = self._project(x, x, False)  # [B, H, T, C] each
+        if past is not None and callable(getattr(past, "extend", None)):
+            k, v = past.extend(k, v)  # a preallocated cache appends in place: [B, H, L+T, C]
+        elif past is not None:
             k, v = torch.cat([past[0], k], dim=-2), torch.cat([past[1], v], dim=-2)  # [B, H, L+T, C]
         T, S = q.size(-2), k.size(-2)  # noqa: N806  T new targets, S = L + T sources
         L = S - T  # noqa: N806

@@ -32,7 +32,44 @@ from torch import Tensor, nn
 from .. import structure
 from ..layers import FeedForward, GraphformerLayer
 
-__all__ = ["GPT", "GPTConfig", "KVCache"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "LayerCache"]
+
+
+class LayerCache:
+    """The keys and values of one block in preallocated buffers ``[B, H, capacity, C]``.
+
+    :meth:`extend` writes the new nodes' keys and values after the earlier
+    ones (no copy of the earlier ones) and returns views of all of them.
+    Iterating gives ``(keys, values)``, each ``[B, H, L, C]``.
+    """
+
+    def __init__(self, k: Tensor, v: Tensor, capacity: int):
+        B, H, L, C = k.shape  # noqa: N806
+        self._k = k.new_empty(B, H, max(capacity, L), C)
+        self._v = v.new_empty(B, H, max(capacity, L), C)
+        self.length = 0
+        self.extend(k, v)
+
+    def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append ``k, v`` ``[B, H, T, C]``; return all keys and values ``[B, H, L + T, C]``."""
+        end = self.length + k.size(-2)
+        if end > self._k.size(-2):
+            raise ValueError(f"the cache holds at most {self._k.size(-2)} nodes (block_size), got {end}")
+        self._k[..., self.length:end, :] = k
+        self._v[..., self.length:end, :] = v
+        self.length = end
+        return self.keys, self.values
+
+    @property
+    def keys(self) -> Tensor:
+        return self._k[..., :self.length, :]
+
+    @property
+    def values(self) -> Tensor:
+        return self._v[..., :self.length, :]
+
+    def __iter__(self):
+        return iter((self.keys, self.values))
 
 
 @dataclass
@@ -40,12 +77,13 @@ class KVCache:
     """The keys and values of the nodes generated so far, a record returned by :meth:`GPT.forward_cached`.
 
     Attributes:
-        layers: one ``(k, v)`` pair per block, each ``[B, H, L, C]`` (L = all
-            tokens so far, or the last ``window`` with ``attention="window"``).
+        layers: one entry per block that unpacks to ``(k, v)``, each ``[B, H, L, C]``
+            (L = all tokens so far, in a :class:`LayerCache`; or the last
+            ``window`` with ``attention="window"``, as a pair of tensors).
         length: how many tokens the graph has, i.e. the position of the next one.
     """
 
-    layers: list[tuple[Tensor, Tensor]]
+    layers: list
     length: int
 
 
@@ -173,8 +211,7 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"cannot take {start + T} tokens, block_size is only {self.config.block_size}; "
                              "crop the context to the last block_size tokens")
-        pos = torch.arange(start, start + T, device=idx.device)
-        return self.drop(self.wte(idx) + self.wpe(pos))  # [B, T, d]
+        return self.drop(self.wte(idx) + self.wpe.weight[start:start + T])  # [B, T, d]; positions start..
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Next-token logits and, with ``targets`` ``[B, T]``, the mean cross-entropy (-1 = ignored).
@@ -203,7 +240,8 @@ class GPT(nn.Module):
         (``[B, 1, V]``, the last token's, with ``last_only``.)
 
         ``cache`` is the :class:`KVCache` returned by the previous call, or None
-        to start. The new tokens take positions ``cache.length ..
+        to start; it is extended in place (its buffers grow), so pass each one
+        only once. The new tokens take positions ``cache.length ..
         cache.length + T - 1``; each receives edges from every earlier token
         (or, with ``attention="window"``, from the ``window`` before it, the
         only keys and values the cache keeps).
@@ -213,11 +251,13 @@ class GPT(nn.Module):
         window = self.config.window if self.config.attention == "window" else None
         layers = []
         for b, block in enumerate(self.blocks):
-            x, (k, v) = block.step(x, None if cache is None else cache.layers[b], window=window)
+            past = None if cache is None else cache.layers[b]
+            x, (k, v) = block.step(x, past, window=window)
             if window is not None:  # the next node needs only the last W keys
                 keep = k.size(-2) - min(window, k.size(-2))
-                k, v = k[..., keep:, :], v[..., keep:, :]
-            layers.append((k, v))
+                layers.append((k[..., keep:, :], v[..., keep:, :]))
+            else:  # the graph grows up to block_size nodes: preallocate them
+                layers.append(past if past is not None else LayerCache(k, v, self.config.block_size))
         if last_only:
             x = x[:, -1:, :]
         return self.lm_head(self.ln_f(x)), KVCache(layers, start + idx.size(1))
