@@ -566,7 +566,8 @@ class GraphAttention(nn.Module):
         if window is not None and (not isinstance(window, int) or window < 0):
             raise ValueError(f"window must be an int >= 0 (edges from the W previous nodes), got {window!r}")
         if x.size(-2) <= 8:  # a few new nodes: three small products beat concatenating the weights
-            q, k, v = (self._heads(lin(x)) for lin in (self.q_proj, self.k_proj, self.v_proj))
+            q, k, v = (self._heads(F.linear(x, lin.weight, lin.bias))
+                       for lin in (self.q_proj, self.k_proj, self.v_proj))
         else:
             q, k, v = self._project(x, x, False)  # [B, H, T, C] each
         if past is not None and callable(getattr(past, "extend", None)):

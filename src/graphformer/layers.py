@@ -38,6 +38,10 @@ def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tenso
     raise ValueError(f"activation must be 'relu', 'gelu' or a callable, got {activation!r}")
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 class FeedForward(nn.Module):
     r"""Node-wise MLP, :math:`W_2\,\mathrm{drop}(\sigma(W_1 x + b_1)) + b_2`.
 
@@ -155,13 +159,14 @@ class GraphformerLayer(nn.Module):
 
         See :meth:`GraphAttention.step`; returns ``(out [B, T, d], (k, v))``.
         """
+        drop1, drop2 = (self.dropout1, self.dropout2) if self.training else (_identity, _identity)
         if self.norm_first:
             res, kv = self.self_attn.step(self.norm1(x), past, window=window)
-            h = x + self.dropout1(res)
-            return h + self.dropout2(self.feedforward(self.norm2(h))), kv
+            h = x + drop1(res)
+            return h + drop2(self.feedforward(self.norm2(h))), kv
         res, kv = self.self_attn.step(x, past, window=window)
-        h = self.norm1(x + self.dropout1(res))
-        return self.norm2(h + self.dropout2(self.feedforward(h))), kv
+        h = self.norm1(x + drop1(res))
+        return self.norm2(h + drop2(self.feedforward(h))), kv
 
 
 class GraphformerEncoder(nn.Module):

@@ -396,6 +396,7 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=200, help="sample among the k likeliest (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1337, help="(default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the free cores)")
 
 
 def run_sample(args: argparse.Namespace) -> dict:
@@ -406,6 +407,9 @@ def run_sample(args: argparse.Namespace) -> dict:
         raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads or engine.default_threads())
     device = engine.resolve_device(args.device)
     model, chars = load_checkpoint(args.out, device)
     tic = time.perf_counter()
