@@ -211,7 +211,8 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"cannot take {start + T} tokens, block_size is only {self.config.block_size}; "
                              "crop the context to the last block_size tokens")
-        return self.drop(self.wte(idx) + self.wpe.weight[start:start + T])  # [B, T, d]; positions start..
+        pos = torch.arange(start, start + T, device=idx.device)
+        return self.drop(self.wte(idx) + self.wpe(pos))  # [B, T, d]
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Next-token logits and, with ``targets`` ``[B, T]``, the mean cross-entropy (-1 = ignored).
