@@ -240,3 +240,60 @@ def test_plain_reference_is_nn_module_free_of_graph_code():
     h = layer(x, src_mask=nn.Transformer.generate_square_subsequent_mask(5), is_causal=True)
     expected = F.linear(F.layer_norm(h, (8,), model.ln_f.weight, None), model.wte.weight)
     torch.testing.assert_close(reference_logits(model, idx), expected, atol=1e-5, rtol=1e-5)
+
+
+class _NanoBlock(nn.Module):
+    """nanoGPT's Block (one q/k/v matrix, SDPA), for the training comparison."""
+
+    def __init__(self, blk):
+        super().__init__()
+        a, ff = blk.self_attn, blk.feedforward
+        self.heads = a.num_heads
+        self.ln_1, self.ln_2 = nn.LayerNorm(16, bias=False), nn.LayerNorm(16, bias=False)
+        self.c_attn = nn.Parameter(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach().clone())
+        self.c_proj = nn.Parameter(a.out_proj.weight.detach().clone())
+        self.c_fc = nn.Parameter(ff.linear1.weight.detach().clone())
+        self.mlp_proj = nn.Parameter(ff.linear2.weight.detach().clone())
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+                   for t in F.linear(self.ln_1(x), self.c_attn).split(C, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+        x = x + F.linear(y, self.c_proj)
+        return x + F.linear(F.gelu(F.linear(self.ln_2(x), self.c_fc)), self.mlp_proj)
+
+
+def test_training_steps_equal_nanogpt_layout():
+    """Same weights, same batches: GPT and nanoGPT's layout (fused q/k/v, its AdamW groups) train alike."""
+    torch.manual_seed(9)
+    model = GPT(small())
+    wte = nn.Parameter(model.wte.weight.detach().clone())
+    wpe = nn.Parameter(model.wpe.weight.detach().clone())
+    blocks = nn.ModuleList([_NanoBlock(b) for b in model.blocks])
+    ln_f = nn.LayerNorm(16, bias=False)
+    plain = [wte, wpe, *blocks.parameters(), *ln_f.parameters()]
+
+    def plain_loss(x, y):
+        h = wte[x] + wpe[: x.size(1)]
+        for blk in blocks:
+            h = blk(h)
+        return F.cross_entropy(F.linear(ln_f(h), wte).flatten(0, 1), y.flatten())
+
+    opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99))
+    opt_plain = torch.optim.AdamW([{"params": [p for p in plain if p.dim() >= 2], "weight_decay": 0.1},
+                                   {"params": [p for p in plain if p.dim() < 2], "weight_decay": 0.0}],
+                                  lr=1e-2, betas=(0.9, 0.99))
+    for _ in range(5):
+        x, y = torch.randint(11, (4, 16)), torch.randint(11, (4, 16))
+        losses = []
+        for o, params, loss_of in ((opt, list(model.parameters()), lambda: model(x, y)[1]),
+                                   (opt_plain, plain, lambda: plain_loss(x, y))):
+            loss = loss_of()
+            o.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 0.5)
+            o.step()
+            losses.append(loss.item())
+        assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    torch.testing.assert_close(model.blocks[1].self_attn.k_proj.weight, blocks[1].c_attn[16:32], atol=1e-5, rtol=1e-4)
