@@ -205,6 +205,24 @@ def generation_case(cfg: GPTConfig, new_tokens: int, reps: int, device) -> dict:
             "plain_tokens_per_s": new_tokens / plain_res["ref_ms"] * 1e3}
 
 
+def window_case(cfg: GPTConfig, lengths: list[int], window: int, reps: int, device) -> list[dict]:
+    """Forward + backward of one sequence: the causal sliding window (W) against the full causal graph."""
+    rows = []
+    for n in lengths:
+        base = {**vars(cfg), "block_size": n}
+        torch.manual_seed(0)
+        full = GPT(GPTConfig(**base)).to(device)
+        win = GPT(GPTConfig(**{**base, "attention": "window", "window": window})).to(device)
+        win.load_state_dict(full.state_dict())
+        idx = torch.randint(cfg.vocab_size, (1, n), device=device)
+        res = paired(lambda: full(idx, idx)[1].backward(), lambda: win(idx, idx)[1].backward(), reps, 1, device)
+        rows.append({"tokens": n, "window": window, "full_ms": res["ref_ms"], "window_ms": res["ours_ms"],
+                     "ratio": res["ratio"], "cpu_ratio": res["cpu_ratio"]})
+        print(f"T {n}, window {window}: full causal {res['ref_ms']:.0f} ms, window {res['ours_ms']:.0f} ms "
+              f"(ratio {res['ratio']:.2f}x, CPU time {res['cpu_ratio']:.2f}x)")
+    return rows
+
+
 def init_like_nanogpt(model: PlainGPT) -> PlainGPT:
     """nanoGPT's ``_init_weights``: N(0, 0.02), zero biases, residual projections N(0, 0.02 / sqrt(2 L))."""
     for m in model.modules():
@@ -292,6 +310,9 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-generation", action="store_true")
     p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--window", type=int, default=None, help="also time attention='window' with this W against "
+                   "the full causal graph on --window-lengths tokens")
+    p.add_argument("--window-lengths", type=int, nargs="+", default=[1024, 2048, 4096])
     p.add_argument("--train-reference", metavar="FILE", default=None,
                    help="instead: train the plain model with nanoGPT's loop on FILE (CPU recipe) and print "
                         "its losses, including the whole validation split")
@@ -326,6 +347,8 @@ def main(argv=None):
                   f"({g['uncached_tokens_per_s']:,.0f} tok/s), speedup {g['speedup']:.2f}x (CPU time "
                   f"{g['cpu_speedup']:.2f}x), plain nanoGPT "
                   f"{g['plain_ms']:.0f} ms; same tokens: {g['same_tokens']}")
+    if args.window is not None:
+        result["window"] = window_case(cfg, args.window_lengths, args.window, max(3, args.gen_reps), device)
     print(json.dumps(result, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
 
 
