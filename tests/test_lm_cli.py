@@ -4,6 +4,7 @@ import json
 import math
 import os
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,18 @@ import torch
 from graphformer import cli
 from graphformer.lm import CharData, LMConfig, estimate_loss, load_checkpoint, lr_at, split_loss, train
 
-SHAKESPEARE = os.path.join("text", "tinyshakespeare", "input.txt")
+REPO = Path(__file__).resolve().parents[1]
+SHAKESPEARE = Path(os.environ.get("GRAPHFORMER_DATA", REPO.parent / "shared" / "data")) / "text" / \
+    "tinyshakespeare" / "input.txt"
+
+
+def _shakespeare() -> Path:
+    """The tiny Shakespeare file; missing: a failure under CI, else a skip."""
+    if not SHAKESPEARE.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHAKESPEARE} is missing (CI must have ../shared/data)")
+        pytest.skip(f"{SHAKESPEARE} is missing (set GRAPHFORMER_DATA)")
+    return SHAKESPEARE
 
 
 @pytest.fixture(autouse=True)
@@ -125,13 +137,8 @@ def test_char_data_split_and_batches():
         data.check(block_size=len(text))
 
 
-def test_tiny_shakespeare_split(shared_data):
-    path = shared_data / SHAKESPEARE
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing")
-        pytest.skip(f"{path} is missing")
-    data = CharData.from_file(path)
+def test_tiny_shakespeare_split():
+    data = CharData.from_file(_shakespeare())
     # nanoGPT's prepare.py: "vocab size: 65", "train has 1,003,854 tokens", "val has 111,540 tokens"
     assert len(data.chars) == 65 and data.train.numel() == 1_003_854 and data.val.numel() == 111_540
 
@@ -187,9 +194,11 @@ def test_sample_errors(text_file, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_full_cpu_recipe_reaches_nanogpt_loss(shared_data, tmp_path):
-    """nanoGPT's CPU recipe (the defaults), one seed: val loss near nanoGPT's 1.8857 at 2,000 iterations."""
-    path = shared_data / SHAKESPEARE
-    metrics = train(LMConfig(data=str(path), threads=1), tmp_path, progress=False)
+def test_full_cpu_recipe_reaches_nanogpt_loss(tmp_path):
+    """nanoGPT's CPU recipe (the defaults), seed 1337: val loss near nanoGPT's 1.8857 at 2,000 iterations.
+
+    Recorded in docs/results.md: 1.8985 (estimate), 1.9102 (whole split).
+    """
+    metrics = train(LMConfig(data=str(_shakespeare()), threads=1), tmp_path / "run", progress=False)
     assert metrics["iter"] == 2000
-    assert metrics["val_loss"] <= 1.92
+    assert metrics["val_loss"] <= 1.92 and metrics["val_loss_full"] <= 1.92
