@@ -173,3 +173,102 @@ def test_sparse_graph_keeps_sorted_edges_without_permutation():
 def test_sparse_graph_checks_its_edges():
     with pytest.raises(ValueError, match=r"edge_index\[0\]"):
         SparseGraph.from_edge_index(torch.tensor([[4], [0]]), 3)
+
+
+# ------------------------------------------------------ structured graphs
+def _edge_set(edge_index):
+    return sorted(map(tuple, edge_index.t().tolist()))
+
+
+def _window_edges(n, window, causal=False, dilation=1):
+    """The definition, pair by pair: j -> i for |i - j| <= window*dilation, dilation | (i - j)."""
+    span = window * dilation
+    return sorted((j, i) for i in range(n) for j in range(n)
+                  if (i - j) % dilation == 0 and (0 <= i - j <= span if causal else abs(i - j) <= span))
+
+
+def _assert_csr_order(edge_index):
+    key = (edge_index[1] * (int(edge_index.max()) + 1) + edge_index[0]).tolist() if edge_index.numel() else []
+    assert key == sorted(key) and len(set(key)) == len(key)  # sorted by (target, source), no duplicates
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 40), window=st.integers(0, 9), causal=st.booleans(), dilation=st.integers(1, 4))
+def test_sliding_window_edges_match_the_definition(n, window, causal, dilation):
+    g = structure.sliding_window(n, window, causal=causal, dilation=dilation)
+    assert _edge_set(g.edge_index) == [(j, i) for j, i in _window_edges(n, window, causal, dilation)]
+    _assert_csr_order(g.edge_index)
+    assert torch.equal(g.in_degree(), torch.bincount(g.edge_index[1], minlength=n))
+    assert g.num_nodes == n and g.num_edges == g.edge_index.size(1)
+
+
+def test_sliding_window_at_the_issue_size_has_4_2m_edges():
+    n, w = 16_384, 128
+    g = structure.sliding_window(n, w)
+    assert g.num_edges == n * (2 * w + 1) - w * (w + 1)  # 4,194,176
+    # the tiles hold O(N w) entries, not O(N^2)
+    entries = sum(grp.mask.numel() for grp in g.plan.groups)
+    assert entries <= 2 * n * (2 * w + 1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 30), window=st.integers(0, 4), causal=st.booleans(), dilation=st.integers(1, 3),
+       data=st.data())
+def test_local_global_edges_match_the_definition(n, window, causal, dilation, data):
+    ids = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=min(n, 4)))
+    g = structure.local_global(n, window, ids, causal=causal, dilation=dilation)
+    expected = set(_window_edges(n, window, causal, dilation))
+    for gid in ids:
+        for other in range(n):
+            expected |= {(gid, other), (other, gid)}
+    if causal:
+        expected = {(j, i) for j, i in expected if j <= i}
+    assert _edge_set(g.edge_index) == sorted(expected)
+    _assert_csr_order(g.edge_index)
+
+
+def test_local_global_takes_a_number_of_first_nodes():
+    a = structure.local_global(12, 2, 3)
+    b = structure.local_global(12, 2, [2, 0, 1])
+    assert torch.equal(a.edge_index, b.edge_index)
+    assert torch.equal(a.global_nodes, torch.arange(3))
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 12), max_size=8), causal=st.booleans())
+def test_block_diagonal_edges_are_one_complete_graph_per_graph(sizes, causal):
+    g = structure.block_diagonal(sizes, causal=causal)
+    expected, start = [], 0
+    for s in sizes:
+        expected += [(start + j, start + i) for i in range(s) for j in range(s) if not causal or j <= i]
+        start += s
+    assert _edge_set(g.edge_index) == sorted(expected)
+    _assert_csr_order(g.edge_index)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long))
+    assert torch.equal(structure.block_diagonal(batch=batch, causal=causal).edge_index, g.edge_index)
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: structure.sliding_window(10, -1), ValueError, "window must be >= 0"),
+    (lambda: structure.sliding_window(10, 2, dilation=0), ValueError, "dilation must be >= 1"),
+    (lambda: structure.sliding_window(10, 2.5), TypeError, "window must be an int"),
+    (lambda: structure.sliding_window(-3, 2), ValueError, "num_nodes must be >= 0"),
+    (lambda: structure.local_global(10, 2, [0, 10]), ValueError, r"global_nodes must be node ids in \[0, 10\)"),
+    (lambda: structure.local_global(10, 2, [1, 1]), ValueError, "lists a node twice"),
+    (lambda: structure.local_global(10, 2, 11), ValueError, "must lie in"),
+    (lambda: structure.local_global(10, 2, [0.5]), TypeError, "global_nodes must be an int"),
+    (lambda: structure.block_diagonal([2, -1]), ValueError, r"sizes\[i\] must be >= 0"),
+    (lambda: structure.block_diagonal(), ValueError, "exactly one of sizes"),
+    (lambda: structure.block_diagonal(batch=torch.tensor([0, 1, 0])), ValueError, "increasing order"),
+    (lambda: structure.block_diagonal(batch=torch.tensor([0.0, 1.0])), TypeError, "integer tensor"),
+])
+def test_structures_validate_at_construction(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_structure_moves_to_a_device_and_keeps_its_edges():
+    g = structure.sliding_window(20, 3, causal=True)
+    assert g.to("cpu") is g
+    assert torch.equal(g.sparse_graph.edge_index, g.edge_index)
+    assert "SlidingWindow(num_nodes=20, window=3, causal=True" in repr(g)

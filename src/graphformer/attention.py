@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import blocked, ops
-from .scores import AdditiveScore, DotScore, FunctionScore, GATv2Score, GCNScore, MeanScore, Score, SumScore, make_score
-from .structure import (BlockDiagonal, SparseGraph, StructuredGraph, add_self_loops, check_edge_index,
-                        to_dense_batch)
+from . import scores as _scores
+from .scores import DotScore, Score, make_score
+from .structure import BlockDiagonal, SparseGraph, StructuredGraph, add_self_loops, check_edge_index, to_dense_batch
 
 __all__ = ["AttentionWeights", "GraphAttention"]
 
@@ -160,7 +160,7 @@ class GraphAttention(nn.Module):
     def forward(
         self,
         x: Tensor | tuple[Tensor, Tensor],
-        edge_index: Tensor | SparseGraph | None = None,
+        edge_index: Tensor | SparseGraph | StructuredGraph | None = None,
         *,
         edge_attr: Tensor | None = None,
         batch: Tensor | tuple[Tensor, Tensor] | None = None,
@@ -173,11 +173,14 @@ class GraphAttention(nn.Module):
 
         Args:
             x: node features, or a pair ``(x_src, x_dst)`` for a bipartite graph.
-            edge_index: ``[2, E]`` edges j -> i (or a prepared :class:`SparseGraph`);
-                None for the complete (bipartite) graph.
+            edge_index: ``[2, E]`` edges j -> i (or a prepared :class:`SparseGraph`, or a
+                structure from :mod:`graphformer.structure` such as ``sliding_window``, run
+                on dense tiles; x may then also be ``[B, N, d]``); None for the complete
+                (bipartite) graph.
             edge_attr: per-edge features ``[E, edge_dim]`` (or weights ``[E]``).
-            batch: graph id of each node for many graphs in one tensor;
-                a pair ``(batch_src, batch_dst)`` for bipartite input.
+            batch: graph id of each node for many graphs in one tensor (or a prepared
+                ``structure.block_diagonal``); a pair ``(batch_src, batch_dst)`` for
+                bipartite input.
             causal: attend only to positions j <= i (dense path).
             key_padding_mask: ``[B, N]`` bool, True marks a padded source node.
             attn_bias: additive score bias, broadcastable to ``[B, H, M, N]``
@@ -430,9 +433,9 @@ class GraphAttention(nn.Module):
         """How the blocked path runs this score: "sdpa", "explicit", "fixed", or None (sparse fallback)."""
         if self._sdpa_ok():
             return "sdpa"
-        if type(self.score) in (AdditiveScore, GATv2Score, FunctionScore):
+        if type(self.score) in (_scores.AdditiveScore, _scores.GATv2Score, _scores.FunctionScore):
             return "explicit"  # per-pair scores: their dense form applies to a tile as to the whole graph
-        if type(self.score) in (GCNScore, MeanScore, SumScore):
+        if type(self.score) in (_scores.GCNScore, _scores.MeanScore, _scores.SumScore):
             return "fixed"
         return None
 
@@ -450,7 +453,7 @@ class GraphAttention(nn.Module):
                                  "use (edge_attr, attn_bias, cross-attention or a score without a tiled form); "
                                  "pass x as [N, d]")
             # every structure holds all self-loops, so self_loops changes the order of the edges, not the graph
-            edges = graph.edge_index if self.self_loops is not None else graph.sparse_graph.to(x_dst.device)
+            edges = graph.edge_index if self.self_loops is not None else graph.to(x_dst.device).sparse_graph
             return self._sparse(x_src, x_dst, edges, edge_attr, batch, attn_bias, bipartite, return_attention)
         if batch is not None:
             _check_batch(batch, n)
@@ -459,6 +462,16 @@ class GraphAttention(nn.Module):
         unbatched = x_dst.dim() == 2
         xs = x_src.unsqueeze(0) if unbatched else x_src
         B = xs.size(0)  # noqa: N806
+        if (kind == "sdpa" and not return_attention and n and self.q_proj is not None and self.k_proj is not None
+                and type(self.score).transform is DotScore.transform):
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            b = None if self.v_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias,
+                                                                 self.v_proj.bias])
+            qkv = F.linear(xs, weight, b).view(B, n, 3, self.num_heads, self.head_dim)  # [B, N, 3, H, C]
+            out = blocked.blocked_attention(None, None, None, plan, self.score.scale,
+                                            self.dropout if self.training else 0.0, qkv=qkv)
+            out = self._finish(out, xs)
+            return (out.squeeze(0) if unbatched else out), None
         q, k, v = self._project(xs, xs, False)  # [B, H, N, C]
         if n == 0:
             out, att = v, None
@@ -505,10 +518,10 @@ class GraphAttention(nn.Module):
         def weights(qt, kt, g):
             T, Q, K = g.shape  # noqa: N806
             B = kt.size(0) // T  # noqa: N806
-            if kind is GCNScore:
+            if kind is _scores.GCNScore:
                 inv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
                 w = inv[g.q_index].unsqueeze(-1) * inv[g.k_index].unsqueeze(-2)  # [T, Q, K]
-            elif kind is MeanScore:
+            elif kind is _scores.MeanScore:
                 w = deg.reciprocal().masked_fill(deg == 0, 0.0)[g.q_index].unsqueeze(-1).expand(T, Q, K)
             else:
                 w = deg.new_ones(T, Q, K)
@@ -518,6 +531,44 @@ class GraphAttention(nn.Module):
 
     # ---------------------------------------------- many complete graphs
     def _batched_complete(self, x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention):
+        """One complete graph per graph id: the block-diagonal structure on the blocked path.
+
+        Cross-attention between graphs, a dense ``attn_bias`` ``[B, H, N_max, N_max]``
+        and ``return_attention`` (weights ``[B, H, N_max, N_max]``) keep the padded
+        layout. Under ``torch.compile`` a raw ``batch`` vector cannot be laid out
+        without reading sizes back from the device, so it runs one masked
+        ``N x N`` product; pass a prepared :func:`~graphformer.structure.block_diagonal`
+        as ``batch`` (or as the graph) to compile the tiled path.
+        """
+        if bipartite or attn_bias is not None or return_attention or isinstance(batch, (tuple, list)):
+            return self._padded_complete(x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention)
+        if x_src.dim() != 2:
+            raise ValueError(f"with batch, x must be [N, d], got shape {tuple(x_src.shape)}")
+        if torch.compiler.is_compiling():
+            _check_batch(batch, x_src.size(0))
+            return self._masked_complete(x_src, batch, causal), None
+        _check_batch(batch, x_src.size(0), packed=True)
+        graph = BlockDiagonal(torch.bincount(batch.long()), causal=causal, device=x_src.device)
+        return self._structured(x_src, x_dst, graph, None, None, None, False, False)
+
+    def _masked_complete(self, x, batch, causal):
+        """Many complete graphs as one ``[N, N]`` masked product (no host reads; ``O(N^2)``)."""
+        n = x.size(0)
+        allowed = batch.unsqueeze(-1) == batch.unsqueeze(-2)  # [N, N], True = same graph
+        if causal:
+            allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        q, k, v = self._project(x.unsqueeze(0), x.unsqueeze(0), False)  # [1, H, N, C]
+        if self._sdpa_ok():
+            q, k = self.score.transform(q, k)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                                 dropout_p=self.dropout if self.training else 0.0,
+                                                 scale=self.score.scale)
+        else:
+            out, _ = self._dense_explicit(q, k, v, allowed.expand(1, self.num_heads, n, n), None)
+        return self._finish(out, x.unsqueeze(0)).squeeze(0)
+
+    def _padded_complete(self, x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention):
+        """Many complete (bipartite) graphs packed into a padded ``[B, N_max, d]`` batch for the dense path."""
         batch_src, batch_dst = batch if isinstance(batch, (tuple, list)) else (batch, batch)
         if x_src.dim() != 2:
             raise ValueError(f"with batch, x must be [N, d], got shape {tuple(x_src.shape)}")

@@ -1,5 +1,10 @@
 """Graph structures: complete, causal, bipartite, explicit edges and batches.
 
+Structured graphs -- :func:`sliding_window`, :func:`local_global`,
+:func:`block_diagonal` -- are objects that go where ``edge_index`` goes and
+run on dense tiles (:mod:`graphformer.blocked`); ``g.edge_index`` lists
+their edges.
+
 Convention (as in PyTorch Geometric): ``edge_index[0]`` is the source j,
 ``edge_index[1]`` the target i, and a message flows j -> i.
 
@@ -277,7 +282,8 @@ class StructuredGraph:
 
     @property
     def num_edges(self) -> int:
-        return self.edge_index.size(1)
+        """Number of edges E (counted from the tiles; reads one number back from the device)."""
+        return int(self.in_degree().sum())
 
     def in_degree(self) -> Tensor:
         """Number of incoming edges of every node, ``[N]``."""
@@ -291,14 +297,21 @@ class StructuredGraph:
         return self._sparse
 
     def to(self, device) -> StructuredGraph:
-        """The same structure with its tensors on ``device`` (self when already there)."""
+        """The same structure with its tensors on ``device`` (self when already there).
+
+        The copy is kept, so a structure built on the CPU and used on a GPU
+        moves once, not at every call.
+        """
         device = torch.device(device)
         if device == self.device or (device.index is None and device.type == self.device.type):
             return self
-        other = type(self).__new__(type(self))
-        other.__dict__.update(self.__dict__)
-        other.plan, other._sparse = self.plan.to(device), None
-        return other
+        moved = self.__dict__.setdefault("_moved", {})
+        if str(device) not in moved:
+            other = type(self).__new__(type(self))
+            other.__dict__.update(self.__dict__)
+            other.plan, other._sparse, other._moved = self.plan.to(device), None, {}
+            moved[str(device)] = other
+        return moved[str(device)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._describe()})"
@@ -357,6 +370,9 @@ class LocalGlobal(StructuredGraph):
                 raise ValueError(f"global_nodes={global_nodes} (the first nodes) must lie in [0, {num_nodes}]")
             ids = torch.arange(global_nodes, device=device)
         else:
+            if isinstance(global_nodes, (list, tuple)) and all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in global_nodes):
+                global_nodes = torch.tensor(global_nodes, dtype=torch.long)
             ids = torch.as_tensor(global_nodes, device=device)
             if ids.dtype not in (torch.long, torch.int) or ids.dim() != 1:
                 raise TypeError("global_nodes must be an int (that many first nodes) or a 1-d list/tensor of "
