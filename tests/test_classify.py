@@ -1,6 +1,7 @@
 """graphformer classify, the graph datasets behind it, and the karate club example."""
 
 import json
+import math
 import runpy
 import shutil
 from pathlib import Path
@@ -234,3 +235,168 @@ def test_ten_seeds_reach_the_published_accuracy(shared_data, tmp_path, dataset, 
     shutil.copytree(shared_data / "planetoid" / dataset / "raw", tmp_path / dataset / "raw")
     m = train_node_classifier(load_planetoid(tmp_path, dataset), model, runs=10)
     assert m["accuracy_mean"] >= target  # published 81.5 / 83.0 / 70.3 / 72.5, one point of slack
+
+
+# ------------------------------------------------------------ the engine, flags, heterophilous graphs
+def test_flags_that_do_nothing_are_errors(capsys):
+    for argv, message in [(["--model", "gcn", "--attention", "complete"], "--attention applies to --model transformer"),
+                          (["--model", "gat", "--attention", "edges"], "--attention applies to --model transformer"),
+                          (["--batch-size", "32"], "--batch-size applies to graph-level datasets"),
+                          (["--model", "gcn", "--heads", "4"], "--heads applies to models with attention heads"),
+                          (["--model", "gcn", "--out-heads", "4"], "--out-heads applies to --model gat")]:
+        assert cli.main(["classify", "--dataset", "karate", "--runs", "1", "--epochs", "2", "--no-progress",
+                         *argv]) == 1, argv
+        assert message in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_fails_before_training(tmp_path, capsys, monkeypatch):
+    target = tmp_path / "metrics"
+    target.write_text("not a folder")
+    import graphformer.classify as classify
+
+    monkeypatch.setattr(classify, "_train_nodes", lambda *a, **k: pytest.fail("trained before checking --out"))
+    assert cli.main(["classify", "--dataset", "karate", "--runs", "1", "--epochs", "2", "--no-progress",
+                     "--out", str(target)]) == 1
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_existing_run_needs_overwrite_and_metrics_are_written_atomically(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["classify", "--dataset", "karate", "--runs", "2", "--epochs", "3", "--no-progress", "--threads", "1",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert len(first["runs"]) == 2
+    assert cli.main(argv) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    real_write_text = Path.write_text
+
+    def half_then_interrupt(self, text, *args, **kwargs):  # Ctrl-C in the middle of writing metrics.json
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", half_then_interrupt)
+    assert cli.main([*argv, "--overwrite", "--seed", "5"]) == 130
+    monkeypatch.undo()
+    assert list(out.iterdir()) == []  # no half-written metrics.json, no temporary file
+    assert cli.main([*argv, "--overwrite", "--seed", "5"]) == 0
+    assert [r["seed"] for r in json.loads((out / "metrics.json").read_text())["runs"]] == [5, 6]
+
+
+def test_roc_auc_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    from graphformer.classify import roc_auc
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (300,), generator=g)
+    s = torch.randn(300, generator=g) + y
+    s[:40] = torch.round(s[:40])  # ties
+    assert roc_auc(s, y) == pytest.approx(metrics.roc_auc_score(y.numpy(), s.numpy()), abs=1e-12)
+    assert roc_auc(torch.tensor([0.1, 0.9]), torch.tensor([0, 1])) == 1.0
+    assert math.isnan(roc_auc(torch.ones(3), torch.ones(3)))
+
+
+def _fake_npz(path, n=60, classes=2, splits=10, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = (rng.normal(size=(n, 3)) + y[:, None]).astype(np.float32)
+    edges = np.array([(i, (i + 1) % n) for i in range(n)] + [(i, (i + 7) % n) for i in range(n)])
+    masks = np.zeros((3, splits, n), dtype=bool)
+    for s in range(splits):
+        order = rng.permutation(n)
+        masks[0, s, order[: n // 2]], masks[1, s, order[n // 2: 3 * n // 4]] = True, True
+        masks[2, s, order[3 * n // 4:]] = True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, node_features=x, node_labels=y, edges=edges, train_masks=masks[0], val_masks=masks[1],
+             test_masks=masks[2])
+    return edges
+
+
+def test_heterophilous_from_a_read_only_copy_with_bidirectional_edges(tmp_path, monkeypatch):
+    from graphformer.data.heterophilous import load_heterophilous
+
+    src = tmp_path / "shared"
+    edges = _fake_npz(src / "minesweeper.npz")
+    src.chmod(0o555)
+    monkeypatch.setenv("GRAPHFORMER_CACHE", str(tmp_path / "cache"))
+    try:
+        data = load_heterophilous(src, "minesweeper")
+    finally:
+        src.chmod(0o755)
+    assert sorted(p.name for p in src.iterdir()) == ["minesweeper.npz"]  # nothing written next to the source
+    assert data.edge_index.size(1) == 2 * len(edges)
+    pairs = set(map(tuple, data.edge_index.t().tolist()))
+    assert all((j, i) in pairs for i, j in pairs)
+    assert data.train_mask.shape == (60, 10)
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        load_heterophilous(tmp_path / "empty", "tolokers")
+
+
+def test_heterophilous_runs_take_the_first_splits_and_score_roc_auc(tmp_path, capsys, monkeypatch):
+    _fake_npz(tmp_path / "minesweeper" / "raw" / "minesweeper.npz")
+    _fake_npz(tmp_path / "chameleon_filtered" / "raw" / "chameleon_filtered.npz", classes=5)
+    argv = ["classify", "--root", str(tmp_path), "--runs", "3", "--epochs", "5", "--no-progress", "--threads", "1",
+            "--hidden", "8"]
+    assert cli.main([*argv, "--dataset", "minesweeper"]) == 0
+    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert m["metric"] == "roc_auc" and [r["split"] for r in m["runs"]] == [0, 1, 2]
+    assert 0.0 <= m["roc_auc_mean"] <= 1.0 and "accuracy_mean" not in m
+    # model selection on validation: the reported test score is the one of the best validation epoch
+    assert all(1 <= r["best_epoch"] <= 5 for r in m["runs"])
+    assert cli.main([*argv, "--dataset", "chameleon_filtered"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["metric"] == "accuracy"
+    assert cli.main([*argv[:4], "11", *argv[5:], "--dataset", "minesweeper"]) == 1
+    assert "10 fixed splits" in capsys.readouterr().err
+
+
+def test_each_split_is_its_own_run():
+    from graphformer.classify import train_node_classifier
+
+    data = karate_club()
+    n = data.num_nodes
+    g = torch.Generator().manual_seed(0)
+    masks = torch.zeros(3, n, 2, dtype=torch.bool)
+    for s in range(2):
+        order = torch.randperm(n, generator=g)
+        masks[0, order[:12], s], masks[1, order[12:22], s], masks[2, order[22:], s] = True, True, True
+    data.train_mask, data.val_mask, data.test_mask = masks
+    both = train_node_classifier(data, "gcn", runs=2, epochs=5, seed=3)
+    data_one = karate_club()
+    data_one.train_mask, data_one.val_mask, data_one.test_mask = (m[:, 1] for m in masks)
+    second = train_node_classifier(data_one, "gcn", runs=1, epochs=5, seed=4)
+    assert both["runs"][1]["test_accuracy"] == second["runs"][0]["test_accuracy"]
+    assert both["runs"][1]["best_epoch"] == second["runs"][0]["best_epoch"]
+
+
+def test_heterophilous_shared_files_load(shared_data, tmp_path, monkeypatch):
+    from graphformer.data.heterophilous import load_heterophilous
+
+    monkeypatch.setenv("GRAPHFORMER_CACHE", str(tmp_path))
+    sizes = {"minesweeper": (10_000, 39_402, 2), "chameleon_filtered": (890, 8_854, 5),
+             "squirrel_filtered": (2_223, 46_998, 5)}
+    for name, (nodes, undirected, classes) in sizes.items():
+        data = load_heterophilous(shared_data / "heterophilous", name)
+        assert data.num_nodes == nodes and data.edge_index.size(1) == 2 * undirected
+        assert int(data.y.max()) + 1 == classes and data.train_mask.shape == (nodes, 10)
+
+
+@pytest.mark.slow
+def test_two_processes_classify_graphs_as_one(tmp_path):
+    from ddp import launch
+
+    args = ["-m", "graphformer", "classify", "--dataset", "synthetic-structures", "--model", "gcn", "--runs", "1",
+            "--epochs", "2", "--batch-size", "64", "--hidden", "16", "--threads", "1", "--no-progress",
+            "--device", "cpu"]
+    found = {}
+    for world in (1, 2):
+        logs = launch([*args, "--out", str(tmp_path / f"w{world}")], world, timeout_s=240)
+        assert [r[0] for r in logs] == [0] * world, [r[2][-2000:] for r in logs]
+        found[world] = json.loads((tmp_path / f"w{world}" / "metrics.json").read_text())
+    assert found[2]["config"]["processes"] == 2
+    for key in ("val_accuracy", "test_accuracy", "best_epoch"):
+        assert found[2]["runs"][0][key] == pytest.approx(found[1]["runs"][0][key], abs=1e-6)
+    node = launch(["-m", "graphformer", "classify", "--dataset", "karate", "--runs", "1", "--epochs", "2",
+                   "--no-progress", "--device", "cpu"], 2, timeout_s=120)
+    assert all(r[0] == 1 for r in node) and "without torchrun" in node[0][2]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from graphformer import cli, forecast
+from graphformer import train as engine
 from graphformer.forecast import ForecastConfig, evaluate, load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_resume_gives_the_uninterrupted_result(shared_data, tmp_path):
 def test_interrupt_keeps_last_complete_checkpoint(shared_data, tmp_path, monkeypatch):
     straight = train(_cfg(shared_data, epochs=2), tmp_path / "a", progress=False, plot=False)
     out = tmp_path / "b"
-    real_save = forecast._save
+    real_save = engine.save_torch
     calls = []
 
     def interrupt_on_second_epoch(obj, path):
@@ -88,12 +89,12 @@ def test_interrupt_keeps_last_complete_checkpoint(shared_data, tmp_path, monkeyp
             raise KeyboardInterrupt
         real_save(obj, path)
 
-    monkeypatch.setattr(forecast, "_save", interrupt_on_second_epoch)
+    monkeypatch.setattr(engine, "save_torch", interrupt_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(shared_data, epochs=2), out, progress=False, plot=False)
-    monkeypatch.setattr(forecast, "_save", real_save)
+    monkeypatch.setattr(engine, "save_torch", real_save)
     state = torch.load(out / "last.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert state["history"][-1]["epoch"] == 1 and len(state["history"]) == 1
     resumed = train(_cfg(shared_data, epochs=2), out, resume=True, progress=False, plot=False)
     assert resumed["mse"] == pytest.approx(straight["mse"], rel=1e-6)
 
@@ -175,9 +176,9 @@ def test_resume_checks(shared_data, tmp_path):
 
 
 def test_bad_settings_are_explained(shared_data):
-    with pytest.raises(ValueError, match="divisible by heads"):
+    with pytest.raises(ValueError, match="divisible by --heads"):
         train(_cfg(shared_data, d_model=10, heads=4), None)
-    with pytest.raises(ValueError, match="--graph is used by --model graph"):
+    with pytest.raises(ValueError, match="--graph applies to --model graph"):
         train(_cfg(shared_data, graph="x.csv"), None)
     with pytest.raises(ValueError, match="look-back \\+ horizon"):
         train(_cfg(shared_data, seq_len=400), None)
@@ -230,3 +231,168 @@ def test_last_value_baseline_repeats_the_last_step():
     y = script.LastValue(4)(x)
     assert y.shape == (2, 4, 3)
     torch.testing.assert_close(y, x[:, -1:].expand(-1, 4, -1))
+
+
+# ---------------------------------------------------------------- runs you can trust (engine)
+def _synthetic_csv(path, rows=240, sep=",", date_column="date", date_format="%Y-%m-%d %H:%M"):
+    t = np.arange(rows)
+    values = np.stack([np.sin(t / 6), np.cos(t / 9), np.sin(t / 4) * 0.5 + 0.01 * t], axis=1)
+    dates = np.datetime64("2020-01-01T00:00") + t * np.timedelta64(1, "h")
+    with open(path, "w") as f:
+        f.write(sep.join([date_column, "a", "b", "OT"]) + "\n")
+        for d, row in zip(dates, values):
+            stamp = d.astype(object).strftime(date_format)
+            f.write(sep.join([stamp, *(f"{v:.6f}" for v in row)]) + "\n")
+    return path
+
+
+def _tiny(data, out=None, *extra):
+    argv = ["forecast", "--data", str(data), "--seq-len", "12", "--pred-len", "4", "--d-model", "8", "--d-ff", "8",
+            "--heads", "2", "--batch-size", "16", "--epochs", "2", "--threads", "1", "--device", "cpu", *extra]
+    return argv + (["--out", str(out)] if out is not None else [])
+
+
+def _last_json(capsys):
+    text = capsys.readouterr().out.strip().splitlines()[-1]
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_quiet_and_the_progress_bar_do_not_change_results(tmp_path, capsys):
+    data = _synthetic_csv(tmp_path / "s.csv")
+    assert cli.main(_tiny(data, None, "--quiet")) == 0
+    quiet = _last_json(capsys)
+    assert cli.main(_tiny(data, None)) == 0
+    shown = _last_json(capsys)
+    assert shown["mse"] == quiet["mse"] and shown["mae"] == quiet["mae"]
+
+
+def test_a_diverging_run_stops_with_an_error_and_no_nan(tmp_path, capsys):
+    data = _synthetic_csv(tmp_path / "s.csv")
+    code = cli.main(_tiny(data, tmp_path / "run", "--lr", "1e6", "--quiet", "--no-plot"))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "training loss is" in captured.err and "--lr" in captured.err
+    assert "NaN" not in captured.out
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_metrics_json_is_strict(tmp_path, capsys):
+    data = _synthetic_csv(tmp_path / "s.csv")
+    assert cli.main(_tiny(data, tmp_path / "run", "--split", "tgcn", "--quiet", "--no-plot",
+                          "--patience", "none")) == 0
+    printed = _last_json(capsys)
+    assert printed["best_val_loss"] is None  # no validation block: null, not NaN
+    text = (tmp_path / "run" / "metrics.json").read_text()
+    assert "NaN" not in text
+    json.loads(text, parse_constant=lambda c: pytest.fail(c))
+
+
+def test_an_existing_run_folder_needs_resume_or_overwrite(tmp_path, capsys):
+    data = _synthetic_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    assert cli.main(_tiny(data, out, "--quiet")) == 0
+    assert (out / "forecast.png").is_file()
+    before = (out / "metrics.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(_tiny(data, out, "--quiet", "--no-plot")) == 1
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--overwrite" in err
+    assert (out / "metrics.json").stat().st_mtime_ns == before  # nothing was touched
+    assert cli.main(_tiny(data, out, "--quiet", "--no-plot", "--overwrite")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.json"]  # no stale plot
+    (tmp_path / "file").write_text("x")
+    assert cli.main(_tiny(data, tmp_path / "file", "--quiet")) == 1
+
+
+def test_csv_date_column_format_and_separator(tmp_path, capsys):
+    plain = _synthetic_csv(tmp_path / "plain.csv")
+    odd = _synthetic_csv(tmp_path / "odd.csv", sep=";", date_column="time", date_format="%d.%m.%Y %H:%M")
+    assert cli.main(_tiny(plain, None, "--quiet")) == 0
+    ref = _last_json(capsys)
+    assert cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "time", "--date-format",
+                          "%d.%m.%Y %H:%M")) == 0
+    got = _last_json(capsys)
+    assert got["mse"] == pytest.approx(ref["mse"], rel=1e-6)
+    assert cli.main(_tiny(odd, None, "--quiet")) == 1
+    assert "--sep ';'" in capsys.readouterr().err
+    assert cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "when")) == 1
+    assert "--date-column 'when' is not a column" in capsys.readouterr().err
+    assert cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "time", "--date-format",
+                          "%Y-%m-%d")) == 1
+    assert "--date-format" in capsys.readouterr().err
+
+
+def test_missing_value_hint_names_the_cli_flag(tmp_path, capsys):
+    path = tmp_path / "gap.csv"
+    path.write_text("date,a\n2020-01-01 00:00,1\n2020-01-01 01:00,\n2020-01-01 02:00,3\n")
+    assert cli.main(["forecast", "--data", str(path), "--quiet"]) == 1
+    assert "--fill ffill" in capsys.readouterr().err
+
+
+def test_flags_that_do_not_apply_are_errors(tmp_path, capsys):
+    data = _synthetic_csv(tmp_path / "s.csv")
+    for extra, flag in [(["--patch-len", "4"], "--patch-len applies to --model patch"),
+                        (["--knn", "2"], "--knn applies to --model graph"),
+                        (["--causal"], "--causal applies to --model temporal"),
+                        (["--layout", "lstnet"], "--layout applies to header-less .txt"),
+                        (["--no-plot"], "--no-plot applies with --out")]:
+        assert cli.main(_tiny(data, None, "--quiet", *extra)) == 1, extra
+        assert flag in capsys.readouterr().err
+
+
+def test_example_without_data_explains_where_to_get_it(tmp_path, monkeypatch, capsys):
+    # a fresh clone: no ../shared next to the repository, no GRAPHFORMER_DATA
+    copy = tmp_path / "clone" / "examples" / "forecast_ett.py"
+    copy.parent.mkdir(parents=True)
+    copy.write_text((REPO / "examples" / "forecast_ett.py").read_text())
+    monkeypatch.delenv("GRAPHFORMER_DATA", raising=False)
+    monkeypatch.setattr(sys, "argv", [str(copy)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(copy), run_name="__main__")
+    assert exit_info.value.code == 2
+    assert "--data" in capsys.readouterr().err
+
+
+def test_device_and_precision_flags(tmp_path, capsys):
+    data = _synthetic_csv(tmp_path / "s.csv")
+    assert cli.main(_tiny(data, None, "--quiet", "--precision", "bf16")) == 0
+    got = _last_json(capsys)
+    assert got["precision"] == "bf16" and got["device"] == "cpu" and np.isfinite(got["mse"])
+    if not torch.cuda.is_available():
+        assert cli.main(_tiny(data, None, "--quiet", "--device", "cuda")) == 1
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_forecast_as_one(tmp_path):
+    from ddp import launch
+
+    data = _synthetic_csv(tmp_path / "s.csv")
+    args = ["-m", "graphformer", *_tiny(data, None, "--quiet", "--dropout", "0", "--no-plot")]
+    runs = {}
+    for world in (1, 2):
+        out = tmp_path / f"w{world}"
+        logs = launch([*args, "--out", str(out)], world, timeout_s=180)
+        assert [r[0] for r in logs] == [0] * world, [r[2][-2000:] for r in logs]
+        assert logs[0][1].strip() and all(not r[1].strip() for r in logs[1:])  # only rank 0 prints
+        runs[world] = (json.loads((out / "metrics.json").read_text()),
+                       torch.load(out / "best.pt", weights_only=True)["model"])
+    (m1, w1), (m2, w2) = runs[1], runs[2]
+    assert m2["processes"] == 2 and m2["test_windows"] == m1["test_windows"]
+    assert m2["mse"] == pytest.approx(m1["mse"], rel=1e-4) and m2["mae"] == pytest.approx(m1["mae"], rel=1e-4)
+    for k in w1:
+        if k.endswith("k_proj.bias"):
+            # softmax ignores a shift shared by all keys: this bias's exact gradient is 0, and Adam turns the
+            # rounding noise of that 0 (which differs with the summation order) into steps of up to lr each
+            steps = m1["epochs_run"] * m1["train_windows"] // 16
+            assert (w1[k] - w2[k]).abs().max() <= 1e-4 * steps
+            continue
+        torch.testing.assert_close(w1[k], w2[k], rtol=1e-5, atol=1e-5)
+    # resume under two processes ends as the uninterrupted run
+    out = tmp_path / "r"
+    logs = launch([*args, "--out", str(out), "--epochs", "1"], 2, timeout_s=180)
+    assert [r[0] for r in logs] == [0, 0]
+    logs = launch([*args, "--out", str(out), "--resume"], 2, timeout_s=180)
+    assert [r[0] for r in logs] == [0, 0], [r[2][-2000:] for r in logs]
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["mse"] == pytest.approx(m2["mse"], rel=1e-6)

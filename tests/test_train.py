@@ -1,6 +1,7 @@
 import argparse
 import json
 import math
+import runpy
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -78,6 +79,17 @@ def test_data_order_comes_from_seed_and_epoch_only():
     assert [b.tolist() for b in GlobalBatchSampler(20, 5, seed=2).global_batches(0)] != first
 
 
+def test_sampling_with_replacement_is_seeded_and_shared():
+    one = GlobalBatchSampler(50, 6, seed=4, replacement=True, batches_per_epoch=7)
+    two = [GlobalBatchSampler(50, 6, seed=4, replacement=True, batches_per_epoch=7, rank=r, world_size=2)
+           for r in range(2)]
+    ref = list(one.epoch(2))
+    assert len(ref) == 7 and all(b.numel() == 6 and int(b.max()) < 50 for b, _ in ref)
+    got = [torch.cat([two[0].local(b)[0], two[1].local(b)[0]]) for b in two[0].global_batches(2)]
+    assert [g.tolist() for g in got] == [b.tolist() for b, _ in ref]
+    assert [b.tolist() for b, _ in one.epoch(2, start=3)] == [b.tolist() for b, _ in ref[3:]]
+
+
 def test_too_few_samples_for_one_batch_is_explained():
     with pytest.raises(ValueError, match="--batch-size"):
         GlobalBatchSampler(3, 4, drop_last=True)
@@ -138,13 +150,13 @@ def test_run_folder_is_checked_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.pt"):
         RunDir(run, resume=True).prepare()
     RunDir(run, overwrite=True).prepare()
-    assert list(run.iterdir()) == []
+    assert list(run.iterdir()) == []  # the old run's files, stale ones included, are gone
     other = tmp_path / "notes"
     other.mkdir()
-    (other / "thesis.tex").write_text("precious")
-    with pytest.raises(ValueError, match="not a graphformer run folder"):
-        RunDir(other, overwrite=True).prepare()
-    assert (other / "thesis.tex").read_text() == "precious"
+    (other / "log.txt").write_text("precious")
+    for overwrite in (False, True):  # not a run: used as it is, nothing deleted
+        RunDir(other, overwrite=overwrite).prepare()
+        assert (other / "log.txt").read_text() == "precious"
     RunDir(tmp_path / "new").prepare()  # a new folder is fine
 
 
@@ -244,6 +256,9 @@ def test_flags_come_from_the_config_dataclass():
         engine.check_applicable(cfg, given)
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "fp8"])
+    cfg, _ = engine.config_from_args(_Cfg, parser.parse_args(["--steps", "50"]))
+    assert (cfg.epochs, cfg.steps) == (None, 50)
+    cfg.check()
 
 
 def test_impossible_settings_name_the_flag():
@@ -300,13 +315,14 @@ def _worker(tmp_path):
     return str(path)
 
 
-@pytest.mark.slow
-def test_two_processes_end_with_the_one_process_weights(tmp_path):
+def test_two_processes_end_with_the_one_process_weights(tmp_path, monkeypatch):
     worker = _worker(tmp_path)
     n = 45  # 6 batches of 8, the last one holds 5: uneven shares
-    one = launch([worker, str(tmp_path / "one"), "-1", str(n)], 1, timeout_s=120)
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(sys, "argv", [worker, str(tmp_path / "one"), "-1", str(n)])
+    runpy.run_path(worker, run_name="__main__")  # the one-process run, here
     two = launch([worker, str(tmp_path / "two"), "-1", str(n)], 2, timeout_s=120)
-    assert [r[0] for r in one] == [0], one[0][2][-2000:]
     assert [r[0] for r in two] == [0, 0], [r[2][-2000:] for r in two]
     a = torch.load(tmp_path / "one" / "weights.pt", weights_only=True)
     b = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)

@@ -1,26 +1,38 @@
-"""graphformer classify: node classification (Planetoid, karate club) or graph classification (synthetic structures).
+"""graphformer classify: node classification (Planetoid, heterophilous graphs, karate club) or graph classification.
 
 Every model is one attention layer under different settings: ``gcn`` (fixed
 degree-normalised weights), ``gat`` (additive scores), ``transformer`` (dot
 scores on the edges or on each graph's complete graph, with structural
-encodings) and ``gps`` (local edges + global complete graph per layer).
+encodings) and ``gps`` (local edges + global complete graph per layer). The
+table :data:`MODELS` takes one line per model.
 
-Protocol: for each of ``--runs`` seeds (``seed``, ``seed + 1``, ...) train
-for ``--epochs`` epochs with Adam, evaluate after every epoch, and keep the
-test accuracy of the epoch with the best validation accuracy (ties go to the
-lower validation loss). ``accuracy_mean`` / ``accuracy_std`` summarise the
-runs (sample standard deviation).
+Protocol: for each of ``--runs`` runs (seed ``seed + r``; on the
+heterophilous graphs also split ``r`` of their ten fixed splits) train with
+Adam through :func:`graphformer.train.fit`, evaluate after every epoch, and
+keep the test score of the epoch with the best validation score (ties go to
+the lower validation loss). The score is the accuracy, or the ROC AUC on the
+binary heterophilous graphs (minesweeper, tolokers, questions), as in their
+paper. ``<metric>_mean`` / ``<metric>_std`` summarise the runs (sample
+standard deviation).
 
 Datasets:
 
 * ``Cora``, ``CiteSeer``, ``PubMed``: PyG's ``Planetoid`` under ``--root``
   (raw files must already be there: nothing is downloaded), public split,
   features scaled to rows summing to 1.
+* ``minesweeper``, ``tolokers``, ``chameleon_filtered``, ``squirrel_filtered``:
+  PyG's ``HeterophilousGraphDataset`` from ``<root>/<name>.npz`` or
+  ``<root>/<name>/raw/<name>.npz``, copied to a writable cache when the
+  source is read-only (:mod:`graphformer.data.heterophilous`); edges made
+  bidirectional; ``--runs N`` takes the first N of the ten fixed splits.
 * ``karate``: Zachary's karate club, two labelled leaders
   (:func:`graphformer.data.graphs.karate_club`).
 * ``synthetic-structures``: 1200 small graphs in 8 structural classes with
   constant node features, split 60/20/20
-  (:func:`graphformer.data.graphs.synthetic_structures`).
+  (:func:`graphformer.data.graphs.synthetic_structures`). Graph-level
+  training runs on mini-batches of ``--batch-size`` graphs and on many
+  processes under ``torchrun``; node-level training is one full-graph step
+  per epoch on one process.
 
 Legend: N nodes, E edges, B graphs, F features, K classes, k encoding width.
 """
@@ -28,33 +40,43 @@ Legend: N nodes, E edges, B graphs, F features, K classes, k encoding width.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import math
+import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import train as engine
 from .data.graphs import NODE_ENCODINGS, parse_encoding
+from .data.heterophilous import BINARY, HETEROPHILOUS
 from .models.graph import GAT, GCN, GPS, GraphTransformer, mean_pool
+from .train import option
 
 __all__ = [
     "GRAPH_DATASETS",
+    "HETEROPHILOUS_DATASETS",
     "MODELS",
     "NODE_DATASETS",
+    "ClassifyConfig",
+    "ModelArgs",
     "add_arguments",
     "build_model",
     "load_dataset",
+    "roc_auc",
     "run",
     "train_graph_classifier",
     "train_node_classifier",
 ]
 
-NODE_DATASETS = ("Cora", "CiteSeer", "PubMed", "karate")
+HETEROPHILOUS_DATASETS = ("minesweeper", "tolokers", "chameleon_filtered", "squirrel_filtered")
+NODE_DATASETS = ("Cora", "CiteSeer", "PubMed", "karate", *HETEROPHILOUS_DATASETS)
 GRAPH_DATASETS = ("synthetic-structures",)
-MODELS = ("gcn", "gat", "transformer", "gps")
 
 # Published settings (Kipf & Welling 2017; Velickovic et al. 2018); the transformer rows are ours.
 NODE_DEFAULTS = {
@@ -74,7 +96,15 @@ GRAPH_DEFAULTS = {
     name: {"hidden": 64, "heads": 1 if name == "gcn" else 4, "layers": 3, "dropout": 0.0,
            # GCN's mean-pooled degree-normalised sums barely move at 0.001 in 100 epochs
            "lr": 0.01 if name == "gcn" else 0.001, "weight_decay": 0.0, "epochs": 100, "encoding": "random-walk"}
-    for name in MODELS
+    for name in NODE_DEFAULTS
+}
+# Heterophilous graphs, CPU-sized: the paper's recipe is hidden 512, 8 heads, dropout 0.2, Adam lr 3e-5,
+# 1000 steps, 1-5 layers chosen on validation (pass those flags on a GPU: docs/training.md); at hidden 512 a
+# training step costs about 1.5-5 s per layer on a 2-core CPU. These defaults train at hidden 64.
+HETERO_DEFAULTS = {
+    name: {"hidden": 16 if name == "gat" else 64, "heads": 4 if name != "gcn" else 1, "layers": 2, "dropout": 0.2,
+           "lr": 0.01 if name in ("gcn", "gat") else 0.001, "weight_decay": 0.0, "epochs": 500, "encoding": "none"}
+    for name in NODE_DEFAULTS
 }
 MAX_DISTANCE = 8  # shortest-path distances above this share one bias (synthetic graphs have diameter <= 39)
 
@@ -85,18 +115,32 @@ def load_dataset(name: str, root: str | Path = "data"):
 
     Raises:
         ValueError: unknown name (the message lists the known ones).
-        FileNotFoundError: a Planetoid dataset whose raw files are not under ``root``.
+        FileNotFoundError: a Planetoid / heterophilous dataset whose raw files are not under ``root``.
     """
     from .data import graphs
 
     key = name.lower()
     if key in graphs.PLANETOID:
         return graphs.load_planetoid(root, key)
+    if key.replace("-", "_") in HETEROPHILOUS:
+        from .data.heterophilous import load_heterophilous
+
+        return load_heterophilous(root, key)
     if key in ("karate", "karate-club"):
         return graphs.karate_club()
     if key in ("synthetic-structures", "synthetic"):
         return graphs.synthetic_structures(seed=0)
     raise ValueError(f"unknown dataset {name!r}; choose one of {NODE_DATASETS + GRAPH_DATASETS}")
+
+
+def dataset_kind(name: str) -> str:
+    """``"node"``, ``"heterophilous"`` or ``"graph"``: which defaults and protocol a dataset name takes."""
+    key = name.lower()
+    if key.replace("-", "_") in HETEROPHILOUS:
+        return "heterophilous"
+    if key in ("synthetic-structures", "synthetic"):
+        return "graph"
+    return "node"
 
 
 def _check_node_data(data) -> None:
@@ -112,12 +156,12 @@ def _check_node_data(data) -> None:
                          f"got {tuple(y.shape)} {y.dtype}")
     for mask in ("train_mask", "val_mask", "test_mask"):
         m = getattr(data, mask, None)
-        if m is None or m.dtype != torch.bool or m.shape != y.shape:
-            raise ValueError(f"the dataset needs a bool {mask} of shape [{y.numel()}] (which nodes train, "
-                             "validate and test)")
-        if not bool(m.any()):
+        if m is None or m.dtype != torch.bool or m.shape[0] != y.numel() or m.dim() > 2:
+            raise ValueError(f"the dataset needs a bool {mask} of shape [{y.numel()}] or [{y.numel()}, splits] "
+                             "(which nodes train, validate and test)")
+        if not bool(m.any(0).all()):
             raise ValueError(f"{mask} selects no node")
-        if bool((y[m] < 0).any()):
+        if bool((y[m.any(-1) if m.dim() == 2 else m] < 0).any()):
             raise ValueError(f"some nodes in {mask} have no label (y < 0)")
 
 
@@ -129,6 +173,34 @@ def _node_encoding(data, encoding: str, dim: int) -> Tensor | None:
         raise ValueError(f"encoding {encoding!r}: the shortest-path bias is for graph classification (an N x N "
                          "distance matrix per graph); for nodes use 'none' or one of laplacian, random-walk, degree")
     return None if node is None else node_encoding(data.edge_index, data.num_nodes, node, dim)
+
+
+# ---------------------------------------------------------------- metrics
+def roc_auc(scores: Tensor, labels: Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for the binary ``labels`` (ties count one half).
+
+    The Mann-Whitney statistic: ``(sum of the positives' ranks - P (P + 1) / 2) / (P N)``
+    with average ranks for ties; NaN when one class is absent.
+    """
+    from scipy.stats import rankdata
+
+    s = scores.detach().double().cpu().numpy()
+    y = labels.detach().cpu().numpy().astype(bool)
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> float:
+    return float((logits.argmax(-1) == y).float().mean()) if y.numel() else float("nan")
+
+
+def _score(metric: str, logits: Tensor, y: Tensor) -> float:
+    if metric == "roc_auc":
+        return roc_auc(logits[:, 1] - logits[:, 0], y)
+    return _accuracy(logits, y)
 
 
 # ---------------------------------------------------------------- models
@@ -149,6 +221,56 @@ class _WithEncoding(nn.Module):
         return mean_pool(out, batch) if self.graph_level else out
 
 
+@dataclass
+class ModelArgs:
+    """What a :data:`MODELS` builder gets.
+
+    ``pe_dim`` is 0 without a node encoding; ``max_distance`` is None without
+    the shortest-path bias; ``attention`` is ``"edges"``, ``"complete"`` or None.
+    """
+
+    in_channels: int
+    num_classes: int
+    hidden: int
+    heads: int
+    layers: int
+    dropout: float
+    pe_dim: int
+    sign_flip: bool
+    max_distance: int | None
+    graph_level: bool
+    attention: str | None
+    out_heads: int
+
+
+def _transformer(a: ModelArgs) -> nn.Module:
+    attention = a.attention or ("complete" if a.graph_level or a.max_distance is not None else "edges")
+    return GraphTransformer(a.in_channels, a.hidden, a.num_classes, a.layers, a.heads, a.dropout, pe_dim=a.pe_dim,
+                            sign_flip=a.sign_flip, attention=attention, max_distance=a.max_distance,
+                            graph_level=a.graph_level)
+
+
+# One line per model: name -> builder(ModelArgs), called as model(x, edge_index, batch=, pe=, distance=).
+MODELS: dict[str, Callable[[ModelArgs], nn.Module]] = {
+    "gcn": lambda a: _WithEncoding(GCN(a.in_channels + a.pe_dim, a.hidden, a.num_classes, num_layers=a.layers,
+                                       dropout=a.dropout), a.graph_level),
+    "gat": lambda a: _WithEncoding(GAT(a.in_channels + a.pe_dim, a.hidden, a.num_classes, heads=a.heads,
+                                       out_heads=a.out_heads, num_layers=a.layers, dropout=a.dropout), a.graph_level),
+    "transformer": _transformer,
+    "gps": lambda a: GPS(a.in_channels, a.hidden, a.num_classes, a.layers, a.heads, a.dropout, pe_dim=a.pe_dim,
+                         sign_flip=a.sign_flip, max_distance=a.max_distance, graph_level=a.graph_level,
+                         attn_dropout=GPS_ATTN_DROPOUT),
+}
+ATTENTION_MODELS = ("transformer",)  # models with a choice of --attention edges|complete
+EDGE_ONLY_MODELS = ("gcn", "gat")  # models that attend along edges only (no shortest-path bias)
+HEADLESS_MODELS = ("gcn",)  # models without attention heads
+
+
+def _defaults(table: dict, name: str) -> dict:
+    """The defaults of ``name``, else of its family (``gat-sep`` -> ``gat``), else of the transformer."""
+    return table.get(name) or table.get(name.split("-")[0]) or table["transformer"]
+
+
 def build_model(name: str, in_channels: int, num_classes: int, *, hidden: int, heads: int = 4, layers: int = 2,
                 dropout: float = 0.5, encoding: str = "none", pe_dim: int = 8, graph_level: bool = False,
                 attention: str | None = None, out_heads: int = 1) -> nn.Module:
@@ -161,111 +283,279 @@ def build_model(name: str, in_channels: int, num_classes: int, *, hidden: int, h
     (``"shortest-path"``: a learned attention bias, transformers only).
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+        raise ValueError(f"unknown model {name!r}; choose one of {tuple(MODELS)}")
     node, with_spd = parse_encoding(encoding)
-    pe = pe_dim if node is not None else 0
-    flip = node == "laplacian"
-    spd = MAX_DISTANCE if with_spd else None
-    if name in ("gcn", "gat"):
-        if spd is not None:
-            raise ValueError(f"the shortest-path encoding is an attention bias over all pairs; {name} attends only "
-                             "along edges. Use --model transformer or gps, or a node encoding")
-        if name == "gcn":
-            model = GCN(in_channels + pe, hidden, num_classes, num_layers=layers, dropout=dropout)
-        else:
-            model = GAT(in_channels + pe, hidden, num_classes, heads=heads, out_heads=out_heads,
-                        num_layers=layers, dropout=dropout)
-        return _WithEncoding(model, graph_level)
-    if name == "transformer":
-        attention = attention or ("complete" if graph_level or spd is not None else "edges")
-        return GraphTransformer(in_channels, hidden, num_classes, layers, heads, dropout, pe_dim=pe, sign_flip=flip,
-                                attention=attention, max_distance=spd, graph_level=graph_level)
-    if attention is not None:
-        raise ValueError("--attention applies to the transformer model; GPS always uses both")
-    return GPS(in_channels, hidden, num_classes, layers, heads, dropout, pe_dim=pe, sign_flip=flip,
-               max_distance=spd, graph_level=graph_level, attn_dropout=GPS_ATTN_DROPOUT)
+    if with_spd and name.split("-")[0] in EDGE_ONLY_MODELS:
+        raise ValueError(f"the shortest-path encoding is an attention bias over all pairs; {name} attends only "
+                         "along edges. Use --model transformer or gps, or a node encoding")
+    if attention is not None and name not in ATTENTION_MODELS:
+        raise ValueError(f"--attention applies to --model {' / '.join(ATTENTION_MODELS)}; {name} always attends "
+                         "as it is defined")
+    args = ModelArgs(in_channels, num_classes, hidden, heads, layers, dropout, pe_dim if node is not None else 0,
+                     node == "laplacian", MAX_DISTANCE if with_spd else None, graph_level, attention, out_heads)
+    return MODELS[name](args)
+
+
+# ------------------------------------------------------------ configuration
+def _graph_level(cfg) -> bool:
+    return dataset_kind(cfg.dataset) == "graph"
+
+
+@dataclass(kw_only=True)
+class ClassifyConfig(engine.TrainConfig):
+    """A ``graphformer classify`` run; each field is one flag.
+
+    Model settings left None take the defaults of the model on the dataset's
+    kind (:data:`NODE_DEFAULTS`: the published GCN / GAT settings;
+    :data:`GRAPH_DEFAULTS`; :data:`HETERO_DEFAULTS`); see :meth:`resolved`.
+    """
+
+    dataset: str = option("Cora", f"one of {', '.join(NODE_DATASETS + GRAPH_DATASETS)}")
+    root: str = option("data", "folder holding <Name>/raw/ind.<name>.* (Planetoid) or <name>.npz / "
+                       "<name>/raw/<name>.npz (heterophilous); nothing is downloaded")
+    model: str = option("gcn", "the model", choices=tuple(MODELS))
+    runs: int = option(10, "runs with seeds seed, seed+1, ...; heterophilous graphs: the first N of the ten splits")
+    epochs: int | None = option(None, "default: 200 (nodes), 100 (graphs), 500 (heterophilous)")
+    lr: float | None = option(None, "default: 0.01 gcn, 0.005 gat/transformer/gps; 0.001 for graphs (gcn 0.01); "
+                              "heterophilous 0.01 gcn/gat, 0.001 transformer/gps")
+    weight_decay: float | None = option(None, "default: 5e-4 (nodes), 0 (graphs, heterophilous)")
+    seed: int = option(0, "first seed")
+    hidden: int | None = option(None, "hidden width (per head for gat); default: 16 gcn, 8 gat, 64 (heterophilous: "
+                                "16 per head for gat, else 64)")
+    heads: int | None = option(None, "attention heads; default: 8 gat, 4 transformer/gps",
+                               applies=(lambda c: c.model not in HEADLESS_MODELS, "models with attention heads"))
+    layers: int | None = option(None, "default: 2 (nodes), 3 (graphs)")
+    dropout: float | None = option(None, "default: 0.5 gcn/transformer/gps, 0.6 gat; 0 for graphs, 0.2 "
+                                   "heterophilous")
+    encoding: str | None = option(None, f"structural encoding: none, {', '.join(NODE_ENCODINGS)}, shortest-path, "
+                                  "or a node encoding + shortest-path (e.g. degree+shortest-path); default: none for "
+                                  "gcn/gat on nodes and for every model on the heterophilous graphs, random-walk "
+                                  "otherwise",
+                                  metavar="NAME")
+    pe_dim: int = option(8, "width of the node encoding")
+    attention: str | None = option(None, "attend along the edges (default for nodes) or over each graph's complete "
+                                   "graph (default for graphs and with shortest-path)", choices=("edges", "complete"),
+                                   applies=(lambda c: c.model in ATTENTION_MODELS,
+                                            "--model " + " / ".join(ATTENTION_MODELS)))
+    batch_size: int | None = option(None, "graphs per global batch (default: 64)",
+                                    applies=(_graph_level, "graph-level datasets (node-level datasets train on the "
+                                             "whole graph at every step)"))
+    out_heads: int | None = option(None, "heads of GAT's last layer (default: 8 on PubMed as in the GAT paper, "
+                                   "else 1)", applies=(lambda c: c.model.split("-")[0] == "gat", "--model gat"))
+
+    def resolved(self) -> ClassifyConfig:
+        """A copy with every None setting replaced by its default."""
+        kind = dataset_kind(self.dataset)
+        table = {"node": NODE_DEFAULTS, "graph": GRAPH_DEFAULTS, "heterophilous": HETERO_DEFAULTS}[kind]
+        defaults = _defaults(table, self.model)
+        values = {k: getattr(self, k) if getattr(self, k) is not None else v for k, v in defaults.items()}
+        if self.batch_size is None:
+            values["batch_size"] = 64
+        if self.out_heads is None:
+            values["out_heads"] = 8 if self.model.split("-")[0] == "gat" and self.dataset.lower() == "pubmed" else 1
+        return dataclasses.replace(self, **values)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` on an impossible setting (call on :meth:`resolved`)."""
+        super().check()
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {tuple(MODELS)}")
+        if self.runs < 1:
+            raise ValueError(f"--runs must be >= 1, got {self.runs}")
+        parse_encoding(self.encoding)
+        for key in ("hidden", "heads", "layers", "pe_dim"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must lie in [0, 1), got {self.dropout}")
+
+
+def _resolve(cfg: ClassifyConfig, given: set[str] | None, applicable: bool = True) -> ClassifyConfig:
+    if applicable:
+        engine.check_applicable(cfg, given)
+    out = cfg.resolved()
+    out.check()
+    return out
 
 
 # -------------------------------------------------------------- training
-def _accuracy(logits: Tensor, y: Tensor) -> float:
-    return float((logits.argmax(-1) == y).float().mean()) if y.numel() else float("nan")
+def _summary(runs: list[dict], metric: str) -> dict:
+    test = [r[f"test_{metric}"] for r in runs]
+    mean = sum(test) / len(test)
+    std = math.sqrt(sum((a - mean) ** 2 for a in test) / (len(test) - 1)) if len(test) > 1 else 0.0
+    val = [r[f"val_{metric}"] for r in runs]
+    return {f"{metric}_mean": mean, f"{metric}_std": std, f"val_{metric}_mean": sum(val) / len(val)}
 
 
-def _better(val_acc: float, val_loss: float, best: tuple[float, float] | None) -> bool:
-    return best is None or val_acc > best[0] or (val_acc == best[0] and val_loss < best[1])
+def _fit_config(cfg: ClassifyConfig, seed: int) -> engine.TrainConfig:
+    """The engine's settings of one run (monitoring, no early stopping unless --patience)."""
+    base = {f.name for f in dataclasses.fields(engine.TrainConfig)}
+    return engine.TrainConfig(**{**{k: getattr(cfg, k) for k in base}, "seed": seed})
 
 
-def _summary(runs: list[dict]) -> dict:
-    acc = [r["test_accuracy"] for r in runs]
-    mean = sum(acc) / len(acc)
-    std = math.sqrt(sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) if len(acc) > 1 else 0.0
-    val = [r["val_accuracy"] for r in runs]
-    return {"accuracy_mean": mean, "accuracy_std": std, "val_accuracy_mean": sum(val) / len(val)}
+def _node_runs(data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, progress: bool) -> tuple[list, int]:
+    _check_node_data(data)
+    dev = ctx.device
+    x, y = data.x.float().to(dev), data.y.long().to(dev)
+    num_classes = int(y.max()) + 1
+    pe = _node_encoding(data, cfg.encoding, cfg.pe_dim)
+    pe = pe.to(dev) if pe is not None else None
+    splits = data.train_mask.size(1) if data.train_mask.dim() == 2 else None
+    if splits is not None and cfg.runs > splits:
+        raise ValueError(f"--runs {cfg.runs}: {cfg.dataset} has {splits} fixed splits; use --runs {splits} or fewer")
+    results, num_params = [], 0
+    for r in range(cfg.runs):
+        train_m, val_m, test_m = ((m[:, r] if splits is not None else m).to(dev)
+                                  for m in (data.train_mask, data.val_mask, data.test_mask))
+        torch.manual_seed(cfg.seed + r)
+        net = build_model(cfg.model, x.size(1), num_classes, hidden=cfg.hidden, heads=cfg.heads, layers=cfg.layers,
+                          dropout=cfg.dropout, encoding=cfg.encoding, pe_dim=cfg.pe_dim, attention=cfg.attention,
+                          out_heads=cfg.out_heads).to(dev)
+        num_params = sum(p.numel() for p in net.parameters())
+        graph = net.prepare(data.edge_index.to(dev), x.size(0))
+        start = time.perf_counter()
+
+        def loss_fn(model, _batch, graph=graph, train_m=train_m):
+            return F.cross_entropy(model(x, graph, pe=pe)[train_m].float(), y[train_m])
+
+        def evaluate(model, graph=graph, val_m=val_m, test_m=test_m):
+            out = model(x, graph, pe=pe).float()
+            return {"val": _score(metric, out[val_m], y[val_m]),
+                    "val_loss": float(F.cross_entropy(out[val_m], y[val_m])),
+                    "test": _score(metric, out[test_m], y[test_m])}
+
+        fit = engine.fit(net, _fit_config(cfg, cfg.seed + r), ctx, loss_fn=loss_fn, evaluate=evaluate,
+                         monitor=("val", "val_loss"), mode=("max", "min"), progress=progress,
+                         desc=f"{cfg.model} run {r + 1}/{cfg.runs}", log=lambda line: None)
+        record = {"seed": cfg.seed + r, "best_epoch": fit.best_epoch, f"val_{metric}": fit.best["val"],
+                  f"test_{metric}": fit.best["test"], "seconds": time.perf_counter() - start}
+        if splits is not None:
+            record["split"] = r
+        results.append(record)
+    return results, num_params
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool, split_seed: int = 0):
+    from .data.graphs import add_encodings, collate, split_indices
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="epoch", mininterval=0.5, leave=False)
+    if not graphs:
+        raise ValueError("graph classification needs at least one graph")
+    if any(getattr(g, "y", None) is None for g in graphs):
+        raise ValueError("some graphs have no label (g.y is missing); graph classification needs one class id "
+                         "per graph")
+    graphs = add_encodings(list(graphs), cfg.encoding, cfg.pe_dim, MAX_DISTANCE)
+    labels = torch.cat([g.y.view(-1) for g in graphs]).long()
+    num_classes = int(labels.max()) + 1
+    train_idx, val_idx, test_idx = split_indices(len(graphs), seed=split_seed)
+    dev = ctx.device
+
+    def to(t):
+        return None if t is None else t.to(dev, non_blocking=True)
+
+    def forward(net, b):
+        return net(to(b.x), to(b.edge_index), batch=to(b.batch), pe=to(b.pe), distance=to(b.distance))
+
+    def batches(idx):  # this process's share of the graphs, in order
+        mine = idx[list(engine.shard(len(idx), ctx))]
+        return [collate([graphs[i] for i in mine[k:k + 256]]) for k in range(0, len(mine), 256)]
+
+    eval_batches = {"val": batches(val_idx), "test": batches(test_idx)}
+
+    def evaluate(net):
+        out = {}
+        for name, parts in eval_batches.items():
+            correct = loss = count = 0.0
+            for b in parts:
+                logits = forward(net, b).float()
+                target = b.y.to(dev)
+                correct += float((logits.argmax(-1) == target).sum())
+                loss += float(F.cross_entropy(logits, target, reduction="sum"))
+                count += target.numel()
+            total = engine.all_reduce_sum(torch.tensor([correct, loss, count], dtype=torch.float64), ctx)
+            out[name], out[f"{name}_loss"] = float(total[0] / total[2]), float(total[1] / total[2])
+        return out
+
+    results, num_params = [], 0
+    for r in range(cfg.runs):
+        torch.manual_seed(cfg.seed + r)
+        net = build_model(cfg.model, graphs[0].x.size(1), num_classes, hidden=cfg.hidden, heads=cfg.heads,
+                          layers=cfg.layers, dropout=cfg.dropout, encoding=cfg.encoding, pe_dim=cfg.pe_dim,
+                          graph_level=True, attention=cfg.attention).to(dev)
+        num_params = sum(p.numel() for p in net.parameters())
+        start = time.perf_counter()
+        fit = engine.fit(net, _fit_config(cfg, cfg.seed + r), ctx,
+                         loss_fn=lambda model, b: F.cross_entropy(forward(model, b).float(), b.y.to(dev)),
+                         train_size=len(train_idx), get_batch=lambda i: collate([graphs[j] for j in train_idx[i]]),
+                         evaluate=evaluate, monitor=("val", "val_loss"), mode=("max", "min"), progress=progress,
+                         desc=f"{cfg.model} run {r + 1}/{cfg.runs}", log=lambda line: None)
+        results.append({"seed": cfg.seed + r, "best_epoch": fit.best_epoch, "val_accuracy": fit.best["val"],
+                        "test_accuracy": fit.best["test"], "seconds": time.perf_counter() - start})
+    return results, num_params
+
+
+def _config_record(cfg: ClassifyConfig) -> dict:
+    keys = ["model", "hidden", "heads", "layers", "dropout", "lr", "weight_decay", "epochs", "encoding", "pe_dim",
+            "seed", "device", "precision", "optimizer", "schedule", "warmup_steps", "grad_clip", "patience",
+            "threads"]
+    record = {k: getattr(cfg, k) for k in keys}
+    record["num_runs"] = cfg.runs
+    return record
+
+
+def _legacy_config(model: str, kind: str, runs: int, epochs, seed: int, lr, weight_decay, hidden, heads, layers,
+                   dropout, encoding, pe_dim: int, attention, extra: dict) -> ClassifyConfig:
+    dataset = {"node": "karate", "graph": "synthetic-structures"}[kind]
+    cfg = ClassifyConfig(dataset=dataset, model=model, runs=runs, epochs=epochs, seed=seed, lr=lr,
+                         weight_decay=weight_decay, hidden=hidden, heads=heads, layers=layers, dropout=dropout,
+                         encoding=encoding, pe_dim=pe_dim, attention=attention, **extra)
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {tuple(MODELS)}")
+    return _resolve(cfg, None, applicable=False)  # the Python functions share keyword arguments across models
 
 
 def train_node_classifier(data, model: str = "gcn", *, runs: int = 1, epochs: int | None = None, seed: int = 0,
                           lr: float | None = None, weight_decay: float | None = None, hidden: int | None = None,
                           heads: int | None = None, layers: int | None = None, dropout: float | None = None,
                           encoding: str | None = None, pe_dim: int = 8, attention: str | None = None,
-                          out_heads: int = 1, progress: bool = False) -> dict:
+                          out_heads: int = 1, progress: bool = False, metric: str = "accuracy",
+                          device: str = "auto", precision: str = "fp32", threads: int | None = None,
+                          defaults: str = "node") -> dict:
     """Train ``model`` on one graph with train/val/test masks, ``runs`` times; return the metrics.
 
     Options left as None take the model's defaults (:data:`NODE_DEFAULTS`: the
-    published settings for GCN and GAT). The layout of the edges is built once
-    per run (``model.prepare``) and reused by every epoch.
+    published settings for GCN and GAT; ``defaults="heterophilous"`` takes
+    :data:`HETERO_DEFAULTS`). Masks of shape ``[N, S]`` hold S fixed splits:
+    run ``r`` uses split ``r``. ``metric`` is ``"accuracy"`` or ``"roc_auc"``
+    (binary labels). Each epoch is one full-graph step through
+    :func:`graphformer.train.fit`; the layout of the edges is built once per run.
 
     Returns:
-        ``{"accuracy_mean", "accuracy_std", "val_accuracy_mean", "runs": [{"seed", "best_epoch",
-        "val_accuracy", "test_accuracy", "seconds"}, ...], "config": {...}}``.
+        ``{"<metric>_mean", "<metric>_std", "val_<metric>_mean", "runs": [{"seed", "best_epoch",
+        "val_<metric>", "test_<metric>", "seconds"}, ...], "config": {...}}``.
     """
-    _check_node_data(data)
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
-    cfg = _config(NODE_DEFAULTS[model], epochs=epochs, lr=lr, weight_decay=weight_decay, hidden=hidden, heads=heads,
-                  layers=layers, dropout=dropout, encoding=encoding)
-    _check_runs(runs, cfg["epochs"])
-    x, y = data.x.float(), data.y.long()
-    num_classes = int(y.max()) + 1
-    pe = _node_encoding(data, cfg["encoding"], pe_dim)
-    masks = data.train_mask, data.val_mask, data.test_mask
-    results = []
-    bar = _progress(runs * cfg["epochs"], progress, f"{model}")
-    for r in range(runs):
-        torch.manual_seed(seed + r)
-        net = build_model(model, x.size(1), num_classes, hidden=cfg["hidden"], heads=cfg["heads"],
-                          layers=cfg["layers"], dropout=cfg["dropout"], encoding=cfg["encoding"], pe_dim=pe_dim,
-                          attention=attention, out_heads=out_heads)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        start = time.perf_counter()
-        graph = net.prepare(data.edge_index, x.size(0))
-        best, best_epoch, best_test = None, 0, float("nan")
-        for epoch in range(1, cfg["epochs"] + 1):
-            net.train()
-            opt.zero_grad()
-            loss = F.cross_entropy(net(x, graph, pe=pe)[masks[0]], y[masks[0]])
-            loss.backward()
-            opt.step()
-            net.eval()
-            with torch.no_grad():
-                out = net(x, graph, pe=pe)
-            val_loss = float(F.cross_entropy(out[masks[1]], y[masks[1]]))
-            val_acc = _accuracy(out[masks[1]], y[masks[1]])
-            if _better(val_acc, val_loss, best):
-                best, best_epoch, best_test = (val_acc, val_loss), epoch, _accuracy(out[masks[2]], y[masks[2]])
-            bar.update()
-            bar.set_postfix(run=r + 1, loss=f"{loss.item():.3f}", val=f"{best[0]:.3f}", test=f"{best_test:.3f}")
-        results.append({"seed": seed + r, "best_epoch": best_epoch, "val_accuracy": best[0],
-                        "test_accuracy": best_test, "seconds": time.perf_counter() - start})
-    bar.close()
-    num_params = sum(p.numel() for p in net.parameters())
-    return {**_summary(results), "runs": results, "num_parameters": num_params,
-            "config": {"model": model, **cfg, "pe_dim": pe_dim, "seed": seed, "num_runs": runs}}
+    if metric not in ("accuracy", "roc_auc"):
+        raise ValueError(f"metric must be 'accuracy' or 'roc_auc', got {metric!r}")
+    cfg = _legacy_config(model, "node", runs, epochs, seed, lr, weight_decay, hidden, heads, layers, dropout,
+                         encoding, pe_dim, attention, {"device": device, "precision": precision, "threads": threads})
+    if defaults == "heterophilous":
+        cfg = _resolve(dataclasses.replace(cfg, dataset="minesweeper", **{
+            k: None for k, v in (("epochs", epochs), ("lr", lr), ("weight_decay", weight_decay), ("hidden", hidden),
+                                 ("heads", heads), ("layers", layers), ("dropout", dropout),
+                                 ("encoding", encoding)) if v is None}), None, applicable=False)
+    cfg = dataclasses.replace(cfg, out_heads=out_heads)
+    return _train_nodes(data, cfg, metric, progress)
+
+
+def _train_nodes(data, cfg: ClassifyConfig, metric: str, progress: bool) -> dict:
+    with engine.distributed(cfg.device) as ctx:
+        if ctx.distributed:
+            raise ValueError(f"{cfg.dataset} is one graph: node classification trains on the whole graph at every "
+                             "step, on one process; start it without torchrun")
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        results, num_params = _node_runs(data, cfg, metric, ctx, progress)
+    return {**_summary(results, metric), "metric": metric, "runs": results, "num_parameters": num_params,
+            "config": {**_config_record(cfg), "out_heads": cfg.out_heads, "device": str(ctx.device)}}
 
 
 def train_graph_classifier(graphs, model: str = "transformer", *, runs: int = 1, epochs: int | None = None,
@@ -273,150 +563,70 @@ def train_graph_classifier(graphs, model: str = "transformer", *, runs: int = 1,
                            hidden: int | None = None, heads: int | None = None, layers: int | None = None,
                            dropout: float | None = None, encoding: str | None = None, pe_dim: int = 8,
                            attention: str | None = None, batch_size: int = 64, split_seed: int = 0,
-                           progress: bool = False) -> dict:
+                           progress: bool = False, device: str = "auto", precision: str = "fp32",
+                           threads: int | None = None) -> dict:
     """Train a graph classifier on a list of small graphs (PyG ``Data`` with ``y`` ``[1]``); return the metrics.
 
     The graphs are split 60/20/20 (seeded by ``split_seed``, the same for
     every run), encoded once (:func:`graphformer.data.graphs.add_encodings`)
-    and batched PyG-style (:func:`graphformer.data.graphs.collate`).
-    Metrics as :func:`train_node_classifier`.
+    and batched PyG-style (:func:`graphformer.data.graphs.collate`) in global
+    batches of ``batch_size`` graphs (shared among the processes under
+    torchrun). Metrics as :func:`train_node_classifier`.
     """
-    from .data.graphs import add_encodings, collate, split_indices
-
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not graphs:
         raise ValueError("graph classification needs at least one graph")
     if any(getattr(g, "y", None) is None for g in graphs):
         raise ValueError("some graphs have no label (g.y is missing); graph classification needs one class id "
                          "per graph")
-    cfg = _config(GRAPH_DEFAULTS[model], epochs=epochs, lr=lr, weight_decay=weight_decay, hidden=hidden,
-                  heads=heads, layers=layers, dropout=dropout, encoding=encoding)
-    _check_runs(runs, cfg["epochs"])
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    graphs = add_encodings(list(graphs), cfg["encoding"], pe_dim, MAX_DISTANCE)
-    labels = torch.cat([g.y.view(-1) for g in graphs]).long()
-    num_classes = int(labels.max()) + 1
-    train_idx, val_idx, test_idx = split_indices(len(graphs), seed=split_seed)
-    eval_batches = {name: [collate([graphs[i] for i in idx[k:k + 256]]) for k in range(0, len(idx), 256)]
-                    for name, idx in (("val", val_idx), ("test", test_idx))}
-
-    def forward(net, b):
-        return net(b.x, b.edge_index, batch=b.batch, pe=b.pe, distance=b.distance)
-
-    def evaluate(net, name):
-        net.eval()
-        with torch.no_grad():
-            out = torch.cat([forward(net, b) for b in eval_batches[name]])
-            y = torch.cat([b.y for b in eval_batches[name]])
-        return _accuracy(out, y), float(F.cross_entropy(out, y))
-
-    results = []
-    bar = _progress(runs * cfg["epochs"], progress, f"{model}/{cfg['encoding']}")
-    for r in range(runs):
-        torch.manual_seed(seed + r)
-        gen = torch.Generator().manual_seed(seed + r)
-        net = build_model(model, graphs[0].x.size(1), num_classes, hidden=cfg["hidden"], heads=cfg["heads"],
-                          layers=cfg["layers"], dropout=cfg["dropout"], encoding=cfg["encoding"], pe_dim=pe_dim,
-                          graph_level=True, attention=attention)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        start = time.perf_counter()
-        best, best_epoch, best_test = None, 0, float("nan")
-        for epoch in range(1, cfg["epochs"] + 1):
-            net.train()
-            order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-            for k in range(0, len(order), batch_size):
-                b = collate([graphs[i] for i in order[k:k + batch_size]])
-                opt.zero_grad()
-                loss = F.cross_entropy(forward(net, b), b.y)
-                loss.backward()
-                opt.step()
-            val_acc, val_loss = evaluate(net, "val")
-            if _better(val_acc, val_loss, best):
-                best, best_epoch, best_test = (val_acc, val_loss), epoch, evaluate(net, "test")[0]
-            bar.update()
-            bar.set_postfix(run=r + 1, loss=f"{loss.item():.3f}", val=f"{best[0]:.3f}", test=f"{best_test:.3f}")
-        results.append({"seed": seed + r, "best_epoch": best_epoch, "val_accuracy": best[0],
-                        "test_accuracy": best_test, "seconds": time.perf_counter() - start})
-    bar.close()
-    num_params = sum(p.numel() for p in net.parameters())
-    return {**_summary(results), "runs": results, "num_parameters": num_params,
-            "config": {"model": model, **cfg, "pe_dim": pe_dim, "batch_size": batch_size, "seed": seed,
-                       "num_runs": runs, "attention": attention}}
+    cfg = _legacy_config(model, "graph", runs, epochs, seed, lr, weight_decay, hidden, heads, layers, dropout,
+                         encoding, pe_dim, attention, {"device": device, "precision": precision, "threads": threads,
+                                                       "batch_size": batch_size})
+    return _train_graphs(graphs, cfg, progress, split_seed)
 
 
-def _config(defaults: dict, **given) -> dict:
-    cfg = dict(defaults)
-    cfg.update({k: v for k, v in given.items() if v is not None})
-    parse_encoding(cfg["encoding"])
-    for key in ("hidden", "heads", "layers"):
-        if cfg[key] < 1:
-            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
-    if not 0.0 <= cfg["dropout"] < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {cfg['dropout']}")
-    return cfg
-
-
-def _check_runs(runs: int, epochs: int) -> None:
-    if runs < 1 or epochs < 1:
-        raise ValueError(f"runs and epochs must be >= 1, got runs={runs}, epochs={epochs}")
+def _train_graphs(graphs, cfg: ClassifyConfig, progress: bool, split_seed: int = 0) -> dict:
+    with engine.distributed(cfg.device) as ctx:
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        results, num_params = _graph_runs(graphs, cfg, ctx, progress and ctx.is_main, split_seed)
+    return {**_summary(results, "accuracy"), "metric": "accuracy", "runs": results, "num_parameters": num_params,
+            "config": {**_config_record(cfg), "batch_size": cfg.batch_size, "attention": cfg.attention,
+                       "processes": ctx.world_size, "device": str(ctx.device)}}
 
 
 # ------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``graphformer classify``."""
-    parser.add_argument("--dataset", default="Cora",
-                        help=f"one of {', '.join(NODE_DATASETS + GRAPH_DATASETS)} (default: %(default)s)")
-    parser.add_argument("--root", default="data",
-                        help="folder holding <Name>/raw/ind.<name>.* for the Planetoid datasets; nothing is "
-                             "downloaded (default: %(default)s)")
-    parser.add_argument("--model", choices=MODELS, default="gcn", help="(default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=10, help="seeds seed, seed+1, ... (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, help="default: 200 (nodes), 100 (graphs)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (default: %(default)s)")
-    parser.add_argument("--lr", type=float, help="default: 0.01 gcn, 0.005 gat/transformer/gps; 0.001 for graphs "
-                                                 "(gcn 0.01)")
-    parser.add_argument("--weight-decay", type=float, help="default: 5e-4 (nodes), 0 (graphs)")
-    parser.add_argument("--hidden", type=int, help="hidden width (per head for gat); default: 16 gcn, 8 gat, 64")
-    parser.add_argument("--heads", type=int, help="attention heads; default: 8 gat, 4 transformer/gps")
-    parser.add_argument("--layers", type=int, help="default: 2 (nodes), 3 (graphs)")
-    parser.add_argument("--dropout", type=float, help="default: 0.5 gcn/transformer/gps, 0.6 gat; 0 for graphs")
-    parser.add_argument("--encoding", metavar="NAME",
-                        help=f"structural encoding: none, {', '.join(NODE_ENCODINGS)}, shortest-path, or a node "
-                             "encoding + shortest-path (e.g. degree+shortest-path); default: none for gcn/gat on "
-                             "nodes, random-walk otherwise")
-    parser.add_argument("--pe-dim", type=int, default=8, help="width of the node encoding (default: %(default)s)")
-    parser.add_argument("--attention", choices=("edges", "complete"),
-                        help="transformer only: attend along the edges (default for nodes) or over each graph's "
-                             "complete graph (default for graphs and with shortest-path)")
-    parser.add_argument("--batch-size", type=int, default=64, help="graphs per batch (default: %(default)s)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", help="folder for metrics.json")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    """Options of ``graphformer classify``: the fields of :class:`ClassifyConfig`, then the run's."""
+    engine.add_config_arguments(parser, ClassifyConfig)
+    parser.add_argument("--out", help="folder for metrics.json (an existing run folder needs --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (results are the same)")
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Load the dataset, train ``--runs`` times and return (and write) the metrics."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    data = load_dataset(args.dataset, args.root)
-    common = {"runs": args.runs, "epochs": args.epochs, "seed": args.seed, "lr": args.lr,
-              "weight_decay": args.weight_decay, "hidden": args.hidden, "heads": args.heads, "layers": args.layers,
-              "dropout": args.dropout, "encoding": args.encoding, "pe_dim": args.pe_dim, "attention": args.attention,
-              "progress": not args.no_progress}
+    """Check ``--out``, load the dataset, train ``--runs`` times; return (and write) the metrics."""
+    cfg, given = engine.config_from_args(ClassifyConfig, args)
+    cfg = _resolve(cfg, given)
+    if cfg.threads is None:  # torch's default oversubscribes a busy machine (docs/training.md)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+        cfg = dataclasses.replace(cfg, threads=engine.default_threads(local))
+    out = engine.RunDir(args.out, overwrite=args.overwrite, is_main=int(os.environ.get("RANK", "0")) == 0)
+    out.check()  # before any work: a file, or an existing run without --overwrite, is an error now
+    data = load_dataset(cfg.dataset, cfg.root)
+    progress = not args.no_progress
+    kind = dataset_kind(cfg.dataset)
     if isinstance(data, list):
-        metrics = train_graph_classifier(data, args.model, batch_size=args.batch_size, **common)
+        metrics = _train_graphs(data, cfg, progress)
     else:
-        out_heads = 8 if args.model == "gat" and args.dataset.lower() == "pubmed" else 1  # as in the GAT paper
-        metrics = train_node_classifier(data, args.model, out_heads=out_heads, **common)
-    metrics = {"dataset": args.dataset, "model": args.model, **metrics}
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"{args.dataset} {args.model}: test accuracy {100 * metrics['accuracy_mean']:.1f} "
-          f"± {100 * metrics['accuracy_std']:.1f} over {args.runs} run(s)")
+        metric = "roc_auc" if kind == "heterophilous" and cfg.dataset.lower() in BINARY else "accuracy"
+        metrics = _train_nodes(data, cfg, metric, progress)
+    metrics = {"dataset": cfg.dataset, "model": cfg.model, **metrics}
+    if out.is_main:
+        out.prepare()
+        out.save_json("metrics.json", metrics)
+        name = metrics["metric"].replace("roc_auc", "ROC AUC").replace("accuracy", "accuracy")
+        print(f"{cfg.dataset} {cfg.model}: test {name} {100 * metrics[metrics['metric'] + '_mean']:.1f} "
+              f"± {100 * metrics[metrics['metric'] + '_std']:.1f} over {cfg.runs} run(s)")
     return metrics

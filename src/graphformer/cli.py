@@ -1,15 +1,17 @@
 """The ``graphformer`` command.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)``
-and ``run(args) -> dict``. The returned metrics are printed as one JSON
-object on the last line of standard output.
+and ``run(args) -> dict``. The returned metrics are printed as one strict
+JSON object (no ``NaN``: a non-finite number is ``null``) on the last line of
+standard output. Under ``torchrun`` only rank 0 prints them; an error on any
+process is printed with its rank and ends the command with exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -50,15 +52,27 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    where = f" (process {rank} of {world})" if world > 1 else ""
     try:
         metrics = args._run(args)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"graphformer {args.command}: error: {err}", file=sys.stderr)
+        print(f"graphformer {args.command}: error{where}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"graphformer {args.command}: interrupted", file=sys.stderr)
+        print(f"graphformer {args.command}: interrupted{where}", file=sys.stderr)
         return 130
-    print(json.dumps(metrics if metrics is not None else {}, ensure_ascii=False))
+    except RuntimeError as err:
+        if world <= 1:
+            raise
+        # a collective failed: usually another process stopped first (its own error names the cause)
+        print(f"graphformer {args.command}: error{where}: {err}".rstrip() + "\n(if another process reported an "
+              "error, that is the cause)", file=sys.stderr)
+        return 1
+    if rank == 0:
+        from .train import dumps
+
+        print(dumps(metrics if metrics is not None else {}))
     return 0
 
 

@@ -45,7 +45,7 @@ A minimal use::
     cfg = engine.TrainConfig(epochs=5, batch_size=32, lr=1e-3, schedule="cosine", warmup_steps=10)
     with engine.distributed(cfg.device) as ctx:
         run = engine.RunDir("runs/a", resume=False, overwrite=False, is_main=ctx.is_main)
-        run.prepare()                              # before any work
+        run.prepare(ctx)                           # before any work
         engine.seed_everything(cfg.seed)
         model = Net().to(ctx.device)
         result = engine.fit(
@@ -121,7 +121,7 @@ __all__ = [
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "halve", "linear")
 OPTIMIZERS = ("adam", "adamw")
-RUN_FILES = ("metrics.json", "last.pt", "best.pt")  # any of these marks a folder as a run folder
+RUN_FILES = ("metrics.json", "last.pt", "best.pt", "forecast.png")  # any of these marks a run folder
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,  # noqa: A002
@@ -250,7 +250,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
     :func:`config_from_args` fills in the dataclass defaults.
     A ``bool`` field becomes ``--name`` / ``--no-name``.
     """
-    for f in dataclasses.fields(cls):
+    base_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    own = parser.add_argument_group(f"{cls.__name__} settings") if cls is not TrainConfig else parser
+    training = parser.add_argument_group("training (graphformer.train: devices, precision, schedule, processes)")
+    fields = sorted(dataclasses.fields(cls), key=lambda f: f.name in base_names)  # the command's own first
+    for f in fields:
+        group = training if f.name in base_names else own
         meta = f.metadata
         if f.name in exclude or not meta.get("flag", True) or f.name.startswith("_"):
             continue
@@ -263,25 +268,28 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         elif default is not None or base is not bool:
             text += f" (default: {default})" if default is not None and f.default is not dataclasses.MISSING else ""
         if base is bool:
-            parser.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction, help=text, **kwargs)
+            group.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction,
+                               help=text.replace("%", "%%"), **kwargs)
             continue
         kwargs["type"] = _parse_optional(base) if optional else base
         if meta.get("choices"):
             kwargs["choices"] = meta["choices"]
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(f"--{_flag(f.name)}", help=text.replace("%", "%%"), **kwargs)
+        group.add_argument(f"--{_flag(f.name)}", help=text.replace("%", "%%"), **kwargs)
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed):
     """``(config, given)``: the dataclass ``cls`` from parsed flags, and the names of the flags given.
 
-    Fields absent from ``args`` keep their dataclass defaults; ``fixed``
-    overrides both.
+    Fields absent from ``args`` keep their dataclass defaults (``--steps``
+    without ``--epochs`` clears the default epochs); ``fixed`` overrides both.
     """
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k for k in vars(args) if k in names}
     values = {k: getattr(args, k) for k in given}
+    if "steps" in given and "epochs" not in given and values["steps"] is not None:
+        values["epochs"] = None  # --steps N replaces the default number of epochs
     values.update(fixed)
     return cls(**values), given
 
@@ -535,7 +543,7 @@ class GlobalBatchSampler:
         """The global batches of ``epoch`` (index tensors)."""
         gen = self._generator(epoch)
         if self.replacement:
-            return [torch.randint(self.n, (self.batch_size,), generator=gen) for _ in range(self._len)]
+            return list(torch.randint(self.n, (self._len, self.batch_size), generator=gen).unbind(0))
         order = torch.randperm(self.n, generator=gen) if self.shuffle else torch.arange(self.n)
         return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(self._len)]
 
@@ -606,10 +614,11 @@ class RunDir:
     """The ``--out`` folder of a run.
 
     :meth:`prepare` checks it before any work: a file is an error; a folder
-    holding files needs ``resume`` (continue from its ``last.pt``) or
-    ``overwrite`` (which empties it first, and is refused on a folder that is
-    not a run folder -- one without ``metrics.json``, ``last.pt`` or
-    ``best.pt`` -- so that a mistyped path never deletes unrelated files).
+    holding a run (any of :data:`RUN_FILES`) needs ``resume`` (continue from
+    its ``last.pt``) or ``overwrite`` (which empties it first, so that no
+    stale file of the old run stays behind). A folder without a run's files
+    (new, empty, or holding only other files such as a log) is used as it is:
+    nothing in it is deleted, so a mistyped path never loses unrelated files.
     Only the main process writes; every write is atomic.
 
     Args:
@@ -627,14 +636,15 @@ class RunDir:
     def __bool__(self) -> bool:
         return self.path is not None
 
-    def prepare(self) -> None:
-        """Check the folder (see the class doc); with ``overwrite``, empty it (main process only)."""
+    def check(self) -> None:
+        """The checks of :meth:`prepare`, reading only (every process may run them)."""
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --out and --overwrite starts it again; not both")
         if self.path is None:
             if self.resume:
                 raise ValueError("--resume needs --out, the folder of the interrupted run")
-            self._prepared = True
+            if self.overwrite:
+                raise ValueError("--overwrite applies with --out")
             return
         p = self.path
         if p.exists() and not p.is_dir():
@@ -643,19 +653,26 @@ class RunDir:
             if not (p / "last.pt").is_file():
                 raise FileNotFoundError(f"nothing to resume: {p / 'last.pt'} does not exist (drop --resume to "
                                         "start a new run)")
-        elif p.is_dir() and any(p.iterdir()):
-            if not self.overwrite:
-                raise ValueError(f"--out {p} already holds a run or other files; add --resume to continue it, "
-                                 "--overwrite to replace it, or choose another folder")
-            if not any((p / name).exists() for name in RUN_FILES):
-                raise ValueError(f"--overwrite: {p} is not a graphformer run folder (no {', '.join(RUN_FILES)}); "
-                                 "refusing to empty it, choose another folder")
-            if self.is_main:
-                for child in p.iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
+        elif self.is_run_folder() and not self.overwrite:
+            raise ValueError(f"--out {p} already holds a run; add --resume to continue it, --overwrite to "
+                             "replace it, or choose another folder")
+
+    def is_run_folder(self) -> bool:
+        """True when the folder holds a run's files (any of :data:`RUN_FILES`)."""
+        return self.path is not None and self.path.is_dir() and any((self.path / n).exists() for n in RUN_FILES)
+
+    def prepare(self, ctx: Context | None = None) -> None:
+        """:meth:`check`, then (``overwrite``, main process) empty the folder; every process waits for it."""
+        ctx = ctx or Context()
+        self.check()
+        ctx.barrier()
+        if self.overwrite and self.is_main and self.is_run_folder():
+            for child in self.path.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        ctx.barrier()
         self._prepared = True
 
     def file(self, name: str) -> Path:
@@ -772,12 +789,17 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def _better(value: float, best: float | None, mode: str) -> bool:
-    if not math.isfinite(value):
+def _key(metrics: dict, monitor: tuple[str, ...], mode: tuple[str, ...]) -> list[float]:
+    """The monitored values, signed so that larger is better (compared in order: ties go to the next)."""
+    return [float(metrics[m]) if d == "max" else -float(metrics[m]) for m, d in zip(monitor, mode)]
+
+
+def _better(key: list[float], best: list[float] | None) -> bool:
+    if not all(math.isfinite(v) for v in key[:1]):
         return False
     if best is None:
         return True
-    return value < best if mode == "min" else value > best
+    return key > best
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -792,7 +814,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         train_size: int | None = None,
         get_batch: Callable[[Tensor], Any] | None = None,
         evaluate: Callable[[nn.Module], dict] | None = None,
-        monitor: str = "loss", mode: str = "min",
+        monitor: str | tuple[str, ...] = "loss", mode: str | tuple[str, ...] = "min",
         run: RunDir | None = None,
         meta: dict | None = None,
         optimizer: torch.optim.Optimizer | None = None,
@@ -817,8 +839,10 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
             same numbers on all; see :func:`shard` and :func:`all_reduce_sum`);
             after every epoch (``epochs``) or every ``eval_every`` steps (``steps``).
         monitor, mode: the metric of ``evaluate`` that picks the best weights
-            and drives early stopping; ``"min"`` or ``"max"``. Without
-            ``evaluate`` the last weights are kept.
+            and drives early stopping; ``"min"`` or ``"max"``. A tuple of
+            names (and of modes) compares in order, ties going to the next
+            (``("val_acc", "val_loss"), ("max", "min")``). Without ``evaluate``
+            the last weights are kept.
         run: the :class:`RunDir` (prepared). It gets ``best.pt`` (``{"model":
             state_dict, **meta, "step", "epoch", "metrics"}``) and ``last.pt``
             (everything needed to resume) after each evaluation. With
@@ -847,10 +871,13 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
     """
     cfg.check()
     ctx = ctx or Context(device=resolve_device(cfg.device))
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    threads = cfg.threads or default_threads(ctx.local_world_size)
-    torch.set_num_threads(threads)
+    monitor = (monitor,) if isinstance(monitor, str) else tuple(monitor)
+    mode = (mode,) * len(monitor) if isinstance(mode, str) else tuple(mode)
+    if len(mode) != len(monitor) or any(m not in ("min", "max") for m in mode):
+        raise ValueError(f"mode must be 'min' or 'max' (one per monitored metric), got {mode!r}")
+    if cfg.threads is not None:  # None: the caller's setting (the commands resolve it with default_threads)
+        torch.set_num_threads(cfg.threads)
+    threads = torch.get_num_threads()
     if log is None:
         def log(line: str) -> None:
             if progress:
@@ -884,13 +911,16 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
 
     history: list[dict] = []
     best: dict = {}
-    best_value: float | None = None
+    best_value: list[float] | None = None
     best_step = best_epoch = bad = step = 0
     stopped = False
     best_state = None
     saved_cfg = cfg.to_dict()
     if run.resume:
         state = run.load("last.pt")
+        if not {"step", "config", "best_value", "rng"} <= set(state):
+            raise ValueError(f"{run.file('last.pt')} was not written by this version's training engine; start the "
+                             "run again with --overwrite")
         free = {"epochs", "steps", "patience", "device", "threads", *resume_ignore}
         theirs = {k: v for k, v in state["config"].items() if k not in free}
         mine = {k: v for k, v in saved_cfg.items() if k not in free}
@@ -902,7 +932,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         history, best = list(state["history"]), dict(state["best"])
-        best_value = state["best_value"]
+        best_value = None if state["best_value"] is None else [float(v) for v in state["best_value"]]
         best_step, best_epoch, bad = int(state["best_step"]), int(state["best_epoch"]), int(state["bad"])
         step, stopped = int(state["step"]), bool(state["stopped"])
         _set_rng_state(state["rng"])
@@ -931,8 +961,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
                 s += 1
                 continue
             e, within = divmod(s, steps_per_epoch)
-            for item in sampler.epoch(e, within):
-                yield item
+            yield from sampler.epoch(e, within)
             s = (e + 1) * steps_per_epoch
 
     epoch_seconds: list[float] = []
@@ -985,10 +1014,11 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         record.update(metrics)
         history.append(record)
         improved = False
-        if evaluate is not None and monitor not in metrics:
-            raise ValueError(f"evaluate() returned {sorted(metrics)}, without the monitored {monitor!r}")
-        value = metrics[monitor] if evaluate is not None else float(-step if mode == "min" else step)
-        if _better(value, best_value, mode):
+        missing = [m for m in monitor if m not in metrics]
+        if evaluate is not None and missing:
+            raise ValueError(f"evaluate() returned {sorted(metrics)}, without the monitored {missing}")
+        value = _key(metrics, monitor, mode) if evaluate is not None else [float(step)]
+        if _better(value, best_value):
             improved = True
             best_value, best, best_step, best_epoch, bad = value, metrics, step, record["epoch"], 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -125,10 +125,10 @@ def _fill_missing(frame: pd.DataFrame, fill: str | None, where: str) -> pd.DataF
     if fill is None:
         row, col = (int(i) for i in np.argwhere(missing)[0])
         raise ValueError(f"{where}: missing value in column {frame.columns[col]!r} at data row {row} "
-                         f"({int(missing.sum())} missing in all); pass fill='ffill' (or 'bfill', "
-                         "'interpolate', 'zero') to fill them")
+                         f"({int(missing.sum())} missing in all); fill them with --fill ffill (or bfill, "
+                         "interpolate, zero; fill='ffill' in Python)")
     if fill not in FILLS:
-        raise ValueError(f"fill must be None or one of {FILLS}, got {fill!r}")
+        raise ValueError(f"--fill must be one of {', '.join(FILLS)}, got {fill!r}")
     if fill == "zero":
         return frame.fillna(0.0)
     if fill == "interpolate":
@@ -139,12 +139,13 @@ def _fill_missing(frame: pd.DataFrame, fill: str | None, where: str) -> pd.DataF
         row, col = (int(i) for i in np.argwhere(frame.isna().to_numpy())[0])
         edge = "leading" if fill == "ffill" else "trailing"
         raise ValueError(f"{where}: fill={fill!r} cannot fill the {edge} missing value in column "
-                         f"{frame.columns[col]!r} at data row {row}; use fill='interpolate'")
+                         f"{frame.columns[col]!r} at data row {row}; use --fill interpolate")
     return frame
 
 
 def read_csv_series(path: str | os.PathLike, *, date_column: str | None = "date", fill: str | None = None,
-                    name: str | None = None) -> TimeSeries:
+                    name: str | None = None, date_format: str | None = None, sep: str = ",",
+                    date_required: bool = False) -> TimeSeries:
     """Read a CSV with a header row: an optional date column, then numeric columns.
 
     This is the layout of the ETT files (``date,HUFL,...,OT``) and of
@@ -157,6 +158,11 @@ def read_csv_series(path: str | os.PathLike, *, date_column: str | None = "date"
         fill: how to fill missing values (``"ffill"``, ``"bfill"``,
             ``"interpolate"``, ``"zero"``); None raises on the first one.
         name: the series name (default: the file stem).
+        date_format: ``strftime`` format of the timestamps (``"%d.%m.%Y %H:%M"``);
+            None lets pandas infer it (``--date-format``).
+        sep: the column separator (``--sep``; ``"\\t"`` for tabs).
+        date_required: the date column must exist (it was named explicitly,
+            ``--date-column``).
 
     Raises:
         ValueError: a non-numeric cell, a missing value (without ``fill``),
@@ -166,26 +172,42 @@ def read_csv_series(path: str | os.PathLike, *, date_column: str | None = "date"
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such data file: {path}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=["", "NA", "NaN", "nan", "null"])
+    if not sep:
+        raise ValueError("--sep must be a character such as ',' or ';', got an empty string")
+    sep = "\t" if sep in ("\\t", "tab") else sep
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=["", "NA", "NaN", "nan", "null"], sep=sep)
     name = name or _stem(path)
+    if frame.shape[1] == 1:
+        header = str(frame.columns[0])
+        other = next((c for c in (";", "\t", ",", "|") if c != sep and c in header), None)
+        if other is not None:
+            shown = "\\t" if other == "\t" else other
+            raise ValueError(f"{path}: every row is read as one value with --sep {sep!r}; the header "
+                             f"{header[:60]!r} looks separated by {shown!r}: pass --sep '{shown}'")
     dates = None
+    if date_column is not None and date_column not in frame.columns and date_required:
+        raise ValueError(f"{path}: --date-column {date_column!r} is not a column; the columns are "
+                         f"{', '.join(map(repr, list(frame.columns)[:12]))}")
     if date_column is not None and date_column in frame.columns:
         raw = frame.pop(date_column)
-        parsed = pd.to_datetime(raw, errors="coerce")
+        parsed = pd.to_datetime(raw, errors="coerce", format=date_format)
         bad = parsed.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
+            hint = (f"it does not match --date-format {date_format!r}" if date_format is not None
+                    else "give its format with --date-format (e.g. '%d.%m.%Y %H:%M')")
             raise ValueError(f"{path}: cannot read timestamp {raw.iloc[row]!r} in column {date_column!r} "
-                             f"at data row {row}")
+                             f"at data row {row}; {hint}")
         dates = parsed.to_numpy().astype("datetime64[s]")
     if frame.shape[1] == 0:
-        raise ValueError(f"{path}: no value columns besides {date_column!r}")
+        raise ValueError(f"{path}: no value columns besides the date column {date_column!r}")
     numeric = frame.apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna().to_numpy() & frame.notna().to_numpy()
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{path}: non-numeric value {frame.iat[row, col]!r} in column {frame.columns[col]!r} "
-                         f"at data row {row}; every column but {date_column!r} must be numeric")
+                         f"at data row {row}; every column but the date column ({date_column!r}, see "
+                         "--date-column) must be numeric (other separator? see --sep)")
     numeric = _fill_missing(numeric, fill, path)
     values = numeric.to_numpy(dtype=np.float64)
     if dates is not None:
@@ -232,17 +254,20 @@ def read_exchange_rate(path: str | os.PathLike, layout: str = "autoformer", *, f
     return TimeSeries(values, columns, dates, name or _stem(path))
 
 
-def load_series(path: str | os.PathLike, *, fill: str | None = None, layout: str = "autoformer") -> TimeSeries:
+def load_series(path: str | os.PathLike, *, fill: str | None = None, layout: str = "autoformer",
+                date_column: str | None = None, date_format: str | None = None, sep: str = ",") -> TimeSeries:
     """Read a series from a file, choosing the reader by its extension.
 
-    ``.csv`` goes to :func:`read_csv_series` (date column ``"date"`` if
-    present), ``.txt``/``.txt.gz``/``.gz`` to :func:`read_exchange_rate`.
+    ``.csv`` goes to :func:`read_csv_series` (date column ``date_column``,
+    which must then exist, else ``"date"`` if present; ``date_format`` and
+    ``sep`` as there), ``.txt``/``.txt.gz``/``.gz`` to :func:`read_exchange_rate`.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such data file: {path}")
     if path.endswith(".csv"):
-        return read_csv_series(path, fill=fill)
+        return read_csv_series(path, fill=fill, date_column=date_column or "date", date_format=date_format,
+                               sep=sep, date_required=date_column is not None)
     if path.endswith((".txt", ".txt.gz", ".gz")):
         return read_exchange_rate(path, layout, fill=fill)
     raise ValueError(f"cannot tell the format of {path}: use a .csv file (header row, optional 'date' column) "
