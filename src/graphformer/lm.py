@@ -271,7 +271,7 @@ def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool =
     cfg.check()
     with engine.distributed(cfg.device) as ctx:
         run = engine.RunDir(out, resume=resume, overwrite=overwrite, is_main=ctx.is_main)
-        run.prepare()  # before any work
+        run.prepare(ctx)  # before any work
         data = CharData.from_file(cfg.data)
         data.check(cfg.block_size)
         engine.seed_everything(cfg.seed)
