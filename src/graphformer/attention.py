@@ -706,6 +706,66 @@ class GraphAttention(nn.Module):
                                query_padding=pad_dst if bipartite else None)
         return out[~pad_dst], att
 
+    # ------------------------------------------- incremental decoding
+    def step(self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, *, window: int | None = None):
+        r"""Causal self-attention for ``T`` new nodes appended to a graph that already has cached ones.
+
+        Incremental decoding as a growing graph: each new node i receives an
+        edge from every earlier node j (cached or new, j <= i) and, with
+        ``window=W``, only from the last ones, :math:`0 \le i - j \le W`. The
+        cache ``past = (k, v)`` holds the earlier nodes' keys and values, so
+        they are never recomputed. Running ``step`` on a whole sequence with
+        ``past=None`` equals ``forward(x, causal=True)`` (or the causal
+        sliding-window graph); feeding the same nodes one at a time gives the
+        same outputs.
+
+        Args:
+            x: the new nodes ``[B, T, d]``.
+            past: keys and values of the earlier nodes, each ``[B, H, L, C]``,
+                in node order (the last one is the newest), or None; or a
+                cache object whose ``extend(k, v)`` appends the new nodes' keys
+                and values and returns all of them (a preallocated buffer).
+            window: keep edges from at most the ``W`` previous nodes.
+
+        Returns:
+            ``(out, (k, v))``: ``out`` ``[B, T, d]`` and the keys and values of
+            the earlier and new nodes, ``[B, H, L + T, C]`` (trim them yourself,
+            e.g. to the last ``W`` for a window).
+        """
+        if not self._sdpa_ok() or type(self.score).transform is not DotScore.transform \
+                or self.q_proj is None or self.k_proj is None:
+            raise ValueError("step (cached decoding) needs the plain 'dot' score (position-free queries and "
+                             f"keys) with query and key projections, got {type(self.score).__name__}")
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.size(-1) != self.d_model:
+            raise ValueError(f"step takes new nodes x [B, T, {self.d_model}], got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        if window is not None and (not isinstance(window, int) or window < 0):
+            raise ValueError(f"window must be an int >= 0 (edges from the W previous nodes), got {window!r}")
+        if x.size(-2) <= 8:  # a few new nodes: three small products beat concatenating the weights
+            q, k, v = (self._heads(F.linear(x, lin.weight, lin.bias))
+                       for lin in (self.q_proj, self.k_proj, self.v_proj))
+        else:
+            q, k, v = self._project(x, x, False)  # [B, H, T, C] each
+        if past is not None and callable(getattr(past, "extend", None)):
+            k, v = past.extend(k, v)  # a preallocated cache appends in place: [B, H, L+T, C]
+        elif past is not None:
+            k, v = torch.cat([past[0], k], dim=-2), torch.cat([past[1], v], dim=-2)  # [B, H, L+T, C]
+        T, S = q.size(-2), k.size(-2)  # noqa: N806  T new targets, S = L + T sources
+        L = S - T  # noqa: N806
+        mask, is_causal = None, False
+        if T > 1 or (window is not None and S - 1 > window):
+            i = torch.arange(L, S, device=x.device).unsqueeze(1)  # positions of the new nodes
+            j = torch.arange(S, device=x.device).unsqueeze(0)
+            mask = j <= i
+            if window is not None:
+                mask = mask & (i - j <= window)
+            if L == 0 and window is None:
+                mask, is_causal = None, True
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                             dropout_p=self.dropout if self.training else 0.0,
+                                             scale=self.score.scale)
+        return self._finish(out, x), (k, v)
+
 
 def _check_batch(batch, num_nodes: int, name: str = "batch", packed: bool = False) -> None:
     if not isinstance(batch, Tensor) or batch.dtype not in (torch.long, torch.int):

@@ -39,6 +39,10 @@ def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tenso
     raise ValueError(f"activation must be 'relu', 'gelu' or a callable, got {activation!r}")
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 class FeedForward(nn.Module):
     r"""Node-wise MLP, :math:`W_2\,\mathrm{drop}(\sigma(W_1 x + b_1)) + b_2`.
 
@@ -157,6 +161,20 @@ class GraphformerLayer(nn.Module):
             h = self.norm1(x_dst + self.dropout1(res))
             out = self.norm2(h + self.dropout2(self.feedforward(h)))
         return (out, att) if return_attention else out
+
+    def step(self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, *, window: int | None = None):
+        """The block on ``T`` new nodes of a growing causal graph, with cached keys and values.
+
+        See :meth:`GraphAttention.step`; returns ``(out [B, T, d], (k, v))``.
+        """
+        drop1, drop2 = (self.dropout1, self.dropout2) if self.training else (_identity, _identity)
+        if self.norm_first:
+            res, kv = self.self_attn.step(self.norm1(x), past, window=window)
+            h = x + drop1(res)
+            return h + drop2(self.feedforward(self.norm2(h))), kv
+        res, kv = self.self_attn.step(x, past, window=window)
+        h = self.norm1(x + drop1(res))
+        return self.norm2(h + drop2(self.feedforward(h))), kv
 
 
 class GraphformerEncoder(nn.Module):

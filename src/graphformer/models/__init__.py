@@ -1,4 +1,4 @@
-"""Models built from the graphformer layer: forecasters and graph models."""
+"""Models built from the graphformer layer: forecasters, graph models and a GPT."""
 
 from .forecasting import (
     GraphPriorForecaster,
@@ -8,6 +8,7 @@ from .forecasting import (
     TemporalTransformer,
     normalize,
 )
+from .gpt import GPT, GPTConfig, KVCache
 from .graph import (
     GAT,
     GCN,
@@ -28,12 +29,15 @@ __all__ = [
     "GCN",
     "GPS",
     "GPSLayer",
+    "GPT",
+    "GPTConfig",
     "GRAPH_MODELS",
     "GTSep",
     "GraphPriorForecaster",
     "GraphTransformer",
     "ITransformer",
     "InstanceStats",
+    "KVCache",
     "PatchTransformer",
     "ResidualGraphModel",
     "TemporalTransformer",
