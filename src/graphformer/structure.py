@@ -357,7 +357,8 @@ def dense_graph(
         edges, causal = _both(edges, causal_mask(num_dst, num_src, device)), False
     if edges is None:
         return DenseGraph(num_dst, num_src, is_causal=causal)
-    empty = ~edges.any(-1, keepdim=True)  # targets with no incoming edge
+    reach = edges if edges.size(-1) == num_src else edges.expand(*edges.shape[:-1], num_src)  # [..., 1] if no source
+    empty = ~reach.any(-1, keepdim=True)  # targets with no incoming edge
     return DenseGraph(num_dst, num_src, edges, edges | empty, empty)
 
 
