@@ -449,9 +449,10 @@ class GraphAttention(nn.Module):
         B, M, N = x_dst.size(0), x_dst.size(1), x_src.size(1)  # noqa: N806
         if x_src.size(0) != B:
             raise ValueError(f"x_src and x_dst have different batch sizes ({x_src.size(0)} and {B})")
+        # the fused kernel applies a causal mask itself only without another mask (attn_bias is one)
         graph = dense_graph(B, M, N, causal=causal, key_padding_mask=key_padding_mask,
-                            query_padding=query_padding, adjacency=adjacency, fused_causal=self._sdpa_ok(),
-                            device=x_dst.device)
+                            query_padding=query_padding, adjacency=adjacency,
+                            fused_causal=self._sdpa_ok() and attn_bias is None, device=x_dst.device)
         attn_bias = _dense_bias(attn_bias, M, N, x_dst.dtype)
         q, k, v = self._project(x_src, x_dst, bipartite, value)
         out, att = self._dense_kernel(q, k, v, graph, attn_bias, bipartite, return_attention)
