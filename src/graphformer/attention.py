@@ -86,7 +86,11 @@ class GraphAttention(nn.Module):
     pass). With ``edge_index`` the sparse path scores edges with a
     sampled dense-dense product, normalises with a segment softmax and
     aggregates with a sparse-dense product, keeping ``O(E H)`` memory.
-    A node with no incoming edge receives a zero message.
+    A node with no incoming edge receives a zero message. The edges of a
+    dense call (``causal``, ``key_padding_mask``, ``adjacency``) are one
+    :class:`~graphformer.structure.DenseGraph`, built by
+    :func:`~graphformer.structure.dense_graph`; the layer's ``self_loops``
+    policy is :func:`~graphformer.structure.layer_self_loops`.
 
     Precision: with float16 / bfloat16 inputs (or under ``torch.autocast``)
     both paths take softmax maxima, normalisers and aggregation sums in
