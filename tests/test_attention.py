@@ -461,6 +461,24 @@ def test_sparse_attn_bias_equals_dense_attn_bias(score, per_head):
     assert_close(att.scores, plain.scores + (bias if per_head else bias[:, None]), torch.float64)
 
 
+@pytest.mark.parametrize("score", ["dot", "rotary", "additive"])
+@pytest.mark.parametrize("batched", [False, True])
+def test_causal_attn_bias_equals_sparse_causal_graph_with_that_bias(score, batched):
+    """causal=True with a dense attn_bias: the fused kernel gets one mask, the bias with -inf above the diagonal."""
+    layer = make_layer(score, heads=2, head_dim=2, seed=14)
+    x = randn(5, 4, seed=15)
+    bias = randn(2, 5, 5, seed=16)
+    edge_index = causal_edge_index(5)
+    j, i = edge_index
+    expected = layer(x, edge_index, attn_bias=bias[:, i, j].t())
+    dense_x = x.expand(3, 5, 4) if batched else x
+    out = layer(dense_x, causal=True, attn_bias=bias)
+    assert_close(out, expected.expand_as(out), torch.float64)
+    out, att = layer(dense_x, causal=True, attn_bias=bias, return_attention=True)
+    assert_close(out, expected.expand_as(out), torch.float64)
+    assert not att.weights.triu(1).any()
+
+
 def test_minus_inf_bias_removes_edges():
     """A -inf bias on an edge is the graph without that edge; a row of -inf gets a zero message."""
     layer = make_layer("dot", heads=2, head_dim=2, seed=14)

@@ -282,3 +282,126 @@ def test_structure_moves_to_a_device_and_keeps_its_edges():
     assert g.to("cpu") is g
     assert torch.equal(g.sparse_graph.edge_index, g.edge_index)
     assert "SlidingWindow(num_nodes=20, window=3, causal=True" in repr(g)
+
+
+# -------------------------------------------------- dense-call edge masks
+def _dense_edges(graph, batch_size):
+    """The edges ``(b, j, i)`` a DenseGraph lets through, read off its mask."""
+    mask = graph.edge_mask()
+    if mask is None:
+        mask = torch.ones(graph.num_dst, graph.num_src, dtype=torch.bool)
+    mask = mask.expand(batch_size, 1, graph.num_dst, graph.num_src)[:, 0]
+    return {(b, j, i) for b, i, j in mask.nonzero().tolist()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), batch_size=st.integers(1, 3), num_dst=st.integers(0, 5), num_src=st.integers(0, 5),
+       causal=st.booleans(), use_kpm=st.booleans(), use_qp=st.booleans(), use_adj=st.booleans(),
+       fused_causal=st.booleans())
+def test_dense_graph_keeps_exactly_the_edges_every_restriction_allows(data, batch_size, num_dst, num_src, causal,
+                                                                      use_kpm, use_qp, use_adj, fused_causal):
+    if causal:
+        num_src = num_dst
+    bools = st.booleans()
+    kpm = [[data.draw(bools) for _ in range(num_src)] for _ in range(batch_size)] if use_kpm else None
+    qp = [[data.draw(bools) for _ in range(num_dst)] for _ in range(batch_size)] if use_qp else None
+    adj = ([[[data.draw(bools) for _ in range(num_src)] for _ in range(num_dst)] for _ in range(batch_size)]
+           if use_adj else None)
+    graph = structure.dense_graph(
+        batch_size, num_dst, num_src, causal=causal, fused_causal=fused_causal,
+        key_padding_mask=None if kpm is None else torch.tensor(kpm, dtype=torch.bool).view(batch_size, num_src),
+        query_padding=None if qp is None else torch.tensor(qp, dtype=torch.bool).view(batch_size, num_dst),
+        adjacency=None if adj is None else torch.tensor(adj, dtype=torch.bool).view(batch_size, 1, num_dst, num_src))
+
+    expected = {(b, j, i) for b in range(batch_size) for i in range(num_dst) for j in range(num_src)
+                if (not causal or j <= i) and (kpm is None or not kpm[b][j]) and (qp is None or not qp[b][i])
+                and (adj is None or adj[b][i][j])}
+    assert _dense_edges(graph, batch_size) == expected
+    assert (graph.num_dst, graph.num_src) == (num_dst, num_src)
+
+    only_causal = causal and not (use_kpm or use_qp or use_adj)
+    assert graph.is_causal == (only_causal and fused_causal)
+    if graph.is_causal or not (causal or use_kpm or use_qp or use_adj):  # left to the kernel, or complete
+        assert graph.edges is None and graph.allowed is None and graph.empty is None
+        return
+    receiving = {(b, i) for b, _, i in expected}
+    empty = graph.empty.expand(batch_size, 1, num_dst, 1)[:, 0, :, 0]
+    assert {(b, i) for b, i in empty.nonzero().tolist()} == {
+        (b, i) for b in range(batch_size) for i in range(num_dst) if (b, i) not in receiving}
+    # the fused kernel sees the edges, with every empty row opened to all sources (zeroed by the caller)
+    allowed = graph.allowed.expand(batch_size, 1, num_dst, num_src)[:, 0]
+    assert {(b, j, i) for b, i, j in allowed.nonzero().tolist()} == expected | {
+        (b, j, i) for b, i in empty.nonzero().tolist() for j in range(num_src)}
+
+
+def test_dense_graph_of_the_complete_graph_has_no_mask():
+    graph = structure.dense_graph(2, 3, 4)
+    assert (graph.edges, graph.allowed, graph.empty, graph.is_causal) == (None, None, None, False)
+    assert graph.edge_mask() is None and graph.kernel_mask() is None
+    assert graph.pattern(2, 3).shape == (2, 3, 3, 4) and bool(graph.pattern(2, 3).all())
+
+
+def test_dense_graph_causal_without_a_fused_kernel_spells_out_the_triangle():
+    graph = structure.dense_graph(1, 3, 3, causal=True)
+    assert not graph.is_causal
+    assert graph.edges.tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    assert graph.empty.shape == (3, 1) and not graph.empty.any()
+    fused = structure.dense_graph(1, 3, 3, causal=True, fused_causal=True)
+    assert fused.is_causal and fused.edges is None
+    assert torch.equal(fused.edge_mask(), graph.edges)  # the same graph, spelled out on request
+    assert torch.equal(fused.pattern(2, 1), graph.edges.expand(2, 1, 3, 3))
+
+
+def test_dense_graph_kernel_mask_puts_minus_infinity_off_the_edges():
+    pad = torch.tensor([[False, True, False]])
+    graph = structure.dense_graph(1, 2, 3, key_padding_mask=pad)
+    bias = torch.arange(6.0).view(2, 3)
+    mask = graph.kernel_mask(bias)
+    assert mask.shape == (1, 1, 2, 3)
+    assert mask[0, 0].tolist() == [[0.0, float("-inf"), 2.0], [3.0, float("-inf"), 5.0]]
+    assert graph.kernel_mask() is graph.allowed and graph.allowed[0, 0, 0].tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(causal=True), ValueError, "as many targets as sources"),
+    (dict(key_padding_mask=torch.zeros(2, 3)), TypeError, "key_padding_mask must be bool"),
+    (dict(key_padding_mask=torch.zeros(2, 4, dtype=torch.bool)), ValueError, r"\[B, N\] = \[2, 3\]"),
+    (dict(adjacency=torch.ones(2, 3)), TypeError, "adjacency must be bool"),
+    (dict(adjacency=torch.ones(3, 2, dtype=torch.bool)), ValueError, r"\[M, N\] = \[2, 3\]"),
+])
+def test_dense_graph_rejects_bad_masks(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        structure.dense_graph(2, 2, 3, **kwargs)
+
+
+# -------------------------------------------------------- self-loop policy
+def test_layer_self_loops_none_returns_the_edges_as_given():
+    ei, attr = torch.tensor([[0, 1], [1, 1]]), torch.randn(2, 3)
+    out, out_attr = structure.layer_self_loops(ei, 2, 2, attr, mode=None)
+    assert out is ei and out_attr is attr
+
+
+def test_layer_self_loops_fills_features_with_the_mean_and_weights_with_one():
+    ei = torch.tensor([[1, 2, 0, 1], [0, 0, 1, 1]])
+    feats = torch.tensor([[2.0], [4.0], [6.0], [8.0]])
+    out, fill = structure.layer_self_loops(ei, 3, 3, feats, mode="add")
+    loops = {tuple(e): a for e, a in zip(out.t().tolist(), fill.tolist()) if e[0] == e[1]}
+    assert loops == {(0, 0): [3.0], (1, 1): [6.0], (2, 2): [0.0]}  # the old loop (1, 1) is not averaged in
+    weights = torch.tensor([2.0, 4.0, 6.0, 8.0])
+    out, fill = structure.layer_self_loops(ei, 3, 3, weights, mode="add")
+    assert {tuple(e): a for e, a in zip(out.t().tolist(), fill.tolist()) if e[0] == e[1]} == {
+        (0, 0): 1.0, (1, 1): 1.0, (2, 2): 1.0}
+    out, fill = structure.layer_self_loops(ei, 3, 3, feats, mode="remaining")  # keeps (1, 1) with its value
+    assert {tuple(e): a for e, a in zip(out.t().tolist(), fill.tolist()) if e[0] == e[1]} == {
+        (0, 0): [1.0], (1, 1): [8.0], (2, 2): [1.0]}
+    out, fill = structure.layer_self_loops(ei, 3, 3, feats, mode="add", fill_value="max")
+    assert {tuple(e): a for e, a in zip(out.t().tolist(), fill.tolist()) if e[0] == e[1]} == {
+        (0, 0): [4.0], (1, 1): [6.0], (2, 2): [0.0]}
+
+
+def test_layer_self_loops_loops_only_nodes_on_both_sides_and_checks_the_edges():
+    ei = torch.tensor([[0, 3], [1, 0]])  # 4 sources -> 2 targets
+    out, _ = structure.layer_self_loops(ei, 4, 2, mode="add")
+    assert edge_set(out) == [(0, 0), (0, 1), (1, 1), (3, 0)]
+    with pytest.raises(ValueError, match=r"edge_index\[0\]"):
+        structure.layer_self_loops(ei, 3, 2, mode="remaining")

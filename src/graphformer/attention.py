@@ -16,7 +16,15 @@ from torch import Tensor, nn
 from . import blocked, ops
 from . import scores as _scores
 from .scores import DotScore, Score, make_score
-from .structure import BlockDiagonal, SparseGraph, StructuredGraph, add_self_loops, check_edge_index, to_dense_batch
+from .structure import (
+    BlockDiagonal,
+    SparseGraph,
+    StructuredGraph,
+    causal_mask,
+    dense_graph,
+    layer_self_loops,
+    to_dense_batch,
+)
 
 __all__ = ["AttentionWeights", "GraphAttention"]
 
@@ -78,7 +86,11 @@ class GraphAttention(nn.Module):
     pass). With ``edge_index`` the sparse path scores edges with a
     sampled dense-dense product, normalises with a segment softmax and
     aggregates with a sparse-dense product, keeping ``O(E H)`` memory.
-    A node with no incoming edge receives a zero message.
+    A node with no incoming edge receives a zero message. The edges of a
+    dense call (``causal``, ``key_padding_mask``, ``adjacency``) are one
+    :class:`~graphformer.structure.DenseGraph`, built by
+    :func:`~graphformer.structure.dense_graph`; the layer's ``self_loops``
+    policy is :func:`~graphformer.structure.layer_self_loops`.
 
     Precision: with float16 / bfloat16 inputs (or under ``torch.autocast``)
     both paths take softmax maxima, normalisers and aggregation sums in
@@ -244,17 +256,7 @@ class GraphAttention(nn.Module):
                 with ``x = (key, query)``; dense path only.
         """
         x_src, x_dst, bipartite = self._split(x)
-        if isinstance(batch, StructuredGraph) and edge_index is None:
-            edge_index, batch = batch, None
-            if causal and not getattr(edge_index, "causal", False):
-                raise ValueError("causal=True with a non-causal prepared structure; build it with causal=True")
-            causal = False
-        if value is None and self.vdim != self.kdim:
-            raise ValueError(f"the layer reads values of width vdim={self.vdim} != kdim={self.kdim}; pass them "
-                             "as value=")
-        if (adjacency is not None or value is not None) and (edge_index is not None or batch is not None):
-            raise ValueError("adjacency and value are dense-path inputs; with edge_index or batch leave them out "
-                             "(list the edges in edge_index instead)")
+        edge_index, batch, causal = self._route(edge_index, batch, causal, adjacency, value)
         if isinstance(edge_index, StructuredGraph):
             if causal or key_padding_mask is not None:
                 raise ValueError("causal and key_padding_mask describe the complete graph; a structure "
@@ -277,6 +279,21 @@ class GraphAttention(nn.Module):
             out, att = self._dense(x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias,
                                    return_attention, adjacency=adjacency, value=value)
         return (out, att) if return_attention else out
+
+    def _route(self, edge_index, batch, causal, adjacency, value):
+        """Check which graph arguments go together; a prepared structure passed as ``batch`` becomes the graph."""
+        if isinstance(batch, StructuredGraph) and edge_index is None:
+            edge_index, batch = batch, None
+            if causal and not getattr(edge_index, "causal", False):
+                raise ValueError("causal=True with a non-causal prepared structure; build it with causal=True")
+            causal = False
+        if value is None and self.vdim != self.kdim:
+            raise ValueError(f"the layer reads values of width vdim={self.vdim} != kdim={self.kdim}; pass them "
+                             "as value=")
+        if (adjacency is not None or value is not None) and (edge_index is not None or batch is not None):
+            raise ValueError("adjacency and value are dense-path inputs; with edge_index or batch leave them out "
+                             "(list the edges in edge_index instead)")
+        return edge_index, batch, causal
 
     # ------------------------------------------------------------ plumbing
     def _split(self, x):
@@ -353,148 +370,118 @@ class GraphAttention(nn.Module):
 
     # --------------------------------------------------------- sparse path
     def _sparse(self, x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite, return_attention):
+        """Explicit edges: sampled scores, a segment softmax and a sparse-dense product (``O(E H)`` memory)."""
         if x_src.dim() != 2:
             raise ValueError(f"with edge_index, x must be [N, d] (stack graphs into one PyG-style batch), "
                              f"got shape {tuple(x_src.shape)}")
-        num_src, num_dst = x_src.size(0), x_dst.size(0)
         if batch is not None and not isinstance(batch, (tuple, list)):
-            _check_batch(batch, num_dst)
-        if isinstance(edge_index, SparseGraph):
-            graph = edge_index
-            if (graph.num_src, graph.num_dst) != (num_src, num_dst):
-                raise ValueError(f"the SparseGraph was built for {graph.num_src} -> {graph.num_dst} nodes, "
-                                 f"but x has {num_src} -> {num_dst}")
-        else:
-            if self.self_loops is not None:
-                check_edge_index(edge_index, num_src, num_dst)
-                fill = "mean" if self.self_loops == "add" and edge_attr is not None and edge_attr.dim() > 1 else 1.0
-                fill = fill if self.fill_value is None else self.fill_value
-                edge_index, edge_attr = add_self_loops(edge_index, min(num_src, num_dst), edge_attr,
-                                                       mode=self.self_loops, fill_value=fill)
-                if attn_bias is not None:
-                    raise ValueError("attn_bias on edges cannot be combined with self_loops; add the loops to "
-                                     "edge_index yourself and give them a bias")
-                # checked above; the loops were appended, so the edges need sorting (no second look)
-                graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, check=False, bipartite=bipartite,
-                                                    sort=True)
-            else:
-                graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite)
-        E = graph.num_edges  # noqa: N806
+            _check_batch(batch, x_dst.size(0))
+        graph, edge_attr = self._sparse_graph(edge_index, edge_attr, attn_bias, x_src.size(0), x_dst.size(0),
+                                              bipartite)
         q, k, v = self._project(x_src, x_dst, bipartite)  # [H, M, C], [H, N, C], [H, N, C]
-
-        edge = None
-        if edge_attr is not None:
-            if edge_attr.size(0) != E:
-                raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but there are {E} edges")
-            edge_attr = graph.to_csr_order(edge_attr)
-            if self.edge_proj is not None:
-                if edge_attr.dim() != 2 or edge_attr.size(1) != self.edge_proj.in_features:
-                    raise ValueError(f"edge_attr must be [E, {self.edge_proj.in_features}] (edge_dim), "
-                                     f"got {tuple(edge_attr.shape)}")
-                edge = self._heads(self.edge_proj(edge_attr))  # [H, E, C]
-            elif edge_attr.dim() == 1:
-                edge = edge_attr  # a scalar weight per edge
-            else:
-                raise ValueError("edge_attr with features needs the layer built with edge_dim=...")
-
-        scores = self.score.sparse(q, k, graph, edge)  # [H, E]
-        if self.score.softmax:
-            if attn_bias is not None:
-                scores = scores + _edge_bias(attn_bias, E, self.num_heads, graph)
-            weights = ops.segment_softmax(scores, graph, dtype=v.dtype)  # float32 sums, weights in v's dtype
-        else:
-            if attn_bias is not None:
-                raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
-                                 "has fixed weights")
-            weights = scores
-        dropped = F.dropout(weights, self.dropout, self.training)
-        out = ops.spmm(graph, dropped, v)  # [H, M, C]
-        if edge is not None and edge.dim() == 3 and self.score.edge_in_value:
-            out = out + ops.segment_sum(edge * dropped.unsqueeze(-1), graph)
-        out = self._finish(out, x_dst)
+        edge = self._edge_features(edge_attr, graph)
+        scores, weights = self._sparse_weights(q, k, v, graph, edge, attn_bias)  # [H, E] each
+        out = self._finish(self._sparse_aggregate(graph, weights, v, edge), x_dst)
         if not return_attention:
             return out, None
         att = AttentionWeights(graph.to_edge_order(weights.t()), graph.edge_index,
                                graph.to_edge_order(scores.t()))
         return out, att
 
+    def _sparse_graph(self, edge_index, edge_attr, attn_bias, num_src, num_dst, bipartite):
+        """The CSR layout of the call's edges, with the layer's self-loops, and ``edge_attr`` to match."""
+        if isinstance(edge_index, SparseGraph):
+            if (edge_index.num_src, edge_index.num_dst) != (num_src, num_dst):
+                raise ValueError(f"the SparseGraph was built for {edge_index.num_src} -> {edge_index.num_dst} "
+                                 f"nodes, but x has {num_src} -> {num_dst}")
+            return edge_index, edge_attr
+        if self.self_loops is None:
+            return SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite), edge_attr
+        edge_index, edge_attr = layer_self_loops(edge_index, num_src, num_dst, edge_attr, self.self_loops,
+                                                 self.fill_value)
+        if attn_bias is not None:
+            raise ValueError("attn_bias on edges cannot be combined with self_loops; add the loops to "
+                             "edge_index yourself and give them a bias")
+        # checked by layer_self_loops; the loops were appended, so the edges need sorting (no second look)
+        graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, check=False, bipartite=bipartite,
+                                            sort=True)
+        return graph, edge_attr
+
+    def _edge_features(self, edge_attr, graph):
+        """``edge_attr`` in CSR order as the score reads it: features ``[H, E, C]``, weights ``[E]`` or None."""
+        if edge_attr is None:
+            return None
+        if edge_attr.size(0) != graph.num_edges:
+            raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but there are {graph.num_edges} edges")
+        edge_attr = graph.to_csr_order(edge_attr)
+        if self.edge_proj is not None:
+            if edge_attr.dim() != 2 or edge_attr.size(1) != self.edge_proj.in_features:
+                raise ValueError(f"edge_attr must be [E, {self.edge_proj.in_features}] (edge_dim), "
+                                 f"got {tuple(edge_attr.shape)}")
+            return self._heads(self.edge_proj(edge_attr))  # [H, E, C]
+        if edge_attr.dim() == 1:
+            return edge_attr  # a scalar weight per edge
+        raise ValueError("edge_attr with features needs the layer built with edge_dim=...")
+
+    def _sparse_weights(self, q, k, v, graph, edge, attn_bias):
+        """Scores ``[H, E]`` of the edges (CSR order) and their weights: a segment softmax, or the fixed weights."""
+        scores = self.score.sparse(q, k, graph, edge)  # [H, E]
+        if not self.score.softmax:
+            if attn_bias is not None:
+                raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
+                                 "has fixed weights")
+            return scores, scores
+        if attn_bias is not None:
+            scores = scores + _edge_bias(attn_bias, graph.num_edges, self.num_heads, graph)
+        return scores, ops.segment_softmax(scores, graph, dtype=v.dtype)  # float32 sums, weights in v's dtype
+
+    def _sparse_aggregate(self, graph, weights, v, edge):
+        """``[H, M, C]``: the weighted sum of the values (and of the edge features, for ``"dot"``) per target."""
+        dropped = F.dropout(weights, self.dropout, self.training)
+        out = ops.spmm(graph, dropped, v)  # [H, M, C]
+        if edge is not None and edge.dim() == 3 and self.score.edge_in_value:
+            out = out + ops.segment_sum(edge * dropped.unsqueeze(-1), graph)
+        return out
+
     # ---------------------------------------------------------- dense path
     def _dense(self, x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias, return_attention,
                query_padding=None, adjacency=None, value=None):
+        """Complete (bipartite) graphs, restricted by the masks of :func:`~graphformer.structure.dense_graph`."""
         unbatched = x_dst.dim() == 2
         if unbatched:
-            x_src, x_dst = x_src.unsqueeze(0), x_dst.unsqueeze(0)
-            value = None if value is None else value.unsqueeze(0)
+            x_src, x_dst, value, key_padding_mask = _add_batch_dim(x_src, x_dst, value, key_padding_mask)
         B, M, N = x_dst.size(0), x_dst.size(1), x_src.size(1)  # noqa: N806
         if x_src.size(0) != B:
             raise ValueError(f"x_src and x_dst have different batch sizes ({x_src.size(0)} and {B})")
-        if causal and M != N:
-            raise ValueError(f"causal=True needs as many targets as sources, got {M} and {N}")
-        allowed = None  # bool [B, 1, M|1, N], True = edge exists
-        if key_padding_mask is not None:
-            pad = key_padding_mask.unsqueeze(0) if unbatched and key_padding_mask.dim() == 1 else key_padding_mask
-            if pad.dtype != torch.bool:
-                raise TypeError(f"key_padding_mask must be bool (True = padded node), got {pad.dtype}")
-            if tuple(pad.shape) != (B, N):
-                raise ValueError(f"key_padding_mask must have shape [B, N] = [{B}, {N}], got {tuple(pad.shape)}")
-            allowed = ~pad[:, None, None, :]
-        if query_padding is not None:  # padded targets of a packed batch receive nothing
-            receives = ~query_padding[:, None, :, None]
-            allowed = receives if allowed is None else allowed & receives
-        if adjacency is not None:  # a dense graph given by its adjacency matrix, [i, j] = edge j -> i
-            if adjacency.dtype != torch.bool:
-                raise TypeError(f"adjacency must be bool (True = edge j -> i exists), got {adjacency.dtype}; "
-                                "an additive float mask goes in attn_bias")
-            if adjacency.dim() < 2 or adjacency.shape[-2:] != (M, N):
-                raise ValueError(f"adjacency must end in [M, N] = [{M}, {N}] and broadcast to [B, H, M, N], "
-                                 f"got {tuple(adjacency.shape)}")
-            allowed = adjacency if allowed is None else allowed & adjacency
-        if causal and (allowed is not None or not self._sdpa_ok()):
-            tril = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
-            allowed = tril if allowed is None else allowed & tril
-            causal = False
-        empty, edges = None, allowed  # edges: the true edge mask; allowed: what the fused kernel may see
-        if allowed is not None:
-            empty = ~allowed.any(-1, keepdim=True)  # targets with no incoming edge
-            allowed = allowed | empty  # a row with no key would give NaN in the kernel; zeroed below
-        if attn_bias is not None:
-            attn_bias = attn_bias.to(x_dst.dtype)
-            if attn_bias.dim() < 2 or attn_bias.shape[-2:] != (M, N):
-                raise ValueError(f"attn_bias must end in [M, N] = [{M}, {N}] and broadcast to [B, H, M, N], "
-                                 f"got {tuple(attn_bias.shape)}")
-
+        # the fused kernel applies a causal mask itself only without another mask (attn_bias is one)
+        graph = dense_graph(B, M, N, causal=causal, key_padding_mask=key_padding_mask,
+                            query_padding=query_padding, adjacency=adjacency,
+                            fused_causal=self._sdpa_ok() and attn_bias is None, device=x_dst.device)
+        attn_bias = _dense_bias(attn_bias, M, N, x_dst.dtype)
         q, k, v = self._project(x_src, x_dst, bipartite, value)
+        out, att = self._dense_kernel(q, k, v, graph, attn_bias, bipartite, return_attention)
+        if graph.empty is not None:  # a target with no incoming edge receives nothing
+            out, att = _zero_rows(out, att, graph.empty)
+        out = self._finish(out, x_dst)
+        return _drop_batch_dim(out, att) if unbatched else (out, att)
+
+    def _dense_kernel(self, q, k, v, graph, attn_bias, bipartite, return_attention):
+        """Pick the kernel: fused SDPA, blocks of target rows, or the explicit ``[B, H, M, N]`` reference."""
         if not return_attention and self._sdpa_ok():
             q, k = self.score.transform(q, k)
-            mask = allowed
-            if attn_bias is not None:
-                mask = attn_bias if allowed is None else torch.where(allowed, attn_bias, float("-inf"))
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                is_causal=causal, scale=self.score.scale)
-            att = None
-        else:
-            if causal:
-                edges = torch.ones(M, N, dtype=torch.bool, device=x_dst.device).tril()
-            if not self.score.softmax:  # fixed weights read M, N and the degrees off the full edge pattern
-                full = torch.ones(M, N, dtype=torch.bool, device=x_dst.device)
-                edges = (full if edges is None else edges & full).expand(B, self.num_heads, M, N)
-            blocks = self.score.softmax and self.score.row_blocks and q is not None and not return_attention
-            rows = self._chunk_rows(q, k) if blocks else M
-            if rows < M:
-                out, att = self._dense_chunked(q, k, v, edges, attn_bias, rows), None
-            else:
-                out, att = self._dense_explicit(q, k, v, edges, attn_bias, bipartite)
-        if empty is not None:
-            out = out.masked_fill(empty, 0.0)
-            if att is not None:  # a target with no incoming edge attends to nothing
-                att = AttentionWeights(att.weights.masked_fill(empty, 0.0), None, att.scores)
-        out = self._finish(out, x_dst)
-        if unbatched:
-            out = out.squeeze(0)
-            if att is not None:
-                att = AttentionWeights(att.weights.squeeze(0), None, att.scores.squeeze(0))
-        return out, att
+                q, k, v, attn_mask=graph.kernel_mask(attn_bias), dropout_p=self.dropout if self.training else 0.0,
+                is_causal=graph.is_causal, scale=self.score.scale)
+            return out, None
+        if self.score.softmax:
+            edges = graph.edge_mask(v.device)
+        else:  # fixed weights read M, N and the degrees off the full edge pattern
+            edges = graph.pattern(v.size(0), self.num_heads, v.device)
+        blocks = self.score.softmax and self.score.row_blocks and q is not None and not return_attention
+        rows = self._chunk_rows(q, k) if blocks else graph.num_dst
+        if rows < graph.num_dst:
+            return self._dense_chunked(q, k, v, edges, attn_bias, rows), None
+        return self._dense_explicit(q, k, v, edges, attn_bias, bipartite)
 
     def _sdpa_ok(self) -> bool:
         return isinstance(self.score, DotScore) and type(self.score).dense is DotScore.dense
@@ -573,66 +560,83 @@ class GraphAttention(nn.Module):
         kind = self._tile_kind()
         if (kind is None or edge_attr is not None or attn_bias is not None or bipartite
                 or (self.self_loops == "add" and return_attention)):
-            if x_src.dim() != 2:
-                raise ValueError("a structure with [B, N, d] input runs on dense tiles, which this call cannot "
-                                 "use (edge_attr, attn_bias, cross-attention or a score without a tiled form); "
-                                 "pass x as [N, d]")
-            # every structure holds all self-loops, so self_loops changes the order of the edges, not the graph
-            edges = graph.edge_index if self.self_loops is not None else graph.to(x_dst.device).sparse_graph
-            return self._sparse(x_src, x_dst, edges, edge_attr, batch, attn_bias, bipartite, return_attention)
+            return self._structured_on_edges(x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite,
+                                             return_attention)
         if batch is not None:
             _check_batch(batch, n)
         graph = graph.to(x_dst.device)
-        plan = graph.plan
         unbatched = x_dst.dim() == 2
         xs = x_src.unsqueeze(0) if unbatched else x_src
-        B = xs.size(0)  # noqa: N806
-        if (kind == "sdpa" and not return_attention and n and self.q_proj is not None and self.k_proj is not None
-                and type(self.score).transform is DotScore.transform):
-            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-            b = None if self.v_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias,
-                                                                 self.v_proj.bias])
-            qkv = F.linear(xs, weight, b).view(B, n, 3, self.num_heads, self.head_dim)  # [B, N, 3, H, C]
-            out = blocked.blocked_attention(None, None, None, plan, self.score.scale,
-                                            self.dropout if self.training else 0.0, qkv=qkv)
-            out = self._finish(out, xs)
-            return (out.squeeze(0) if unbatched else out), None
-        q, k, v = self._project(xs, xs, False)  # [B, H, N, C]
-        if n == 0:
-            out, att = v, None
-            if return_attention:
-                empty = v.new_zeros(B, 0, self.num_heads)
-                att = AttentionWeights(empty, graph.edge_index, empty)
-        elif kind == "sdpa" and not return_attention:
-            q, k = self.score.transform(q, k)
-            out = blocked.blocked_attention(q, k, v, plan, self.score.scale,
-                                            self.dropout if self.training else 0.0)
-            att = None
+        if self._tiles_fuse_qkv(kind, n, return_attention):
+            out, att = self._tiles_fused(xs, graph.plan), None
         else:
-            softmax = self.score.softmax
-            if kind == "sdpa":
-                q, k = self.score.transform(q, k)
-                scale = self.score.scale
-                tile_scores = lambda qt, kt, g: (qt * scale) @ kt.transpose(-1, -2)  # noqa: E731
-            elif kind == "explicit":
-                tile_scores = lambda qt, kt, g: self.score.dense(qt, kt, None)  # noqa: E731
-            else:
-                tile_scores = self._fixed_tile_weights(plan, v)
-            if not self.score.uses_query:
-                q = None
-            out, w_tiles, s_tiles = blocked.blocked_explicit(
-                q, k, v, plan, tile_scores, softmax, lambda w: F.dropout(w, self.dropout, self.training))
+            out, att = self._tiles(xs, graph, kind, return_attention)
+        out = self._finish(out, xs)
+        return _drop_batch_dim(out, att) if unbatched else (out, att)
+
+    def _structured_on_edges(self, x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite,
+                             return_attention):
+        """A structure this call cannot run on tiles: its edges on the sparse path."""
+        if x_src.dim() != 2:
+            raise ValueError("a structure with [B, N, d] input runs on dense tiles, which this call cannot "
+                             "use (edge_attr, attn_bias, cross-attention or a score without a tiled form); "
+                             "pass x as [N, d]")
+        # every structure holds all self-loops, so self_loops changes the order of the edges, not the graph
+        edges = graph.edge_index if self.self_loops is not None else graph.to(x_dst.device).sparse_graph
+        return self._sparse(x_src, x_dst, edges, edge_attr, batch, attn_bias, bipartite, return_attention)
+
+    def _tiles_fuse_qkv(self, kind, num_nodes, return_attention) -> bool:
+        """Whether the tiles can read q, k, v from one fused projection (the plain dot score, no weights kept)."""
+        return bool(kind == "sdpa" and not return_attention and num_nodes and self.q_proj is not None
+                    and self.k_proj is not None and type(self.score).transform is DotScore.transform)
+
+    def _tiles_fused(self, xs, plan):
+        """``[B, H, N, C]``: fused-kernel tiles fed by one matmul for q, k and v."""
+        B, n = xs.size(0), xs.size(1)  # noqa: N806
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        b = None if self.v_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias,
+                                                             self.v_proj.bias])
+        qkv = F.linear(xs, weight, b).view(B, n, 3, self.num_heads, self.head_dim)  # [B, N, 3, H, C]
+        return blocked.blocked_attention(None, None, None, plan, self.score.scale,
+                                         self.dropout if self.training else 0.0, qkv=qkv)
+
+    def _tiles(self, xs, graph, kind, return_attention):
+        """``[B, H, N, C]`` and the weights on the structure's edges: fused tiles, or explicit tile scores."""
+        q, k, v = self._project(xs, xs, False)  # [B, H, N, C]
+        if graph.num_nodes == 0:
             att = None
             if return_attention:
-                weights = blocked.tile_weights_to_edges(w_tiles, plan, B)
-                scores = blocked.tile_weights_to_edges(s_tiles, plan, B) if softmax else weights
-                att = AttentionWeights(weights, graph.edge_index, scores)
-        out = self._finish(out, xs)
-        if unbatched:
-            out = out.squeeze(0)
-            if att is not None:
-                att = AttentionWeights(att.weights.squeeze(0), att.edge_index, att.scores.squeeze(0))
-        return out, att
+                empty = v.new_zeros(v.size(0), 0, self.num_heads)
+                att = AttentionWeights(empty, graph.edge_index, empty)
+            return v, att
+        if kind == "sdpa" and not return_attention:
+            q, k = self.score.transform(q, k)
+            out = blocked.blocked_attention(q, k, v, graph.plan, self.score.scale,
+                                            self.dropout if self.training else 0.0)
+            return out, None
+        return self._tiles_explicit(q, k, v, graph, kind, return_attention)
+
+    def _tiles_explicit(self, q, k, v, graph, kind, return_attention):
+        """Tiles whose scores (or fixed weights) are built as matrices; the weights mapped back to edges."""
+        plan, softmax = graph.plan, self.score.softmax
+        if kind == "sdpa":
+            q, k = self.score.transform(q, k)
+            scale = self.score.scale
+            tile_scores = lambda qt, kt, g: (qt * scale) @ kt.transpose(-1, -2)  # noqa: E731
+        elif kind == "explicit":
+            tile_scores = lambda qt, kt, g: self.score.dense(qt, kt, None)  # noqa: E731
+        else:
+            tile_scores = self._fixed_tile_weights(plan, v)
+        if not self.score.uses_query:
+            q = None
+        out, w_tiles, s_tiles = blocked.blocked_explicit(
+            q, k, v, plan, tile_scores, softmax, lambda w: F.dropout(w, self.dropout, self.training))
+        if not return_attention:
+            return out, None
+        B = v.size(0)  # noqa: N806
+        weights = blocked.tile_weights_to_edges(w_tiles, plan, B)
+        scores = blocked.tile_weights_to_edges(s_tiles, plan, B) if softmax else weights
+        return out, AttentionWeights(weights, graph.edge_index, scores)
 
     def _fixed_tile_weights(self, plan, like: Tensor):
         """Tile weights of the fixed scores (gcn, mean, sum) from the structure's in-degrees."""
@@ -681,7 +685,7 @@ class GraphAttention(nn.Module):
         n = x.size(0)
         allowed = batch.unsqueeze(-1) == batch.unsqueeze(-2)  # [N, N], True = same graph
         if causal:
-            allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            allowed = allowed & causal_mask(n, n, x.device)
         q, k, v = self._project(x.unsqueeze(0), x.unsqueeze(0), False)  # [1, H, N, C]
         if self._sdpa_ok():
             q, k = self.score.transform(q, k)
@@ -785,3 +789,37 @@ def _edge_bias(attn_bias: Tensor, num_edges: int, num_heads: int, graph: SparseG
                          f"got {tuple(attn_bias.shape)}")
     bias = graph.to_csr_order(attn_bias)
     return bias.t() if bias.dim() == 2 else bias.unsqueeze(0)
+
+
+def _add_batch_dim(x_src, x_dst, value, key_padding_mask):
+    """One graph ``[N, d]`` as a batch of one ``[1, N, d]`` (a ``[N]`` key padding mask as ``[1, N]``)."""
+    value = None if value is None else value.unsqueeze(0)
+    if key_padding_mask is not None and key_padding_mask.dim() == 1:
+        key_padding_mask = key_padding_mask.unsqueeze(0)
+    return x_src.unsqueeze(0), x_dst.unsqueeze(0), value, key_padding_mask
+
+
+def _drop_batch_dim(out: Tensor, att: AttentionWeights | None):
+    """Undo :func:`_add_batch_dim` on a layer's output and weights."""
+    if att is not None:
+        att = AttentionWeights(att.weights.squeeze(0), att.edge_index, att.scores.squeeze(0))
+    return out.squeeze(0), att
+
+
+def _zero_rows(out: Tensor, att: AttentionWeights | None, empty: Tensor):
+    """Zero the messages (and weights) of targets with no incoming edge; the kernel saw those rows opened."""
+    out = out.masked_fill(empty, 0.0)
+    if att is not None:  # a target with no incoming edge attends to nothing
+        att = AttentionWeights(att.weights.masked_fill(empty, 0.0), None, att.scores)
+    return out, att
+
+
+def _dense_bias(attn_bias: Tensor | None, num_dst: int, num_src: int, dtype: torch.dtype) -> Tensor | None:
+    """``attn_bias`` of the dense path in the inputs' dtype, checked to end in ``[M, N]``."""
+    if attn_bias is None:
+        return None
+    attn_bias = attn_bias.to(dtype)
+    if attn_bias.dim() < 2 or attn_bias.shape[-2:] != (num_dst, num_src):
+        raise ValueError(f"attn_bias must end in [M, N] = [{num_dst}, {num_src}] and broadcast to [B, H, M, N], "
+                         f"got {tuple(attn_bias.shape)}")
+    return attn_bias

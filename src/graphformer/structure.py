@@ -21,6 +21,7 @@ from torch import Tensor
 __all__ = [
     "BlockDiagonal",
     "DenseBatch",
+    "DenseGraph",
     "LocalGlobal",
     "SlidingWindow",
     "SparseGraph",
@@ -29,8 +30,11 @@ __all__ = [
     "bipartite_edge_index",
     "block_diagonal",
     "causal_edge_index",
+    "causal_mask",
     "check_edge_index",
     "complete_edge_index",
+    "dense_graph",
+    "layer_self_loops",
     "local_global",
     "remove_self_loops",
     "sliding_window",
@@ -208,6 +212,154 @@ def to_dense_batch(x: Tensor, batch: Tensor, num_graphs: int | None = None) -> t
     pad = torch.ones(num_graphs, n_max, dtype=torch.bool, device=x.device)
     pad[batch, pos] = False
     return out, pad
+
+
+def layer_self_loops(
+    edge_index: Tensor,
+    num_src: int,
+    num_dst: int,
+    edge_attr: Tensor | None = None,
+    mode: str | None = None,
+    fill_value: float | str | Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """The self-loop policy of :class:`~graphformer.GraphAttention` (``self_loops=mode``).
+
+    ``mode=None`` returns the edges as given. Otherwise the edges are checked
+    against ``num_src -> num_dst`` nodes and :func:`add_self_loops` gives each
+    of the first ``min(num_src, num_dst)`` nodes a loop (``"add"``: replace
+    the existing loops, as GAT; ``"remaining"``: add where missing, as GCN).
+    ``fill_value=None`` picks the attribute of the new loops: ``"mean"`` of
+    the node's incoming edge features (``edge_attr`` ``[E, F]``) with
+    ``mode="add"``, else 1. The loops are appended, so the returned edges are
+    not in CSR order.
+    """
+    if mode is None:
+        return edge_index, edge_attr
+    check_edge_index(edge_index, num_src, num_dst)
+    if fill_value is None:
+        fill_value = "mean" if mode == "add" and edge_attr is not None and edge_attr.dim() > 1 else 1.0
+    return add_self_loops(edge_index, min(num_src, num_dst), edge_attr, mode=mode, fill_value=fill_value)
+
+
+def causal_mask(num_dst: int, num_src: int, device=None) -> Tensor:
+    """``[M, N]`` bool, True where ``j <= i``: the edges of the causal graph as an adjacency matrix."""
+    return torch.ones(num_dst, num_src, dtype=torch.bool, device=device).tril()
+
+
+@dataclass
+class DenseGraph:
+    """The edges of one dense attention call, as masks broadcastable to ``[B, H, M, N]``.
+
+    Built by :func:`dense_graph` from the complete graph and its
+    restrictions (causal, padded sources, padded targets, an adjacency
+    matrix); an edge ``j -> i`` exists where all of them allow it.
+    ``mask[..., i, j]`` True means the edge exists (the opposite of torch's
+    bool ``attn_mask``).
+
+    Attributes:
+        num_dst, num_src: M targets and N sources.
+        edges: bool, True where the edge ``j -> i`` exists; None when every
+            edge exists or when :attr:`is_causal` leaves the causal pattern
+            to the kernel.
+        allowed: what a fused kernel may see: :attr:`edges` with the rows of
+            :attr:`empty` opened (a row with no key would give NaN; the
+            caller zeroes those rows afterwards). None = no mask.
+        empty: bool broadcastable to ``[B, H, M, 1]``, True for a target with
+            no incoming edge; None when the masks leave every target an edge.
+        is_causal: the graph is exactly the causal one and the kernel applies
+            it itself (``scaled_dot_product_attention(is_causal=True)``);
+            :attr:`edges` and :attr:`allowed` are then None.
+    """
+
+    num_dst: int
+    num_src: int
+    edges: Tensor | None = None
+    allowed: Tensor | None = None
+    empty: Tensor | None = None
+    is_causal: bool = False
+
+    def edge_mask(self, device=None) -> Tensor | None:
+        """The edges with the causal pattern spelled out (``[M, N]`` lower triangle); None = complete."""
+        if self.is_causal:
+            return causal_mask(self.num_dst, self.num_src, device)
+        return self.edges
+
+    def pattern(self, batch_size: int, num_heads: int, device=None) -> Tensor:
+        """Every edge as a ``[B, H, M, N]`` bool tensor (what scores with fixed weights count)."""
+        full = torch.ones(self.num_dst, self.num_src, dtype=torch.bool, device=device)
+        edges = self.edge_mask(device)
+        return (full if edges is None else edges & full).expand(batch_size, num_heads, self.num_dst,
+                                                                self.num_src)
+
+    def kernel_mask(self, attn_bias: Tensor | None = None) -> Tensor | None:
+        """``attn_mask`` for ``scaled_dot_product_attention``: :attr:`allowed`, or the bias with -inf off the edges."""
+        if attn_bias is None:
+            return self.allowed
+        return attn_bias if self.allowed is None else torch.where(self.allowed, attn_bias, float("-inf"))
+
+
+def _key_padding(key_padding_mask: Tensor, batch_size: int, num_src: int) -> Tensor:
+    if key_padding_mask.dtype != torch.bool:
+        raise TypeError(f"key_padding_mask must be bool (True = padded node), got {key_padding_mask.dtype}")
+    if tuple(key_padding_mask.shape) != (batch_size, num_src):
+        raise ValueError(f"key_padding_mask must have shape [B, N] = [{batch_size}, {num_src}], "
+                         f"got {tuple(key_padding_mask.shape)}")
+    return ~key_padding_mask[:, None, None, :]
+
+
+def _adjacency(adjacency: Tensor, num_dst: int, num_src: int) -> Tensor:
+    if adjacency.dtype != torch.bool:
+        raise TypeError(f"adjacency must be bool (True = edge j -> i exists), got {adjacency.dtype}; "
+                        "an additive float mask goes in attn_bias")
+    if adjacency.dim() < 2 or adjacency.shape[-2:] != (num_dst, num_src):
+        raise ValueError(f"adjacency must end in [M, N] = [{num_dst}, {num_src}] and broadcast to [B, H, M, N], "
+                         f"got {tuple(adjacency.shape)}")
+    return adjacency
+
+
+def _both(a: Tensor | None, b: Tensor) -> Tensor:
+    return b if a is None else a & b
+
+
+def dense_graph(
+    batch_size: int,
+    num_dst: int,
+    num_src: int,
+    *,
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    query_padding: Tensor | None = None,
+    adjacency: Tensor | None = None,
+    fused_causal: bool = False,
+    device=None,
+) -> DenseGraph:
+    """The :class:`DenseGraph` of ``batch_size`` complete ``num_src -> num_dst`` graphs and their restrictions.
+
+    Args:
+        causal: keep only the edges ``j <= i`` (needs ``num_dst == num_src``).
+        key_padding_mask: ``[B, N]`` bool, True marks a padded source (no edge leaves it).
+        query_padding: ``[B, M]`` bool, True marks a padded target (no edge enters it).
+        adjacency: bool broadcastable to ``[B, H, M, N]``, ``[..., i, j]`` True where ``j -> i`` exists.
+        fused_causal: the kernel can apply a causal mask itself; when ``causal`` is the only
+            restriction the result then carries ``is_causal=True`` and no mask.
+        device: where the causal mask is built.
+    """
+    if causal and num_dst != num_src:
+        raise ValueError(f"causal=True needs as many targets as sources, got {num_dst} and {num_src}")
+    edges = None
+    if key_padding_mask is not None:
+        edges = _key_padding(key_padding_mask, batch_size, num_src)
+    if query_padding is not None:  # padded targets of a packed batch receive nothing
+        edges = _both(edges, ~query_padding[:, None, :, None])
+    if adjacency is not None:
+        edges = _both(edges, _adjacency(adjacency, num_dst, num_src))
+    if causal and (edges is not None or not fused_causal):
+        edges, causal = _both(edges, causal_mask(num_dst, num_src, device)), False
+    if edges is None:
+        return DenseGraph(num_dst, num_src, is_causal=causal)
+    reach = edges if edges.size(-1) == num_src else edges.expand(*edges.shape[:-1], num_src)  # [..., 1] if no source
+    empty = ~reach.any(-1, keepdim=True)  # targets with no incoming edge
+    return DenseGraph(num_dst, num_src, edges, edges | empty, empty)
 
 
 @dataclass
