@@ -215,7 +215,8 @@ def window_case(cfg: GPTConfig, lengths: list[int], window: int, reps: int, devi
         win = GPT(GPTConfig(**{**base, "attention": "window", "window": window})).to(device)
         win.load_state_dict(full.state_dict())
         idx = torch.randint(cfg.vocab_size, (1, n), device=device)
-        res = paired(lambda: full(idx, idx)[1].backward(), lambda: win(idx, idx)[1].backward(), reps, 1, device)
+        res = paired(lambda f=full, i=idx: f(i, i)[1].backward(), lambda w=win, i=idx: w(i, i)[1].backward(),
+                     reps, 1, device)
         rows.append({"tokens": n, "window": window, "full_ms": res["ref_ms"], "window_ms": res["ours_ms"],
                      "ratio": res["ratio"], "cpu_ratio": res["cpu_ratio"]})
         print(f"T {n}, window {window}: full causal {res['ref_ms']:.0f} ms, window {res['ours_ms']:.0f} ms "

@@ -287,8 +287,8 @@ def test_training_steps_equal_nanogpt_layout():
     for _ in range(5):
         x, y = torch.randint(11, (4, 16)), torch.randint(11, (4, 16))
         losses = []
-        for o, params, loss_of in ((opt, list(model.parameters()), lambda: model(x, y)[1]),
-                                   (opt_plain, plain, lambda: plain_loss(x, y))):
+        for o, params, loss_of in ((opt, list(model.parameters()), lambda x=x, y=y: model(x, y)[1]),
+                                   (opt_plain, plain, lambda x=x, y=y: plain_loss(x, y))):
             loss = loss_of()
             o.zero_grad()
             loss.backward()
