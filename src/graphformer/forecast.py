@@ -43,11 +43,21 @@ from .data import (
     Scaler,
     adjacency_to_edges,
     correlation_knn_edges,
+    cycle_phase,
     load_series,
     prepare_forecast_data,
+    protocol_for,
     read_adjacency,
 )
-from .models import GraphPriorForecaster, ITransformer, PatchTransformer, TemporalTransformer
+from .models import (
+    Autoformer,
+    CycleForecaster,
+    GraphPriorForecaster,
+    ITransformer,
+    PatchTransformer,
+    TemporalQueryForecaster,
+    TemporalTransformer,
+)
 
 __all__ = [
     "ForecastConfig",
@@ -61,7 +71,8 @@ __all__ = [
     "train",
 ]
 
-MODELS = ("itransformer", "temporal", "patch", "graph")
+MODELS = ("itransformer", "temporal", "patch", "graph", "autoformer", "cycle", "tqnet")
+PERIODIC = ("cycle", "tqnet")  # models that read the cycle phase (last mark column)
 CHECKPOINT_FORMAT = "graphformer-forecast/1"
 
 
@@ -129,6 +140,8 @@ class ForecastConfig:
     stride: int = 8
     original_units: bool = False
     threads: int | None = None
+    cycle_len: int | None = None  # cycle / tqnet: period W in rows (None: the data's protocol, e.g. 24 for ETTh)
+    label_len: int | None = None  # autoformer: decoder start length (None: seq_len // 2)
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
@@ -158,7 +171,8 @@ class ForecastConfig:
         """The settings that define the network (compared on ``--resume``)."""
         keys = ["model", "seq_len", "pred_len", "d_model", "d_ff", "layers", "heads", "dropout"]
         keys += {"graph": ["score", "mix_complete", "knn", "graph"], "temporal": ["causal"],
-                 "patch": ["patch_len", "stride"]}.get(self.model, [])
+                 "patch": ["patch_len", "stride"], "cycle": ["cycle_len"], "tqnet": ["cycle_len"],
+                 "autoformer": ["label_len"]}.get(self.model, [])
         return {k: getattr(self, k) for k in keys}
 
 
@@ -179,7 +193,10 @@ def load_data(cfg: ForecastConfig) -> ForecastData:
         if split == "auto":
             split = "ratio"
     freq = None if cfg.freq == "none" else cfg.freq
-    return prepare_forecast_data(series, cfg.seq_len, cfg.pred_len, split=split, scale=cfg.scale, freq=freq)
+    data = prepare_forecast_data(series, cfg.seq_len, cfg.pred_len, split=split, scale=cfg.scale, freq=freq)
+    if cfg.model in PERIODIC:  # the window's phase in the cycle, as the last mark column
+        data = cycle_phase(data, cfg.cycle_len or protocol_for(series.name).cycle_len)
+    return data
 
 
 def variable_graph(cfg: ForecastConfig, data: ForecastData) -> tuple[Tensor, Tensor]:
@@ -203,6 +220,17 @@ def build_model(cfg: ForecastConfig, num_variables: int, num_time_features: int,
                                    **common)
     if cfg.model == "patch":
         return PatchTransformer(cfg.seq_len, cfg.pred_len, cfg.patch_len, cfg.stride, **common)
+    if cfg.model == "autoformer":
+        return Autoformer(cfg.seq_len, cfg.label_len if cfg.label_len is not None else cfg.seq_len // 2, cfg.pred_len,
+                          num_variables, num_time_features, cfg.d_model, cfg.heads, cfg.d_ff, cfg.layers, 1,
+                          cfg.dropout, factor=3.0)
+    if cfg.model in PERIODIC:
+        cycle_len = cfg.cycle_len or protocol_for(os.path.basename(cfg.data).removesuffix(".csv")).cycle_len
+        if cfg.model == "tqnet":
+            return TemporalQueryForecaster(cfg.seq_len, cfg.pred_len, num_variables, cycle_len, cfg.d_model,
+                                           dropout=cfg.dropout)
+        backbone = ITransformer(cfg.seq_len, cfg.pred_len, use_norm=False, **common)
+        return CycleForecaster(backbone, cfg.seq_len, cfg.pred_len, num_variables, cycle_len)
     if edges is None:
         raise ValueError("the graph model needs its edges")
     return GraphPriorForecaster(cfg.seq_len, cfg.pred_len, edges[0], num_variables, edges[1], score=cfg.score,
@@ -517,6 +545,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--causal", action="store_true", help="--model temporal: causal graph over time steps")
     parser.add_argument("--patch-len", type=int, default=d.patch_len, help="--model patch (default: %(default)s)")
     parser.add_argument("--stride", type=int, default=d.stride, help="--model patch (default: %(default)s)")
+    parser.add_argument("--cycle-len", type=int, default=None, help="--model cycle / tqnet: period in rows "
+                        "(default: the data's, e.g. 24 for ETTh, 52 for ILI)")
+    parser.add_argument("--label-len", type=int, default=None, help="--model autoformer: decoder start length "
+                        "(default: seq_len // 2)")
     parser.add_argument("--original-units", action="store_true", help="also RMSE / MAE in the data's units")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="folder for best.pt, last.pt, metrics.json, forecast.png")

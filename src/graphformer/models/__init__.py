@@ -1,5 +1,6 @@
 """Models built from the graphformer layer: forecasters and graph models."""
 
+from .autoformer import AutoCorrelation, Autoformer, SeriesDecomposition, autocorrelation
 from .forecasting import (
     GraphPriorForecaster,
     InstanceStats,
@@ -9,9 +10,13 @@ from .forecasting import (
     normalize,
 )
 from .graph import GAT, GCN, GPS, GPSLayer, GraphTransformer, mean_pool
+from .periodic import CycleForecaster, RecurrentCycle, TemporalQueryForecaster
 
 __all__ = [
     "GAT",
+    "AutoCorrelation",
+    "Autoformer",
+    "CycleForecaster",
     "GCN",
     "GPS",
     "GPSLayer",
@@ -20,7 +25,11 @@ __all__ = [
     "ITransformer",
     "InstanceStats",
     "PatchTransformer",
+    "RecurrentCycle",
+    "SeriesDecomposition",
+    "TemporalQueryForecaster",
     "TemporalTransformer",
+    "autocorrelation",
     "mean_pool",
     "normalize",
 ]
