@@ -453,3 +453,34 @@ def test_cycle_phase_column_follows_the_series_rows():
     assert int(y_mark[0, -1]) == with_phase.test.origin(3) % 24
     with pytest.raises(ValueError, match="cycle_len"):
         cycle_phase(data, 0)
+
+
+def test_full_table_commands_match_their_configs(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from graphformer import cli, forecast
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("_forecast_results_full", repo / "scripts" / "forecast_results.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+    parser = cli.build_parser()
+    cells = script.full_cells()
+    assert {c.settings["model"] for c in cells} == {"cycle", "itransformer", "autoformer"}
+    for cell in cells:
+        cfg = cell.config(2021, Path("../shared/data"))
+        cfg.check()
+        args = parser.parse_args(script.cli_command(cell, 2021, "out").split()[1:])
+        assert forecast.config_from_args(args) == cfg, cell.name
+    # every dataset x horizon row is in the table; a row without runs says so and names its command
+    page = tmp_path / "page.md"
+    page.write_text("# Forecasting results\n\nkept\n")
+    block = script.write_full_section(tmp_path, page)
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "not run" in line]
+    assert len(rows) == sum(len(v[2]) for v in script.FULL.values()) == 24
+    assert "kept" in page.read_text()
+    script.write_full_section(tmp_path, page)  # replaced in place, not appended twice
+    assert page.read_text().count(script.FULL_START) == 1

@@ -403,7 +403,8 @@ def train(cfg: ForecastConfig, out: str | os.PathLike | None = None, *, resume: 
     edges = variable_graph(cfg, data) if cfg.model == "graph" else None
     seed_everything(cfg.seed)
     model = build_model(cfg, data.num_variables, data.num_time_features, edges)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # fused: one kernel per parameter and step instead of ~25 (at 11 tokens the step is mostly overhead)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_loader = data.train.loader(cfg.batch_size, shuffle=True, drop_last=True, generator=generator)
     if len(train_loader) == 0:
