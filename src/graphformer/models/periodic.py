@@ -115,8 +115,8 @@ class TemporalQueryForecaster(nn.Module):
     the complete bipartite graph (:class:`~graphformer.GraphAttention` on a pair):
 
     .. math::
-        c_v = \sum_{w=1}^{V} a_{vw} W_v x_w, \quad a_{v\cdot} = \mathrm{softmax}_w(\langle W_q u_v, W_k x_w \rangle / \sqrt C),
-        \\
+        c_v = \sum_{w=1}^{V} a_{vw} W_v x_w, \quad
+        a_{v\cdot} = \mathrm{softmax}_w(\langle W_q u_v, W_k x_w \rangle / \sqrt C), \\
         h_v = W_{\mathrm{in}} (x_v + c_v), \quad
         \hat y_v = W_{\mathrm{out}}\, \mathrm{drop}(h_v + \mathrm{MLP}(h_v))
 
