@@ -484,3 +484,31 @@ def test_full_table_commands_match_their_configs(tmp_path):
     assert "kept" in page.read_text()
     script.write_full_section(tmp_path, page)  # replaced in place, not appended twice
     assert page.read_text().count(script.FULL_START) == 1
+
+
+@pytest.mark.parametrize("model", ["autoformer", "cycle", "tqnet"])
+def test_new_models_train_through_the_cli_and_reload(tmp_path, model):
+    """The CLI's model choices: phase marks for the periodic models, a checkpoint that reproduces the test."""
+    import os
+
+    from conftest import DATA
+
+    from graphformer import forecast
+
+    path = DATA / "illness" / "national_illness.csv"
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI must run the data tests")
+        pytest.skip(f"{path} not found")
+    cfg = forecast.ForecastConfig(data=str(path), model=model, seq_len=36, pred_len=24, label_len=18, epochs=1,
+                                  d_model=16, d_ff=16, heads=4, layers=1, lr=1e-3)
+    metrics = forecast.train(cfg, tmp_path, progress=False, plot=False)
+    data = forecast.load_data(cfg)
+    expected_marks = 4 + (model != "autoformer")  # the periodic models get the phase column
+    assert data.num_time_features == expected_marks
+    if model != "autoformer":
+        assert int(data.test.marks[0, -1]) == data.test.offset % 52  # ILI: a year of weeks
+    net, saved, _ = forecast.load_checkpoint(tmp_path / "best.pt")
+    assert saved.model == model and type(net) is type(forecast.build_model(cfg, 7, expected_marks))
+    again = forecast.evaluate(net, data.test.loader(32))
+    assert again["mse"] == pytest.approx(metrics["mse"], rel=1e-5)
