@@ -492,7 +492,6 @@ def test_new_models_train_through_the_cli_and_reload(tmp_path, model):
     import os
 
     from conftest import DATA
-
     from graphformer import forecast
 
     path = DATA / "illness" / "national_illness.csv"
