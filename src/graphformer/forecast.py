@@ -84,7 +84,8 @@ class ForecastConfig:
     Attributes:
         data: the series file (``.csv`` with optional ``date`` column, or
             header-less ``.txt``/``.txt.gz``).
-        model: ``"itransformer"``, ``"temporal"``, ``"patch"`` or ``"graph"``.
+        model: ``"itransformer"``, ``"temporal"``, ``"patch"``, ``"graph"``, ``"autoformer"``,
+            ``"cycle"`` (CycleNet's residual cycles around an iTransformer) or ``"tqnet"``.
         seq_len, pred_len: look-back L and horizon H.
         epochs, batch_size, lr, patience: Adam on the MSE, lr halved every
             epoch after the first, early stopping after ``patience`` epochs
@@ -107,6 +108,9 @@ class ForecastConfig:
         mix_complete: the graph model adds complete-graph attention.
         causal: the temporal model attends only to earlier steps.
         patch_len, stride: the patch model's patches.
+        cycle_len: ``cycle`` / ``tqnet``: the period W in rows (None: the data's
+            protocol, :data:`graphformer.data.PROTOCOLS`).
+        label_len: ``autoformer``: the decoder's start length (None: ``seq_len // 2``).
         original_units: also report RMSE / MAE after undoing the scaling.
         threads: ``torch.set_num_threads`` (None leaves the default).
     """
@@ -223,7 +227,7 @@ def build_model(cfg: ForecastConfig, num_variables: int, num_time_features: int,
     if cfg.model == "autoformer":
         return Autoformer(cfg.seq_len, cfg.label_len if cfg.label_len is not None else cfg.seq_len // 2, cfg.pred_len,
                           num_variables, num_time_features, cfg.d_model, cfg.heads, cfg.d_ff, cfg.layers, 1,
-                          cfg.dropout, factor=3.0)
+                          cfg.dropout, factor=3.0)  # factor 3: Autoformer's scripts
     if cfg.model in PERIODIC:
         cycle_len = cfg.cycle_len or protocol_for(os.path.basename(cfg.data).removesuffix(".csv")).cycle_len
         if cfg.model == "tqnet":
