@@ -289,3 +289,80 @@ def test_read_adjacency_checks_size(tmp_path, shared_data):
     rect.write_text("1,0,0\n0,1,0\n")
     with pytest.raises(ValueError, match="square"):
         read_adjacency(rect)
+
+
+# ------------------------------------------------------------ Weather and ILI (Time-Series-Library "custom" data)
+def _custom_file(relative: str):
+    """A file of ../shared/data; a missing file fails under CI (env ``CI`` set) instead of skipping."""
+    from conftest import DATA, require_data
+
+    return require_data(DATA / relative)
+
+
+def test_weather_is_read_as_it_is():
+    from graphformer.data import read_weather
+
+    path = _custom_file("weather/weather.csv")
+    raw = path.read_bytes()
+    assert raw.count(b"\r\n") == 52697  # header + 52,696 rows, Windows line endings
+    series = read_weather(path)
+    assert series.values.shape == (52696, 21) and series.name == "weather"
+    assert series.columns[-1] == "OT" and series.columns[0] == "p (mbar)"
+    assert "SWDR (W/m\ufffd)" in series.columns  # the replacement character stays in the name
+    assert not any("\r" in c for c in series.columns)
+    assert str(series.dates[0]) == "2020-01-01T00:10:00" and str(series.dates[-1]) == "2021-01-01T00:00:00"
+    # every row is kept, the repeated timestamp included; the values match the file's first data row
+    assert series.dates[19043] == series.dates[19044]
+    first = [float(v) for v in raw.split(b"\r\n")[1].decode().split(",")[1:]]
+    np.testing.assert_allclose(series.values[0], first)
+    assert load_series(path).values.shape == (52696, 21)  # the CLI's reader picks the same loader
+
+
+def test_weather_custom_split_borders_and_scaler():
+    from graphformer.data import read_weather
+
+    series = read_weather(_custom_file("weather/weather.csv"))
+    # custom split: train int(0.7 N) = 36887, test int(0.2 N) = 10539, validation the 5270 between
+    assert split_borders(52696, 96, "ratio") == {"train": (0, 36887), "val": (36791, 42157),
+                                                 "test": (42061, 52696)}
+    data = prepare_forecast_data(series, 96, 96)
+    assert data.scheme == "ratio"
+    assert len(data.train) == 36887 - 96 - 96 + 1
+    assert len(data.val) == 5270 - 96 + 1 and len(data.test) == 10539 - 96 + 1
+    assert data.val.origin(0) == 36887 and data.test.origin(0) == 42157
+    assert data.test.origin(len(data.test) - 1) + 96 == 52696
+    np.testing.assert_allclose(data.scaler.mean, series.values[:36887].mean(0))
+    np.testing.assert_allclose(data.scaler.scale, series.values[:36887].std(0))
+
+
+def test_ili_protocol_split_and_windows():
+    from graphformer.data import PROTOCOLS, protocol_for, read_illness
+
+    series = read_illness(_custom_file("illness/national_illness.csv"))
+    assert series.values.shape == (966, 7) and series.columns[-1] == "OT" and series.name == "national_illness"
+    assert str(series.dates[0])[:10] == "2002-01-01" and str(series.dates[-1])[:10] == "2020-06-30"
+    protocol = protocol_for(series.name)
+    assert (protocol.seq_len, protocol.label_len, protocol.horizons) == (36, 18, (24, 36, 48, 60))
+    assert PROTOCOLS["weather"].cycle_len == 144 and protocol.cycle_len == 52
+    # 966 rows: train 676, test 193, validation 97
+    for horizon in protocol.horizons:
+        data = prepare_forecast_data(series, 36, horizon)
+        assert data.borders == {"train": (0, 676), "val": (640, 773), "test": (737, 966)}
+        assert len(data.train) == 676 - 36 - horizon + 1
+        assert len(data.val) == 97 - horizon + 1 and len(data.test) == 193 - horizon + 1
+        assert data.val.origin(0) == 676 and data.test.origin(0) == 773
+    np.testing.assert_allclose(data.scaler.mean, series.values[:676].mean(0))
+    with pytest.raises(ValueError, match="cycle-len"):
+        protocol_for("my_series")
+
+
+def test_custom_readers_reject_other_files(tmp_path):
+    from graphformer.data import read_illness, read_weather
+
+    path = _write_csv(tmp_path / "weather.csv", ["date", "a", "OT"], [["2020-01-01 00:10:00", 1, 2]])
+    with pytest.raises(ValueError, match="21 value columns"):
+        read_weather(path)
+    with pytest.raises(ValueError, match="7 value columns"):
+        read_illness(path)
+    with pytest.raises(FileNotFoundError):
+        read_weather(tmp_path / "missing.csv")

@@ -45,11 +45,21 @@ from .data import (
     Scaler,
     adjacency_to_edges,
     correlation_knn_edges,
+    cycle_phase,
     load_series,
     prepare_forecast_data,
+    protocol_for,
     read_adjacency,
 )
-from .models import GraphPriorForecaster, ITransformer, PatchTransformer, TemporalTransformer
+from .models import (
+    Autoformer,
+    CycleForecaster,
+    GraphPriorForecaster,
+    ITransformer,
+    PatchTransformer,
+    TemporalQueryForecaster,
+    TemporalTransformer,
+)
 from .train import option
 
 __all__ = [
@@ -66,6 +76,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "graphformer-forecast/1"
+PERIODIC = ("cycle", "tqnet")  # models that read the cycle phase (last mark column)
 seed_everything = engine.seed_everything
 _atomic_write = engine.atomic_write
 _save = engine.save_torch
@@ -85,8 +96,26 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
                                                    **_common(cfg)),
     "graph": lambda cfg, v, f, e: GraphPriorForecaster(cfg.seq_len, cfg.pred_len, e[0], v, e[1], score=cfg.score,
                                                        mix_complete=cfg.mix_complete, **_common(cfg)),
+    # factor 3: Autoformer's scripts
+    "autoformer": lambda cfg, v, f, e: Autoformer(cfg.seq_len, _label_len(cfg), cfg.pred_len, v, f, cfg.d_model,
+                                                  cfg.heads, cfg.d_ff, cfg.layers, 1, cfg.dropout, factor=3.0),
+    "cycle": lambda cfg, v, f, e: CycleForecaster(ITransformer(cfg.seq_len, cfg.pred_len, use_norm=False,
+                                                               **_common(cfg)),
+                                                  cfg.seq_len, cfg.pred_len, v, _cycle_len(cfg)),
+    "tqnet": lambda cfg, v, f, e: TemporalQueryForecaster(cfg.seq_len, cfg.pred_len, v, _cycle_len(cfg),
+                                                          cfg.d_model, dropout=cfg.dropout),
 }
 GRAPH_MODELS = ("graph",)  # models built on a graph over the variables (``edges``)
+
+
+def _cycle_len(cfg) -> int:
+    """The period W of ``cycle`` / ``tqnet``: ``--cycle-len``, else the data's protocol (24 for ETTh, 52 for ILI)."""
+    return cfg.cycle_len or protocol_for(os.path.basename(cfg.data).removesuffix(".csv")).cycle_len
+
+
+def _label_len(cfg) -> int:
+    """Autoformer's decoder start length: ``--label-len``, else half the look-back."""
+    return cfg.label_len if cfg.label_len is not None else cfg.seq_len // 2
 
 
 def _model_is(*names: str):
@@ -151,6 +180,10 @@ class ForecastConfig(engine.TrainConfig):
     causal: bool = option(False, "causal graph over time steps", applies=_model_is("temporal"))
     patch_len: int = option(16, "patch length", applies=_model_is("patch"))
     stride: int = option(8, "patch stride", applies=_model_is("patch"))
+    cycle_len: int | None = option(None, "period W in rows (default: the data's protocol, e.g. 24 for ETTh, 52 for "
+                                   "ILI)", applies=_model_is(*PERIODIC))
+    label_len: int | None = option(None, "decoder start length (default: seq_len // 2)",
+                                   applies=_model_is("autoformer"))
     original_units: bool = option(False, "also report RMSE / MAE in the data's units")
     extra: dict = option(help="free-form settings of a model added by a script", flag=False,
                          default_factory=dict)
@@ -168,6 +201,10 @@ class ForecastConfig(engine.TrainConfig):
             raise ValueError(f"--dropout must lie in [0, 1), got {self.dropout}")
         if self.d_model % self.heads:
             raise ValueError(f"--d-model {self.d_model} must be divisible by --heads {self.heads}")
+        for name in ("cycle_len", "label_len"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.limit_rows is not None and self.limit_rows < 2:
             raise ValueError(f"--limit-rows must be >= 2, got {self.limit_rows}")
 
@@ -196,7 +233,10 @@ def load_data(cfg: ForecastConfig) -> ForecastData:
         if split == "auto":
             split = "ratio"
     freq = None if cfg.freq == "none" else cfg.freq
-    return prepare_forecast_data(series, cfg.seq_len, cfg.pred_len, split=split, scale=cfg.scale, freq=freq)
+    data = prepare_forecast_data(series, cfg.seq_len, cfg.pred_len, split=split, scale=cfg.scale, freq=freq)
+    if cfg.model in PERIODIC:  # the window's phase in the cycle, as the last mark column
+        data = cycle_phase(data, cfg.cycle_len or protocol_for(series.name).cycle_len)
+    return data
 
 
 def variable_graph(cfg: ForecastConfig, data: ForecastData) -> tuple[Tensor, Tensor]:

@@ -9,31 +9,43 @@
 """
 
 from .timeseries import (
+    PROTOCOLS,
     ForecastData,
+    ForecastProtocol,
     Scaler,
     TimeSeries,
     WindowDataset,
+    cycle_phase,
     load_series,
     prepare_forecast_data,
+    protocol_for,
     read_csv_series,
     read_exchange_rate,
+    read_illness,
+    read_weather,
     split_borders,
     split_scheme_for,
 )
 from .variable_graph import adjacency_to_edges, correlation_knn_edges, read_adjacency
 
 __all__ = [
+    "PROTOCOLS",
     "ForecastData",
+    "ForecastProtocol",
     "Scaler",
     "TimeSeries",
     "WindowDataset",
     "adjacency_to_edges",
     "correlation_knn_edges",
+    "cycle_phase",
     "load_series",
     "prepare_forecast_data",
+    "protocol_for",
     "read_adjacency",
     "read_csv_series",
     "read_exchange_rate",
+    "read_illness",
+    "read_weather",
     "split_borders",
     "split_scheme_for",
 ]

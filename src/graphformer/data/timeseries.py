@@ -40,14 +40,20 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from ..encodings import time_features
 
 __all__ = [
+    "PROTOCOLS",
     "ForecastData",
+    "ForecastProtocol",
     "Scaler",
     "TimeSeries",
     "WindowDataset",
+    "cycle_phase",
     "load_series",
     "prepare_forecast_data",
+    "protocol_for",
     "read_csv_series",
     "read_exchange_rate",
+    "read_illness",
+    "read_weather",
     "split_borders",
     "split_scheme_for",
 ]
@@ -265,6 +271,8 @@ def load_series(path: str | os.PathLike, *, fill: str | None = None, layout: str
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such data file: {path}")
+    if os.path.basename(path) == "weather.csv" and fill is None:  # the published file repeats a timestamp
+        return read_weather(path)
     if path.endswith(".csv"):
         return read_csv_series(path, fill=fill, date_column=date_column or "date", date_format=date_format,
                                sep=sep, date_required=date_column is not None)
@@ -540,3 +548,128 @@ def prepare_forecast_data(series: TimeSeries, seq_len: int = 96, pred_len: int =
         blocks[name] = WindowDataset(scaled[start:stop], None if marks is None else marks[start:stop],
                                      seq_len, pred_len, offset=start, name=f"{split} {name}")
     return ForecastData(series, scaler, split, borders, blocks["train"], blocks.get("val"), blocks["test"], freq)
+
+
+# ------------------------------------------------------------ Weather and ILI ("custom" data)
+@dataclass(frozen=True)
+class ForecastProtocol:
+    """The look-back, decoder start length and horizons a benchmark is reported at.
+
+    Attributes:
+        seq_len: look-back L.
+        label_len: rows of the look-back that a decoder (Autoformer) starts from.
+        horizons: the horizons H of the published tables.
+        cycle_len: the period W (rows) of the data's dominant cycle, as CycleNet / TQNet use it.
+    """
+
+    seq_len: int
+    label_len: int
+    horizons: tuple[int, ...]
+    cycle_len: int
+
+
+#: Time-Series-Library long-term protocols: look-back 96 (label 48) for ETT and Weather,
+#: look-back 36 (label 18) and horizons 24 / 36 / 48 / 60 for ILI. ``cycle_len`` is one day
+#: (24 hourly, 96 quarter-hourly, 144 ten-minute rows) or one year of weeks (52).
+PROTOCOLS = {
+    "ETTh1": ForecastProtocol(96, 48, (96, 192, 336, 720), 24),
+    "ETTh2": ForecastProtocol(96, 48, (96, 192, 336, 720), 24),
+    "ETTm1": ForecastProtocol(96, 48, (96, 192, 336, 720), 96),
+    "ETTm2": ForecastProtocol(96, 48, (96, 192, 336, 720), 96),
+    "weather": ForecastProtocol(96, 48, (96, 192, 336, 720), 144),
+    "national_illness": ForecastProtocol(36, 18, (24, 36, 48, 60), 52),
+}
+
+
+def protocol_for(name: str) -> ForecastProtocol:
+    """The :data:`PROTOCOLS` entry of a series called ``name`` (file stem), or ``ValueError``."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"no standard protocol for a series named {name!r} (known: {sorted(PROTOCOLS)}); "
+                         "give the cycle length explicitly (--cycle-len)")
+    return PROTOCOLS[name]
+
+
+def _read_custom(path: str | os.PathLike, expected_columns: int, what: str, *,
+                 keep_duplicate_dates: bool = False) -> TimeSeries:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such data file: {path}")
+    if keep_duplicate_dates:
+        frame = pd.read_csv(path)
+        if "date" not in frame.columns:
+            raise ValueError(f"{path}: no 'date' column; is this the {what} file?")
+        dates = pd.to_datetime(frame.pop("date")).to_numpy().astype("datetime64[s]")
+        if (np.diff(dates.astype(np.int64)) < 0).any():
+            raise ValueError(f"{path}: timestamps are not sorted; is this the {what} file?")
+        if frame.isna().to_numpy().any():
+            raise ValueError(f"{path}: missing values; the published {what} file has none")
+        series = TimeSeries(frame.to_numpy(dtype=np.float64), [str(c) for c in frame.columns], None, _stem(path))
+        # The published file repeats one timestamp; the rows are kept as they are, in file order (as
+        # the reference loader reads them), so the dates are set after TimeSeries' strict-order check.
+        series.dates = dates
+    else:
+        series = read_csv_series(path)
+    if series.dates is None:
+        raise ValueError(f"{path}: no 'date' column; is this the {what} file?")
+    if series.num_variables != expected_columns or series.columns[-1] != "OT":
+        raise ValueError(f"{path}: expected {expected_columns} value columns ending in 'OT' ({what}), got "
+                         f"{series.num_variables} ending in {series.columns[-1]!r}")
+    return series
+
+
+def read_weather(path: str | os.PathLike) -> TimeSeries:
+    """Read ``weather.csv`` (Autoformer / Time-Series-Library copy) as it is.
+
+    21 meteorological variables every 10 minutes through 2020 (52,696 rows),
+    target ``OT`` last. The file has Windows line endings and U+FFFD
+    replacement characters in its header (``SWDR (W/m\\ufffd)``); both are
+    kept as they are (the column names keep the U+FFFD). It also repeats
+    one timestamp (data rows 19043 and 19044 are both 2020-05-12 06:00) and
+    jumps 100 minutes once between two rows; every row is kept, in file order, as the
+    reference loader keeps them. Its standard split
+    is the "custom" one (:func:`split_borders` ``"ratio"``: 70 % train, 20 %
+    test, the rest validation), picked by ``prepare_forecast_data`` from the
+    name ``"weather"``.
+
+    Raises:
+        ValueError: the file does not have 21 value columns ending in ``OT``.
+    """
+    return _read_custom(path, 21, "Weather", keep_duplicate_dates=True)
+
+
+def read_illness(path: str | os.PathLike) -> TimeSeries:
+    """Read ``national_illness.csv`` (weekly influenza-like illness, 966 rows, 7 variables, target ``OT``).
+
+    The ILI protocol is ``PROTOCOLS["national_illness"]``: look-back 36,
+    label 18, horizons 24 / 36 / 48 / 60, "custom" split (70 / 10 / 20 by
+    rows, as :func:`read_weather`).
+    """
+    return _read_custom(path, 7, "ILI")
+
+
+def cycle_phase(data: ForecastData, cycle_len: int) -> ForecastData:
+    """The same windows with one more mark column: the row's phase in a cycle of ``cycle_len`` rows.
+
+    Row ``t`` of the series (0-based, the file's row order) gets phase
+    ``t mod cycle_len``, as CycleNet's ``cycle_index``; the column is appended
+    after the time features, so ``x_mark[..., -1]`` of a window is its phase
+    per step and ``x_mark[:, 0, -1]`` the phase of its first row. Periodic
+    priors (:class:`~graphformer.models.CycleForecaster`,
+    :class:`~graphformer.models.TemporalQueryForecaster`) read it and hand the
+    other marks on.
+
+    Returns:
+        a new :class:`ForecastData` (the values are shared, not copied).
+    """
+    if not isinstance(cycle_len, int) or cycle_len < 1:
+        raise ValueError(f"cycle_len must be a positive integer, got {cycle_len!r}")
+
+    def extend(block: WindowDataset | None) -> WindowDataset | None:
+        if block is None:
+            return None
+        rows = torch.arange(block.offset, block.offset + block.values.size(0))
+        phase = (rows % cycle_len).float().unsqueeze(1)  # [T, 1]
+        return WindowDataset(block.values, torch.cat([block.marks, phase], dim=1), block.seq_len, block.pred_len,
+                             block.offset, block.name)
+
+    return replace(data, train=extend(data.train), val=extend(data.val), test=extend(data.test))

@@ -1,5 +1,6 @@
 """Models built from the graphformer layer: forecasters, graph models and a GPT."""
 
+from .autoformer import AutoCorrelation, Autoformer, SeriesDecomposition, autocorrelation
 from .forecasting import (
     GraphPriorForecaster,
     InstanceStats,
@@ -22,10 +23,14 @@ from .graph import (
     build_graph_model,
     mean_pool,
 )
+from .periodic import CycleForecaster, RecurrentCycle, TemporalQueryForecaster
 
 __all__ = [
     "GAT",
     "GATSep",
+    "AutoCorrelation",
+    "Autoformer",
+    "CycleForecaster",
     "GCN",
     "GPS",
     "GPSLayer",
@@ -42,6 +47,10 @@ __all__ = [
     "ResidualGraphModel",
     "TemporalTransformer",
     "build_graph_model",
+    "RecurrentCycle",
+    "SeriesDecomposition",
+    "TemporalQueryForecaster",
+    "autocorrelation",
     "mean_pool",
     "normalize",
 ]
