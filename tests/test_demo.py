@@ -1,4 +1,4 @@
-"""Tests of the ``graphformer`` command line: the demo command and the help screen.
+"""Tests of ``graphformer demo`` (demo.py).
 
 The demo's printed metrics are checked against the same numbers computed
 here independently (plain softmax arithmetic and numpy matrices).
@@ -67,9 +67,3 @@ def test_demo_rejects_an_empty_sentence(capsys):
     assert main(["demo", "--sentence", "   "]) == 1
     captured = capsys.readouterr()
     assert "--sentence" in captured.err and captured.out.strip() == ""
-
-
-def test_no_command_prints_help_and_returns_2(capsys):
-    assert main([]) == 2
-    out = capsys.readouterr().out
-    assert "usage: graphformer" in out and "demo" in out

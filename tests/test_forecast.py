@@ -387,3 +387,59 @@ def test_two_processes_forecast_as_one(tmp_path):
     assert [r[0] for r in logs] == [0, 0], [r[2][-2000:] for r in logs]
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["mse"] == pytest.approx(m2["mse"], rel=1e-6)
+
+
+# ------------------------------------------------------------ the forecasting models of the full table
+
+
+def test_full_table_commands_match_their_configs(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from graphformer import cli, forecast
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("_forecast_results_full", repo / "scripts" / "forecast_results.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+    parser = cli.build_parser()
+    cells = script.full_cells()
+    assert {c.settings["model"] for c in cells} == {"cycle", "itransformer", "autoformer"}
+    for cell in cells:
+        cfg = cell.config(2021, Path("../shared/data"))
+        cfg.check()
+        args = parser.parse_args(script.cli_command(cell, 2021, "out").split()[1:])
+        assert forecast.config_from_args(args) == cfg, cell.name
+    # every dataset x horizon row is in the table; a row without runs says so and names its command
+    page = tmp_path / "page.md"
+    page.write_text("# Forecasting results\n\nkept\n")
+    block = script.write_full_section(tmp_path, page)
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "not run" in line]
+    assert len(rows) == sum(len(v[2]) for v in script.FULL.values()) == 24
+    assert "kept" in page.read_text()
+    script.write_full_section(tmp_path, page)  # replaced in place, not appended twice
+    assert page.read_text().count(script.FULL_START) == 1
+
+
+@pytest.mark.parametrize("model", ["autoformer", "cycle", "tqnet"])
+def test_new_models_train_through_the_cli_and_reload(tmp_path, model):
+    """The CLI's model choices: phase marks for the periodic models, a checkpoint that reproduces the test."""
+    from conftest import DATA, require_data
+    from graphformer import forecast
+
+    path = require_data(DATA / "illness" / "national_illness.csv")
+    extra = {"label_len": 18} if model == "autoformer" else {}  # --label-len is an autoformer setting
+    cfg = forecast.ForecastConfig(data=str(path), model=model, seq_len=36, pred_len=24, epochs=1,
+                                  d_model=16, d_ff=16, heads=4, layers=1, lr=1e-3, **extra)
+    metrics = forecast.train(cfg, tmp_path, progress=False, plot=False)
+    data = forecast.load_data(cfg)
+    expected_marks = 4 + (model != "autoformer")  # the periodic models get the phase column
+    assert data.num_time_features == expected_marks
+    if model != "autoformer":
+        assert int(data.test.marks[0, -1]) == data.test.offset % 52  # ILI: a year of weeks
+    net, saved, _ = forecast.load_checkpoint(tmp_path / "best.pt")
+    assert saved.model == model and type(net) is type(forecast.build_model(cfg, 7, expected_marks))
+    again = forecast.evaluate(net, data.test.loader(32))
+    assert again["mse"] == pytest.approx(metrics["mse"], rel=1e-5)
