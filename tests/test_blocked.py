@@ -41,13 +41,6 @@ STRUCTURES = {
 SCORES = ["dot", "rotary", "additive", "gatv2", "gcn", "mean", "sum", "function"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_layer(score, seed=0, **kwargs):

@@ -17,14 +17,6 @@ from graphformer.data.variable_graph import adjacency_to_edges
 from graphformer.explain.inputs import graph_edges
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_graph(n=7, e=20, seed=0):
     g = torch.Generator().manual_seed(seed)
     ei = torch.randint(0, n, (2, e), generator=g)

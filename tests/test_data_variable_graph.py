@@ -4,22 +4,10 @@ import pytest
 import torch
 
 from graphformer.data import (
-    TimeSeries,
     adjacency_to_edges,
     correlation_knn_edges,
     read_adjacency,
 )
-
-
-def _hourly(num_rows: int, num_vars: int = 3, seed: int = 0, name: str = "toy") -> TimeSeries:
-    rng = np.random.default_rng(seed)
-    dates = np.datetime64("2020-01-01T00:00", "s") + np.arange(num_rows) * np.timedelta64(1, "h")
-    return TimeSeries(rng.normal(size=(num_rows, num_vars)), [f"v{i}" for i in range(num_vars)], dates, name)
-
-
-def _write_csv(path, header, rows):
-    path.write_text("\n".join([",".join(header)] + [",".join(map(str, r)) for r in rows]) + "\n")
-    return path
 
 
 # ------------------------------------------------------------ graphs over variables

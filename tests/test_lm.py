@@ -26,12 +26,6 @@ def _shakespeare() -> Path:
     return SHAKESPEARE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -7,11 +7,7 @@ from graphformer.layers import GraphformerLayer
 from graphformer.models import (
     AutoCorrelation,
     Autoformer,
-    GraphPriorForecaster,
-    ITransformer,
-    PatchTransformer,
     SeriesDecomposition,
-    TemporalTransformer,
     autocorrelation,
 )
 from graphformer.models.autoformer import (
@@ -36,18 +32,6 @@ def _path_graph():
     return torch.stack([src, dst])
 
 
-def _models():
-    small = dict(d_model=16, num_heads=2, d_ff=32, num_layers=2)
-    return {
-        "itransformer": ITransformer(L, H, **small),
-        "temporal": TemporalTransformer(L, H, V, F, **small),
-        "temporal-causal": TemporalTransformer(L, H, V, F, causal=True, **small),
-        "patch": PatchTransformer(L, H, patch_len=8, stride=4, **small),
-        "graph-dot": GraphPriorForecaster(L, H, _path_graph(), V, **small),
-        "graph-gcn": GraphPriorForecaster(L, H, _path_graph(), V, score="gcn", **small),
-        "graph-additive-mix": GraphPriorForecaster(L, H, _path_graph(), V, score="additive", mix_complete=True,
-                                                   **small),
-    }
 
 
 

@@ -7,22 +7,15 @@ from graphformer.attention import GraphAttention
 from graphformer.data import cycle_phase, prepare_forecast_data
 from graphformer.models import (
     CycleForecaster,
-    GraphPriorForecaster,
     ITransformer,
-    PatchTransformer,
     RecurrentCycle,
     TemporalQueryForecaster,
-    TemporalTransformer,
     normalize,
 )
 
 B, L, H, V, F = 4, 24, 12, 5, 4
 
 
-def _inputs(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, L, V, generator=g) * 3 + 2
-    return x, torch.rand(B, L, F, generator=g) - 0.5, torch.rand(B, H, F, generator=g) - 0.5
 
 
 def _path_graph():
@@ -32,18 +25,6 @@ def _path_graph():
     return torch.stack([src, dst])
 
 
-def _models():
-    small = dict(d_model=16, num_heads=2, d_ff=32, num_layers=2)
-    return {
-        "itransformer": ITransformer(L, H, **small),
-        "temporal": TemporalTransformer(L, H, V, F, **small),
-        "temporal-causal": TemporalTransformer(L, H, V, F, causal=True, **small),
-        "patch": PatchTransformer(L, H, patch_len=8, stride=4, **small),
-        "graph-dot": GraphPriorForecaster(L, H, _path_graph(), V, **small),
-        "graph-gcn": GraphPriorForecaster(L, H, _path_graph(), V, score="gcn", **small),
-        "graph-additive-mix": GraphPriorForecaster(L, H, _path_graph(), V, score="additive", mix_complete=True,
-                                                   **small),
-    }
 
 
 

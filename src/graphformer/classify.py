@@ -592,9 +592,7 @@ def _train_graphs(graphs, cfg: ClassifyConfig, progress: bool, split_seed: int =
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``graphformer classify``: the fields of :class:`ClassifyConfig`, then the run's."""
     engine.add_config_arguments(parser, ClassifyConfig)
-    parser.add_argument("--out", help="folder for metrics.json (an existing run folder needs --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (results are the same)")
+    engine.add_run_arguments(parser, "metrics.json", resume=False)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -607,7 +605,7 @@ def run(args: argparse.Namespace) -> dict:
     out = engine.RunDir(args.out, overwrite=args.overwrite, is_main=int(os.environ.get("RANK", "0")) == 0)
     out.check()  # before any work: a file, or an existing run without --overwrite, is an error now
     data = load_dataset(cfg.dataset, cfg.root)
-    progress = not args.no_progress
+    progress = not args.quiet
     kind = dataset_kind(cfg.dataset)
     if isinstance(data, list):
         metrics = _train_graphs(data, cfg, progress)

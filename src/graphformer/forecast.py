@@ -454,11 +454,7 @@ def train(cfg: ForecastConfig, out: str | os.PathLike | None = None, *, resume: 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``graphformer forecast``: the fields of :class:`ForecastConfig`, then the run's."""
     engine.add_config_arguments(parser, ForecastConfig, required=("data",))
-    parser.add_argument("--out", default=None, help="folder for best.pt, last.pt, metrics.json, forecast.png")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    parser.add_argument("--no-plot", action="store_true", help="skip forecast.png")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines (results are the same)")
+    engine.add_run_arguments(parser, "best.pt, last.pt, metrics.json, forecast.png", plot="forecast.png")
 
 
 def config_from_args(args: argparse.Namespace) -> ForecastConfig:

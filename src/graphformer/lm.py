@@ -371,11 +371,7 @@ def _plot(history: list[dict], run: engine.RunDir) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``graphformer lm`` (defaults: nanoGPT's CPU recipe), from :class:`LMConfig`."""
     engine.add_config_arguments(parser, LMConfig, required=("data",))
-    parser.add_argument("--out", default=None, help="folder for best.pt, last.pt, metrics.json, loss.png")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    parser.add_argument("--no-plot", action="store_true", help="skip loss.png")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or loss lines")
+    engine.add_run_arguments(parser, "best.pt, last.pt, metrics.json, loss.png", plot="loss.png")
 
 
 def run(args: argparse.Namespace) -> dict:

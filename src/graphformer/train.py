@@ -279,6 +279,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         group.add_argument(f"--{_flag(f.name)}", help=text.replace("%", "%%"), **kwargs)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, files: str, *, resume: bool = True,
+                      plot: str | None = None) -> None:
+    """The flags of a run folder, the same in every training command.
+
+    ``--out DIR`` (holding ``files``), ``--resume`` (when the command can
+    continue a run), ``--overwrite``, ``--no-plot`` (when it draws ``plot``) and
+    ``--quiet`` (alias ``--no-progress``: no progress bars or log lines; the
+    results are the same).
+    """
+    parser.add_argument("--out", default=None, help=f"folder for {files} (an existing run needs "
+                        + ("--resume or --overwrite)" if resume else "--overwrite)"))
+    if resume:
+        parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    if plot is not None:
+        parser.add_argument("--no-plot", action="store_true", help=f"skip {plot}")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bars or log lines (results are the same)")
+
+
 def config_from_args(cls: type, args: argparse.Namespace, **fixed):
     """``(config, given)``: the dataclass ``cls`` from parsed flags, and the names of the flags given.
 
