@@ -31,8 +31,11 @@ def test_readme_python_blocks_run():
     torch.testing.assert_close(totals[has_edges], torch.ones(int(has_edges.sum()), 4))
     assert not totals[~has_edges].any()
     # a structure computes what its explicit edges compute
-    attn, x, window = namespace["attn"], namespace["x"], namespace["window"]
-    torch.testing.assert_close(namespace["local"][3], attn(x[3], window.edge_index), atol=1e-5, rtol=1e-5)
+    window, local = namespace["window"], namespace["local"]  # (a later block rebinds attn to another score)
+    dot = gf.GraphAttention(d_model=64, num_heads=4)
+    x = torch.randn(8, 32, 64)
+    torch.testing.assert_close(dot(x, window)[3], dot(x[3], window.edge_index), atol=1e-5, rtol=1e-5)
+    assert local.shape == (8, 32, 64)
     # the GPT: a loss near log(65) at initialisation, and 8 new tokens after the prompt
     assert abs(namespace["loss"].item() - torch.log(torch.tensor(65.0)).item()) < 0.5
     assert namespace["text"].shape == (1, 9)
