@@ -102,6 +102,7 @@ def make_precision(mode: str, num_nodes: int, num_edges: int, device, seed: int 
         layer(x32, graph).sum().backward()
 
     if mode == "autocast":
+
         def run_ours():
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 out = layer(x32, graph)
@@ -164,8 +165,13 @@ def peak_memory(case: dict, which: str, device) -> int:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(case), which],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(case), which],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -182,17 +188,25 @@ def _worker(case_json: str, which: str) -> None:
 
 
 def cases(quick: bool, only: str | None = None) -> list[dict]:
-    out = [{"kind": "dense", "batch": b, "n": n, "label": f"complete {b}x{n}", "ref": "nn.MultiheadAttention"}
-           for b, n in (DENSE_CASES[:2] if quick else DENSE_CASES)]
-    for n, e in (SPARSE_CASES[:1] if quick else SPARSE_CASES):
+    out = [
+        {"kind": "dense", "batch": b, "n": n, "label": f"complete {b}x{n}", "ref": "nn.MultiheadAttention"}
+        for b, n in (DENSE_CASES[:2] if quick else DENSE_CASES)
+    ]
+    for n, e in SPARSE_CASES[:1] if quick else SPARSE_CASES:
         for conv in SPARSE_CONVS:
-            out.append({"kind": "sparse", "conv": conv, "n": n, "e": e, "label": f"sparse {n:,} / {e:,}",
-                        "ref": conv})
-    for n, e in (SPARSE_CASES[:1] if quick else SPARSE_CASES):
+            out.append({"kind": "sparse", "conv": conv, "n": n, "e": e, "label": f"sparse {n:,} / {e:,}", "ref": conv})
+    for n, e in SPARSE_CASES[:1] if quick else SPARSE_CASES:
         for mode in ("bf16", "autocast"):
-            out.append({"kind": "precision", "mode": mode, "n": n, "e": e,
-                        "label": f"sparse {n:,} / {e:,}, {'autocast ' if mode == 'autocast' else ''}bf16",
-                        "ref": "ours, float32"})
+            out.append(
+                {
+                    "kind": "precision",
+                    "mode": mode,
+                    "n": n,
+                    "e": e,
+                    "label": f"sparse {n:,} / {e:,}, {'autocast ' if mode == 'autocast' else ''}bf16",
+                    "ref": "ours, float32",
+                }
+            )
     return [c for c in out if only is None or c["kind"] == only]
 
 
@@ -211,8 +225,10 @@ def main(argv=None) -> list[dict]:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"# GraphAttention vs reference, forward + backward, d_model {D_MODEL}, {HEADS} heads")
-    print(f"# device: {device} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"graphformer {gf.__version__}, median of {args.repeats} paired runs")
+    print(
+        f"# device: {device} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"graphformer {gf.__version__}, median of {args.repeats} paired runs"
+    )
     print("| graph | reference | reference ms | ours ms | time ratio | reference MiB | ours MiB | memory ratio |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = []
@@ -225,8 +241,11 @@ def main(argv=None) -> list[dict]:
             mem_ref, mem_ours = peak_memory(case, "ref", device), peak_memory(case, "ours", device)
         row = dict(case, ref_ms=t_ref, ours_ms=t_ours, time_ratio=ratio, ref_bytes=mem_ref, ours_bytes=mem_ours)
         rows.append(row)
-        mem = ("| - | - | - |" if mem_ref is None else
-               f"| {mem_ref / 2**20:,.1f} | {mem_ours / 2**20:,.1f} | {mem_ours / max(mem_ref, 1):.2f}x |")
+        mem = (
+            "| - | - | - |"
+            if mem_ref is None
+            else f"| {mem_ref / 2**20:,.1f} | {mem_ours / 2**20:,.1f} | {mem_ours / max(mem_ref, 1):.2f}x |"
+        )
         print(f"| {case['label']} | {case['ref']} | {t_ref:,.1f} | {t_ours:,.1f} | {ratio:.2f}x {mem}", flush=True)
     return rows
 

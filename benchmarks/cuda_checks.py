@@ -78,7 +78,7 @@ def cpu_vs_cuda() -> None:
                     out = m(xi, causal=True)
                 elif path == "padded":
                     pad = torch.zeros(3, n, dtype=torch.bool, device=device)
-                    pad[1, n // 2:] = True
+                    pad[1, n // 2 :] = True
                     out = m(xi, key_padding_mask=pad)
                 else:
                     out = m(xi[0], edge_index.to(device))
@@ -110,8 +110,11 @@ def sdpa_kernels() -> None:
             fused = [k for k in names if "flash" in k or "efficient" in k or "fmha" in k or "cudnn" in k]
             math = [k for k in names if "softmax" in k and "flash" not in k and "efficient" not in k]
             kernel = "flash" if any("flash" in k for k in fused) else ("efficient/cudnn" if fused else "none")
-            check(f"fused SDPA kernel: {str(dtype):14s} {label:8s}", bool(fused) and not math,
-                  f"-> {kernel} ({fused[0][:60] if fused else names[:3]})")
+            check(
+                f"fused SDPA kernel: {str(dtype):14s} {label:8s}",
+                bool(fused) and not math,
+                f"-> {kernel} ({fused[0][:60] if fused else names[:3]})",
+            )
             try:
                 with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
                     layer(x, **kwargs).sum().backward()
@@ -135,8 +138,11 @@ def sparse_memory() -> None:
     torch.cuda.synchronize()
     extra = torch.cuda.max_memory_allocated() - base
     dense_bytes = n * n * 4
-    check("sparse path memory is O(E)", extra < dense_bytes / 100,
-          f"{extra / 2**20:.0f} MiB for N={n:,}, E={e:,} (N x N floats: {dense_bytes / 2**30:.0f} GiB)")
+    check(
+        "sparse path memory is O(E)",
+        extra < dense_bytes / 100,
+        f"{extra / 2**20:.0f} MiB for N={n:,}, E={e:,} (N x N floats: {dense_bytes / 2**30:.0f} GiB)",
+    )
 
 
 def compiled() -> None:
@@ -184,9 +190,12 @@ def half_precision() -> None:
             eps = torch.finfo(autocast_dtype or dtype).eps
             ok = all(sp <= 1.5 * de + 4 * eps * scale for sp, de in zip(errors["sparse"], errors["dense"]))
             label = f"autocast {autocast_dtype}" if autocast_dtype else str(dtype)
-            check(f"half precision vs float64: {score:8s} {label:24s}", ok,
-                  "sparse/dense max errors (out, grad src, grad dst): "
-                  + ", ".join(f"{sp:.1e}/{de:.1e}" for sp, de in zip(errors["sparse"], errors["dense"])))
+            check(
+                f"half precision vs float64: {score:8s} {label:24s}",
+                ok,
+                "sparse/dense max errors (out, grad src, grad dst): "
+                + ", ".join(f"{sp:.1e}/{de:.1e}" for sp, de in zip(errors["sparse"], errors["dense"])),
+            )
             if autocast_dtype is None:
                 _, att = layer((xs, xd), edge_index, return_attention=True)
                 sums = att.weights.double().view(num_dst, num_src, h).sum(1)
@@ -244,9 +253,12 @@ def versus_pyg() -> None:
 
         t_ref, t_ours, ratio = _paired(run_ref, run_ours)
         mem_ref, mem_ours = _peak(run_ref), _peak(run_ours)
-        check(f"sparse 20k/320k vs PyG {name}: time ratio <= 0.9", ratio <= 0.9,
-              f"{t_ours:.2f} ms vs {t_ref:.2f} ms (median paired ratio {ratio:.2f}x); "
-              f"peak {mem_ours / 2**20:.0f} vs {mem_ref / 2**20:.0f} MiB ({mem_ours / max(mem_ref, 1):.2f}x)")
+        check(
+            f"sparse 20k/320k vs PyG {name}: time ratio <= 0.9",
+            ratio <= 0.9,
+            f"{t_ours:.2f} ms vs {t_ref:.2f} ms (median paired ratio {ratio:.2f}x); "
+            f"peak {mem_ours / 2**20:.0f} vs {mem_ref / 2**20:.0f} MiB ({mem_ours / max(mem_ref, 1):.2f}x)",
+        )
 
 
 STEPS = ("cpu_vs_cuda", "sdpa_kernels", "sparse_memory", "compiled", "half_precision", "versus_pyg")

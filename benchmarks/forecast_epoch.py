@@ -99,8 +99,10 @@ def rebuilt_epoch(model: nn.Module, optimizer, loader, max_steps: int | None) ->
 def reference_contender(root: Path, data_path: Path, args) -> tuple[nn.Module, object, object]:
     """The iTransformer repository's own model, data provider and optimizer (``--reference DIR``)."""
     if not (root / "model" / "iTransformer.py").is_file():
-        raise SystemExit(f"--reference {root}: no model/iTransformer.py there; give a checkout of "
-                         "https://github.com/thuml/iTransformer")
+        raise SystemExit(
+            f"--reference {root}: no model/iTransformer.py there; give a checkout of "
+            "https://github.com/thuml/iTransformer"
+        )
     sys.path.insert(0, str(root))
     from data_provider.data_factory import data_provider  # the reference code
     from model.iTransformer import Model
@@ -108,12 +110,37 @@ def reference_contender(root: Path, data_path: Path, args) -> tuple[nn.Module, o
     name = data_path.stem
     kind = name if name in ("ETTh1", "ETTh2", "ETTm1", "ETTm2") else "custom"
     cfg = SimpleNamespace(
-        data=kind, root_path=str(data_path.parent) + "/", data_path=data_path.name, features="M", target="OT",
-        freq="h", embed="timeF", seq_len=args.seq_len, label_len=48, pred_len=args.pred_len, batch_size=32,
-        num_workers=args.reference_workers, d_model=args.d_model, d_ff=args.d_model, n_heads=8,
-        e_layers=2, dropout=0.1, activation="gelu", factor=1, output_attention=False, use_norm=True,
-        class_strategy="projection", enc_in=None, dec_in=None, c_out=None, distil=True, moving_avg=25,
-        task_name="long_term_forecast", seasonal_patterns="Monthly", inverse=False, cols=None,
+        data=kind,
+        root_path=str(data_path.parent) + "/",
+        data_path=data_path.name,
+        features="M",
+        target="OT",
+        freq="h",
+        embed="timeF",
+        seq_len=args.seq_len,
+        label_len=48,
+        pred_len=args.pred_len,
+        batch_size=32,
+        num_workers=args.reference_workers,
+        d_model=args.d_model,
+        d_ff=args.d_model,
+        n_heads=8,
+        e_layers=2,
+        dropout=0.1,
+        activation="gelu",
+        factor=1,
+        output_attention=False,
+        use_norm=True,
+        class_strategy="projection",
+        enc_in=None,
+        dec_in=None,
+        c_out=None,
+        distil=True,
+        moving_avg=25,
+        task_name="long_term_forecast",
+        seasonal_patterns="Monthly",
+        inverse=False,
+        cols=None,
         augmentation_ratio=0,
     )
     _, loader = data_provider(cfg, "train")
@@ -121,8 +148,9 @@ def reference_contender(root: Path, data_path: Path, args) -> tuple[nn.Module, o
     return model, torch.optim.Adam(model.parameters(), lr=1e-4), loader
 
 
-def reference_epoch(model: nn.Module, optimizer, loader, max_steps: int | None, pred_len: int,
-                    label_len: int = 48) -> tuple[float, int]:
+def reference_epoch(
+    model: nn.Module, optimizer, loader, max_steps: int | None, pred_len: int, label_len: int = 48
+) -> tuple[float, int]:
     """The reference repository's training loop (``exp_long_term_forecasting.train``), one epoch."""
     loss_fn = nn.MSELoss()
     model.train()
@@ -147,10 +175,18 @@ def main(argv: list[str] | None = None) -> dict:
     """Time the contenders alternately and print the paired medians (last stdout line: JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ett" / "ETTh1.csv")
-    parser.add_argument("--reference", type=Path, default=None,
-                        help="a checkout of thuml/iTransformer; without it the rebuilt structure is the reference")
-    parser.add_argument("--reference-workers", type=int, default=0,
-                        help="DataLoader workers of the reference code (its default is 10; 0 here, as ours)")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="a checkout of thuml/iTransformer; without it the rebuilt structure is the reference",
+    )
+    parser.add_argument(
+        "--reference-workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of the reference code (its default is 10; 0 here, as ours)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=None, help="cut every epoch to this many steps")
@@ -170,37 +206,49 @@ def main(argv: list[str] | None = None) -> dict:
         model = ITransformer(args.seq_len, args.pred_len, d_model=args.d_model, num_heads=8, d_ff=args.d_model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused or None)
         gen = torch.Generator().manual_seed(0)
-        contenders[name] = (lambda m=model, o=optimizer, g=gen: our_epoch(
-            m, o, data.train.loader(32, True, True, g), args.max_steps))
+        contenders[name] = lambda m=model, o=optimizer, g=gen: our_epoch(
+            m, o, data.train.loader(32, True, True, g), args.max_steps
+        )
     ref_model = _RefITransformer(args.seq_len, args.pred_len, args.d_model, 8, args.d_model, 2)
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-4)
-    windows = _RefWindows(data.train.values.double().numpy(), data.train.marks.double().numpy(), args.seq_len,
-                          args.pred_len)
+    windows = _RefWindows(
+        data.train.values.double().numpy(), data.train.marks.double().numpy(), args.seq_len, args.pred_len
+    )
     contenders["rebuilt reference"] = lambda: rebuilt_epoch(
-        ref_model, ref_opt, torch.utils.data.DataLoader(windows, batch_size=32, shuffle=True, drop_last=True),
-        args.max_steps)
+        ref_model,
+        ref_opt,
+        torch.utils.data.DataLoader(windows, batch_size=32, shuffle=True, drop_last=True),
+        args.max_steps,
+    )
     baseline = "rebuilt reference"
     if args.reference is not None:
         model, optimizer, loader = reference_contender(args.reference.expanduser().resolve(), args.data, args)
-        contenders["reference code"] = lambda: reference_epoch(model, optimizer, loader, args.max_steps,
-                                                               args.pred_len)
+        contenders["reference code"] = lambda: reference_epoch(model, optimizer, loader, args.max_steps, args.pred_len)
         baseline = "reference code"
 
     times = {name: [] for name in contenders}
     steps = {}
     names = list(contenders)
     for r in range(args.rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             seconds, steps[name] = contenders[name]()
             times[name].append(seconds)
             print(f"round {r + 1}: {name}: {seconds:.2f} s ({steps[name]} steps)", file=sys.stderr, flush=True)
-    out = {"data": args.data.name, "threads": torch.get_num_threads(), "rounds": args.rounds, "baseline": baseline,
-           "steps": steps, "seconds": times,
-           "median_seconds": {k: statistics.median(v) for k, v in times.items()},
-           "paired_ratio_vs_baseline": {k: statistics.median(a / b for a, b in zip(v, times[baseline]))
-                                        for k, v in times.items()},
-           "paired_ratio_fused_vs_default": statistics.median(
-               a / b for a, b in zip(times["graphformer+fused-adam"], times["graphformer"]))}
+    out = {
+        "data": args.data.name,
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "baseline": baseline,
+        "steps": steps,
+        "seconds": times,
+        "median_seconds": {k: statistics.median(v) for k, v in times.items()},
+        "paired_ratio_vs_baseline": {
+            k: statistics.median(a / b for a, b in zip(v, times[baseline])) for k, v in times.items()
+        },
+        "paired_ratio_fused_vs_default": statistics.median(
+            a / b for a, b in zip(times["graphformer+fused-adam"], times["graphformer"])
+        ),
+    }
     print(json.dumps(out))
     return out
 

@@ -131,24 +131,36 @@ def cases(data):
         ours = GCN(f, 16, k, dropout=0.5 if on else 0.0)
         ref = PygGCN(f, 16, k, dropout=0.5 if on else 0.0)
         copy_weights(ours, ref)
-        out.append((f"GCN, {dropout_name}", epoch_fn(ours, data, data.edge_index),
-                    epoch_fn(ref, data, data.edge_index)))
+        out.append(
+            (f"GCN, {dropout_name}", epoch_fn(ours, data, data.edge_index), epoch_fn(ref, data, data.edge_index))
+        )
     torch.manual_seed(0)
     ours, ref = GCN(f, 16, k, dropout=0.0), PygGCN(f, 16, k, dropout=0.0, cached=True)
     copy_weights(ours, ref)
-    out.append(("GCN, no dropout, prepared / cached", epoch_fn(ours, data, ours.prepare(data.edge_index, n)),
-                epoch_fn(ref, data, data.edge_index)))
+    out.append(
+        (
+            "GCN, no dropout, prepared / cached",
+            epoch_fn(ours, data, ours.prepare(data.edge_index, n)),
+            epoch_fn(ref, data, data.edge_index),
+        )
+    )
     for dropout_name, p in (("standard", 0.6), ("no dropout", 0.0)):
         torch.manual_seed(0)
         ours, ref = GAT(f, 8, k, heads=8, dropout=p), PygGAT(f, 8, k, heads=8, dropout=p)
         copy_weights(ours, ref)
-        out.append((f"GAT, {dropout_name}", epoch_fn(ours, data, data.edge_index),
-                    epoch_fn(ref, data, data.edge_index)))
+        out.append(
+            (f"GAT, {dropout_name}", epoch_fn(ours, data, data.edge_index), epoch_fn(ref, data, data.edge_index))
+        )
     torch.manual_seed(0)
     ours, ref = GAT(f, 8, k, heads=8, dropout=0.0), PygGAT(f, 8, k, heads=8, dropout=0.0)
     copy_weights(ours, ref)
-    out.append(("GAT, no dropout, prepared", epoch_fn(ours, data, ours.prepare(data.edge_index, n)),
-                epoch_fn(ref, data, data.edge_index)))
+    out.append(
+        (
+            "GAT, no dropout, prepared",
+            epoch_fn(ours, data, ours.prepare(data.edge_index, n)),
+            epoch_fn(ref, data, data.edge_index),
+        )
+    )
     return out
 
 
@@ -170,12 +182,16 @@ def layout_timings(data, repeats: int = 100) -> None:
             times.append(time.perf_counter() - start)
         return 1000 * statistics.median(times)
 
-    rows = [("`structure.check_edge_index`", lambda: check_edge_index(ei, n, n)),
-            ('`structure.add_self_loops(mode="remaining")`', lambda: add_self_loops(ei, n, mode="remaining")),
-            ("`SparseGraph.from_edge_index(..., check=False)`",
-             lambda: SparseGraph.from_edge_index(looped, n, check=False)),
-            ("(one `argsort` of the E + N keys)", lambda: torch.argsort(looped[1] * n + looped[0])),
-            ("PyG `gcn_norm` (self-loops + degree normalisation)", lambda: gcn_norm(ei, None, n))]
+    rows = [
+        ("`structure.check_edge_index`", lambda: check_edge_index(ei, n, n)),
+        ('`structure.add_self_loops(mode="remaining")`', lambda: add_self_loops(ei, n, mode="remaining")),
+        (
+            "`SparseGraph.from_edge_index(..., check=False)`",
+            lambda: SparseGraph.from_edge_index(looped, n, check=False),
+        ),
+        ("(one `argsort` of the E + N keys)", lambda: torch.argsort(looped[1] * n + looped[0])),
+        ("PyG `gcn_norm` (self-loops + degree normalisation)", lambda: gcn_norm(ei, None, n)),
+    ]
     print(f"\n| step (median of {repeats}) | ms |\n| --- | --- |")
     for label, fn in rows:
         print(f"| {label} | {median_ms(fn):.2f} |")
@@ -207,8 +223,10 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     data = load_planetoid(args.root, "Cora")
-    print(f"Cora: {data.num_nodes} nodes, {data.num_edges} edges, {data.num_features} features; "
-          f"torch {torch.__version__}, {args.threads} thread(s), {platform.machine()}, {args.repeats} pairs\n")
+    print(
+        f"Cora: {data.num_nodes} nodes, {data.num_edges} edges, {data.num_features} features; "
+        f"torch {torch.__version__}, {args.threads} thread(s), {platform.machine()}, {args.repeats} pairs\n"
+    )
     print("| case | ours (ms) | PyG (ms) | ours / PyG (median of paired ratios) |")
     print("| --- | --- | --- | --- |")
     selected = [c for c in cases(data) if not args.only or args.only in c[0]]

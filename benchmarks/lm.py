@@ -55,8 +55,7 @@ class PlainBlock(nn.Module):
         B, T, C = x.shape  # noqa: N806
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         x = x + self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
         return x + self.mlp_dropout(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)))))
 
@@ -70,8 +69,7 @@ class PlainGPT(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.h = nn.ModuleList([PlainBlock(cfg.n_embd, cfg.n_head, cfg.bias, cfg.dropout)
-                                for _ in range(cfg.n_layer)])
+        self.h = nn.ModuleList([PlainBlock(cfg.n_embd, cfg.n_head, cfg.bias, cfg.dropout) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight
@@ -89,7 +87,7 @@ class PlainGPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens):
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.cfg.block_size:])
+            logits, _ = self(idx[:, -self.cfg.block_size :])
             idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
         return idx
 
@@ -165,9 +163,14 @@ def train_step_case(cfg: GPTConfig, batch: int, reps: int, device) -> dict:
         raise RuntimeError(f"the plain model does not compute the same function (max diff {diff})")
     opt_ours = torch.optim.AdamW(ours.param_groups(0.1), lr=1e-4, betas=(0.9, 0.99))
     decay = [p for p in ref.parameters() if p.dim() >= 2]
-    opt_ref = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                                 {"params": [p for p in ref.parameters() if p.dim() < 2], "weight_decay": 0.0}],
-                                lr=1e-4, betas=(0.9, 0.99))
+    opt_ref = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": 0.1},
+            {"params": [p for p in ref.parameters() if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=1e-4,
+        betas=(0.9, 0.99),
+    )
 
     def step(model, opt):
         def run():
@@ -176,12 +179,16 @@ def train_step_case(cfg: GPTConfig, batch: int, reps: int, device) -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+
         return run
 
     res = paired(step(ref, opt_ref), step(ours, opt_ours), reps, 3, device)
     tokens = batch * cfg.block_size
-    res.update(ref_tokens_per_s=tokens / res["ref_ms"] * 1e3, ours_tokens_per_s=tokens / res["ours_ms"] * 1e3,
-               max_logit_diff=diff)
+    res.update(
+        ref_tokens_per_s=tokens / res["ref_ms"] * 1e3,
+        ours_tokens_per_s=tokens / res["ours_ms"] * 1e3,
+        max_logit_diff=diff,
+    )
     return res
 
 
@@ -193,16 +200,33 @@ def generation_case(cfg: GPTConfig, new_tokens: int, reps: int, device) -> dict:
     cached = ours.generate(prompt, new_tokens, temperature=0)
     uncached = ours.generate(prompt, new_tokens, temperature=0, use_cache=False)
     same = bool(torch.equal(cached, uncached)) and bool(torch.equal(cached, plain.generate(prompt, new_tokens)))
-    res = paired(lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False),
-                 lambda: ours.generate(prompt, new_tokens, temperature=0), reps, 1, device)
-    plain_res = paired(lambda: plain.generate(prompt, new_tokens),
-                       lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False), reps, 0, device)
-    return {"block_size": cfg.block_size, "uncached_ms": res["ref_ms"], "cached_ms": res["ours_ms"],
-            "speedup": 1.0 / res["ratio"], "cpu_speedup": 1.0 / res["cpu_ratio"], "plain_ms": plain_res["ref_ms"],
-            "uncached_vs_plain": plain_res["ratio"], "same_tokens": same,
-            "cached_tokens_per_s": new_tokens / res["ours_ms"] * 1e3,
-            "uncached_tokens_per_s": new_tokens / res["ref_ms"] * 1e3,
-            "plain_tokens_per_s": new_tokens / plain_res["ref_ms"] * 1e3}
+    res = paired(
+        lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False),
+        lambda: ours.generate(prompt, new_tokens, temperature=0),
+        reps,
+        1,
+        device,
+    )
+    plain_res = paired(
+        lambda: plain.generate(prompt, new_tokens),
+        lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False),
+        reps,
+        0,
+        device,
+    )
+    return {
+        "block_size": cfg.block_size,
+        "uncached_ms": res["ref_ms"],
+        "cached_ms": res["ours_ms"],
+        "speedup": 1.0 / res["ratio"],
+        "cpu_speedup": 1.0 / res["cpu_ratio"],
+        "plain_ms": plain_res["ref_ms"],
+        "uncached_vs_plain": plain_res["ratio"],
+        "same_tokens": same,
+        "cached_tokens_per_s": new_tokens / res["ours_ms"] * 1e3,
+        "uncached_tokens_per_s": new_tokens / res["ref_ms"] * 1e3,
+        "plain_tokens_per_s": new_tokens / plain_res["ref_ms"] * 1e3,
+    }
 
 
 def window_case(cfg: GPTConfig, lengths: list[int], window: int, reps: int, device) -> list[dict]:
@@ -215,12 +239,23 @@ def window_case(cfg: GPTConfig, lengths: list[int], window: int, reps: int, devi
         win = GPT(GPTConfig(**{**base, "attention": "window", "window": window})).to(device)
         win.load_state_dict(full.state_dict())
         idx = torch.randint(cfg.vocab_size, (1, n), device=device)
-        res = paired(lambda f=full, i=idx: f(i, i)[1].backward(), lambda w=win, i=idx: w(i, i)[1].backward(),
-                     reps, 1, device)
-        rows.append({"tokens": n, "window": window, "full_ms": res["ref_ms"], "window_ms": res["ours_ms"],
-                     "ratio": res["ratio"], "cpu_ratio": res["cpu_ratio"]})
-        print(f"T {n}, window {window}: full causal {res['ref_ms']:.0f} ms, window {res['ours_ms']:.0f} ms "
-              f"(ratio {res['ratio']:.2f}x, CPU time {res['cpu_ratio']:.2f}x)")
+        res = paired(
+            lambda f=full, i=idx: f(i, i)[1].backward(), lambda w=win, i=idx: w(i, i)[1].backward(), reps, 1, device
+        )
+        rows.append(
+            {
+                "tokens": n,
+                "window": window,
+                "full_ms": res["ref_ms"],
+                "window_ms": res["ours_ms"],
+                "ratio": res["ratio"],
+                "cpu_ratio": res["cpu_ratio"],
+            }
+        )
+        print(
+            f"T {n}, window {window}: full causal {res['ref_ms']:.0f} ms, window {res['ours_ms']:.0f} ms "
+            f"(ratio {res['ratio']:.2f}x, CPU time {res['cpu_ratio']:.2f}x)"
+        )
     return rows
 
 
@@ -237,8 +272,9 @@ def init_like_nanogpt(model: PlainGPT) -> PlainGPT:
     return model
 
 
-def train_reference(data_path: str, seed: int, max_iters: int = 2000, eval_interval: int = 250,
-                    eval_iters: int = 20) -> dict:
+def train_reference(
+    data_path: str, seed: int, max_iters: int = 2000, eval_interval: int = 250, eval_iters: int = 20
+) -> dict:
     """nanoGPT's ``train.py`` loop on its CPU recipe with the plain model (its global random stream).
 
     Batches and evaluation batches come from ``torch.randint`` on the global
@@ -248,15 +284,19 @@ def train_reference(data_path: str, seed: int, max_iters: int = 2000, eval_inter
     from graphformer.lm import CharData, split_loss
 
     data = CharData.from_file(data_path)
-    cfg = GPTConfig(vocab_size=len(data.chars), block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
-                    bias=False)
+    cfg = GPTConfig(vocab_size=len(data.chars), block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False)
     B, T = 12, 64  # noqa: N806
     torch.manual_seed(seed)
     model = init_like_nanogpt(PlainGPT(cfg))
     decay = [p for p in model.parameters() if p.dim() >= 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": 0.1},
+            {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=1e-3,
+        betas=(0.9, 0.99),
+    )
 
     def get_batch(split):
         d = data.train if split == "train" else data.val
@@ -275,8 +315,10 @@ def train_reference(data_path: str, seed: int, max_iters: int = 2000, eval_inter
         if it % eval_interval == 0:
             model.eval()
             with torch.no_grad():
-                est = {s: statistics.mean(model(*get_batch(s))[1].item() for _ in range(eval_iters))
-                       for s in ("train", "val")}
+                est = {
+                    s: statistics.mean(model(*get_batch(s))[1].item() for _ in range(eval_iters))
+                    for s in ("train", "val")
+                }
             model.train()
             history.append({"iter": it, "train_loss": est["train"], "val_loss": est["val"]})
             print(f"iter {it}: train loss {est['train']:.4f}, val loss {est['val']:.4f}", flush=True)
@@ -289,9 +331,14 @@ def train_reference(data_path: str, seed: int, max_iters: int = 2000, eval_inter
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    return {"seed": seed, "val_loss": history[-1]["val_loss"], "train_loss": history[-1]["train_loss"],
-            "val_loss_full": split_loss(model, data, "val", T), "wall_time_s": time.perf_counter() - tic,
-            "history": history}
+    return {
+        "seed": seed,
+        "val_loss": history[-1]["val_loss"],
+        "train_loss": history[-1]["train_loss"],
+        "val_loss_full": split_loss(model, data, "val", T),
+        "wall_time_s": time.perf_counter() - tic,
+        "history": history,
+    }
 
 
 def main(argv=None):
@@ -311,12 +358,20 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-generation", action="store_true")
     p.add_argument("--skip-training", action="store_true")
-    p.add_argument("--window", type=int, default=None, help="also time attention='window' with this W against "
-                   "the full causal graph on --window-lengths tokens")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="also time attention='window' with this W against the full causal graph on --window-lengths tokens",
+    )
     p.add_argument("--window-lengths", type=int, nargs="+", default=[1024, 2048, 4096])
-    p.add_argument("--train-reference", metavar="FILE", default=None,
-                   help="instead: train the plain model with nanoGPT's loop on FILE (CPU recipe) and print "
-                        "its losses, including the whole validation split")
+    p.add_argument(
+        "--train-reference",
+        metavar="FILE",
+        default=None,
+        help="instead: train the plain model with nanoGPT's loop on FILE (CPU recipe) and print "
+        "its losses, including the whole validation split",
+    )
     p.add_argument("--seed", type=int, default=1337, help="with --train-reference")
     args = p.parse_args(argv)
     if args.threads:
@@ -325,29 +380,42 @@ def main(argv=None):
         print(json.dumps(train_reference(args.train_reference, args.seed)))
         return
     device = torch.device(args.device)
-    cfg = GPTConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.layers,
-                    n_head=args.heads, n_embd=args.d_model, dropout=0.0, bias=args.bias)
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    cfg = GPTConfig(
+        vocab_size=args.vocab_size,
+        block_size=args.block_size,
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_embd=args.d_model,
+        dropout=0.0,
+        bias=args.bias,
+    )
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     result = {"machine": machine, "torch": torch.__version__, "config": vars(args)}
     if not args.skip_training:
         tr = train_step_case(cfg, args.batch_size, args.reps, device)
         result["train_step"] = tr
-        print(f"training step B{args.batch_size} T{args.block_size} {args.layers}x{args.heads}x{args.d_model}: "
-              f"plain {tr['ref_ms']:.2f} ms, GPT {tr['ours_ms']:.2f} ms, ratio {tr['ratio']:.3f}x "
-              f"({tr['ours_tokens_per_s']:,.0f} vs {tr['ref_tokens_per_s']:,.0f} tokens/s); CPU time "
-              f"{tr['cpu_ref_ms']:.2f} vs {tr['cpu_ours_ms']:.2f} ms, ratio {tr['cpu_ratio']:.3f}x")
+        print(
+            f"training step B{args.batch_size} T{args.block_size} {args.layers}x{args.heads}x{args.d_model}: "
+            f"plain {tr['ref_ms']:.2f} ms, GPT {tr['ours_ms']:.2f} ms, ratio {tr['ratio']:.3f}x "
+            f"({tr['ours_tokens_per_s']:,.0f} vs {tr['ref_tokens_per_s']:,.0f} tokens/s); CPU time "
+            f"{tr['cpu_ref_ms']:.2f} vs {tr['cpu_ours_ms']:.2f} ms, ratio {tr['cpu_ratio']:.3f}x"
+        )
     if not args.skip_generation:
         result["generation"] = []
         for block in sorted({args.block_size, args.gen_block_size}):
-            g = generation_case(GPTConfig(**{**vars(cfg), "block_size": block}), args.new_tokens, args.gen_reps,
-                                device)
+            g = generation_case(GPTConfig(**{**vars(cfg), "block_size": block}), args.new_tokens, args.gen_reps, device)
             result["generation"].append(g)
-            print(f"generate {args.new_tokens} tokens, block {block}: cached {g['cached_ms']:.0f} ms "
-                  f"({g['cached_tokens_per_s']:,.0f} tok/s), uncached {g['uncached_ms']:.0f} ms "
-                  f"({g['uncached_tokens_per_s']:,.0f} tok/s), speedup {g['speedup']:.2f}x (CPU time "
-                  f"{g['cpu_speedup']:.2f}x), plain nanoGPT "
-                  f"{g['plain_ms']:.0f} ms; same tokens: {g['same_tokens']}")
+            print(
+                f"generate {args.new_tokens} tokens, block {block}: cached {g['cached_ms']:.0f} ms "
+                f"({g['cached_tokens_per_s']:,.0f} tok/s), uncached {g['uncached_ms']:.0f} ms "
+                f"({g['uncached_tokens_per_s']:,.0f} tok/s), speedup {g['speedup']:.2f}x (CPU time "
+                f"{g['cpu_speedup']:.2f}x), plain nanoGPT "
+                f"{g['plain_ms']:.0f} ms; same tokens: {g['same_tokens']}"
+            )
     if args.window is not None:
         result["window"] = window_case(cfg, args.window_lengths, args.window, max(3, args.gen_reps), device)
     print(json.dumps(result, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))

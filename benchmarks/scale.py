@@ -101,8 +101,20 @@ def worker(which: str, num_nodes: int, num_edges: int, steps: int) -> dict:
 def run_capped(which: str, args) -> dict:
     """Run one worker in a subprocess; stop it when its RSS passes the cap."""
     cap = int(args.mem_cap_gb * 2**30)
-    cmd = [sys.executable, __file__, "--worker", which, "--nodes", str(args.nodes), "--edges", str(args.edges),
-           "--steps", str(args.steps), "--mem-cap-gb", str(args.mem_cap_gb)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        which,
+        "--nodes",
+        str(args.nodes),
+        "--edges",
+        str(args.edges),
+        "--steps",
+        str(args.steps),
+        "--mem-cap-gb",
+        str(args.mem_cap_gb),
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -118,14 +130,24 @@ def run_capped(which: str, args) -> dict:
         if peak > cap:
             proc.kill()
             proc.wait()
-            return dict(which=which, oom=True, peak_rss=peak, wall_s=time.perf_counter() - start,
-                        note=f"stopped at {peak / 2**30:.1f} GiB resident (cap {args.mem_cap_gb} GiB)")
+            return dict(
+                which=which,
+                oom=True,
+                peak_rss=peak,
+                wall_s=time.perf_counter() - start,
+                note=f"stopped at {peak / 2**30:.1f} GiB resident (cap {args.mem_cap_gb} GiB)",
+            )
         time.sleep(0.05)
     out = proc.stdout.read()
     if proc.returncode != 0:
-        return dict(which=which, oom=True, peak_rss=peak, wall_s=time.perf_counter() - start,
-                    note=f"exited with status {proc.returncode} (out of memory under the "
-                         f"{args.mem_cap_gb} GiB address-space cap, or another error; see stderr)")
+        return dict(
+            which=which,
+            oom=True,
+            peak_rss=peak,
+            wall_s=time.perf_counter() - start,
+            note=f"exited with status {proc.returncode} (out of memory under the "
+            f"{args.mem_cap_gb} GiB address-space cap, or another error; see stderr)",
+        )
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -148,13 +170,15 @@ def main(argv=None):
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         print(json.dumps(worker(args.worker, args.nodes, args.edges, args.steps)))
         return None
-    print(f"# 2-layer GAT (d_model {D_MODEL}, {HEADS} heads), full batch, {args.nodes:,} nodes, "
-          f"{args.edges:,} random edges (+ self-loops); {platform.processor() or 'cpu'}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, cap {args.mem_cap_gb} GiB per process")
+    print(
+        f"# 2-layer GAT (d_model {D_MODEL}, {HEADS} heads), full batch, {args.nodes:,} nodes, "
+        f"{args.edges:,} random edges (+ self-loops); {platform.processor() or 'cpu'}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, cap {args.mem_cap_gb} GiB per process"
+    )
     print("| model | s / step | peak RSS GiB | note |")
     print("| --- | ---: | ---: | --- |")
     results = []
-    for which in ([args.only] if args.only else ["ours", "pyg"]):
+    for which in [args.only] if args.only else ["ours", "pyg"]:
         r = run_capped(which, args)
         results.append(r)
         label = "graphformer GAT" if which == "ours" else "PyG GATConv"
@@ -162,8 +186,9 @@ def main(argv=None):
             print(f"| {label} | - | > {r['peak_rss'] / 2**30:.1f} | out of memory: {r['note']} |", flush=True)
             continue
         steps = r["step_s"][1:] or r["step_s"]
-        note = (f"steps {', '.join(f'{t:.1f}' for t in r['step_s'])} s; "
-                f"loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}")
+        note = (
+            f"steps {', '.join(f'{t:.1f}' for t in r['step_s'])} s; loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}"
+        )
         if r["prepare_s"] is not None:
             note += f"; edge layout built once in {r['prepare_s']:.1f} s"
         print(f"| {label} | {statistics.median(steps):.2f} | {r['peak_rss'] / 2**30:.2f} | {note} |", flush=True)

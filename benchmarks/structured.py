@@ -55,6 +55,7 @@ def _step(fn, x):
     def run():
         x.grad = None
         fn(x).sum().backward()
+
     return run
 
 
@@ -82,9 +83,11 @@ def batch_runs(num_graphs: int, seed: int = 0):
     attn = gf.GraphAttention(D_MODEL, HEADS)
     x = torch.randn(batch.numel(), D_MODEL, requires_grad=True)
     g = structure.block_diagonal(batch=batch)
-    runs = {"padded": _step(lambda t: padded_reference(attn, t, batch), x),
-            "batch=": _step(lambda t: attn(t, batch=batch), x),
-            "prepared": _step(lambda t: attn(t, batch=g), x)}
+    runs = {
+        "padded": _step(lambda t: padded_reference(attn, t, batch), x),
+        "batch=": _step(lambda t: attn(t, batch=batch), x),
+        "prepared": _step(lambda t: attn(t, batch=g), x),
+    }
     return runs, int(sizes.sum())
 
 
@@ -116,9 +119,20 @@ def _status_bytes(field: str) -> int:
 def peak_memory(n: int, window: int, which: str) -> int:
     """Extra bytes one forward + backward of ``which`` needs, in a fresh process."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps([n, window, which]),
-                          "--threads", str(torch.get_num_threads())],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            json.dumps([n, window, which]),
+            "--threads",
+            str(torch.get_num_threads()),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -152,25 +166,39 @@ def main(argv=None) -> dict:
     if args.quick:
         args.nodes, args.repeats = 4096, 3
     n, w = args.nodes, args.window
-    print(f"# structured graphs, forward + backward, d_model {D_MODEL}, {HEADS} heads; "
-          f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"graphformer {gf.__version__}, median of {args.repeats} rounds")
+    print(
+        f"# structured graphs, forward + backward, d_model {D_MODEL}, {HEADS} heads; "
+        f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"graphformer {gf.__version__}, median of {args.repeats} rounds"
+    )
     results = {}
 
     runs, edges = window_runs(n, w)
     times = rotation(runs, args.repeats)
     del runs
     med = {k: statistics.median(v) for k, v in times.items()}
-    results["window"] = dict(nodes=n, window=w, edges=edges, ms=med,
-                             vs_dense=ratio(times, "blocked", "dense"), vs_sparse=ratio(times, "blocked", "sparse"))
+    results["window"] = dict(
+        nodes=n,
+        window=w,
+        edges=edges,
+        ms=med,
+        vs_dense=ratio(times, "blocked", "dense"),
+        vs_sparse=ratio(times, "blocked", "sparse"),
+    )
     print(f"\n## sliding window ±{w}, N {n:,}, {edges:,} edges")
     print("| path | ms | blocked / path |")
     print("| --- | ---: | ---: |")
-    for name, label in (("blocked", "blocked (attn(x, g))"), ("sparse", "sparse (attn(x, g.edge_index))"),
-                        ("dense", "dense SDPA, complete graph (attn(x))")):
+    for name, label in (
+        ("blocked", "blocked (attn(x, g))"),
+        ("sparse", "sparse (attn(x, g.edge_index))"),
+        ("dense", "dense SDPA, complete graph (attn(x))"),
+    ):
         print(f"| {label} | {med[name]:,.1f} | {ratio(times, 'blocked', name):.3f}x |")
-    print(f"targets: blocked / dense <= 0.10x: {results['window']['vs_dense']:.3f}x; "
-          f"blocked / sparse <= 0.35x: {results['window']['vs_sparse']:.3f}x", flush=True)
+    print(
+        f"targets: blocked / dense <= 0.10x: {results['window']['vs_dense']:.3f}x; "
+        f"blocked / sparse <= 0.35x: {results['window']['vs_sparse']:.3f}x",
+        flush=True,
+    )
 
     if not args.no_memory:
         mem = {which: peak_memory(n, w, which) for which in ("blocked", "sparse", "dense")}
@@ -182,22 +210,35 @@ def main(argv=None) -> dict:
         for which in ("blocked", "sparse", "dense"):
             print(f"| {which}, N {n:,} | {mem[which] / 2**20:,.1f} | {mem['blocked'] / max(mem[which], 1):.3f}x |")
         for m in sorted(scale):
-            print(f"| blocked, N {m:,} | {scale[m] / 2**20:,.1f} | bytes per edge "
-                  f"{scale[m] / structure.sliding_window(m, w).num_edges:,.0f} |", flush=True)
+            print(
+                f"| blocked, N {m:,} | {scale[m] / 2**20:,.1f} | bytes per edge "
+                f"{scale[m] / structure.sliding_window(m, w).num_edges:,.0f} |",
+                flush=True,
+            )
 
     runs, nodes = batch_runs(args.graphs)
     times = rotation(runs, max(args.repeats, 11))
     med = {k: statistics.median(v) for k, v in times.items()}
-    results["batch"] = dict(graphs=args.graphs, nodes=nodes, ms=med, vs_padded=ratio(times, "batch=", "padded"),
-                            prepared_vs_padded=ratio(times, "prepared", "padded"))
+    results["batch"] = dict(
+        graphs=args.graphs,
+        nodes=nodes,
+        ms=med,
+        vs_padded=ratio(times, "batch=", "padded"),
+        prepared_vs_padded=ratio(times, "prepared", "padded"),
+    )
     print(f"\n## {args.graphs} complete graphs of 10-40 nodes ({nodes:,} nodes), batch=")
     print("| path | ms | / padded |")
     print("| --- | ---: | ---: |")
-    for name, label in (("padded", "padded (previous batch= path)"), ("batch=", "attn(x, batch=batch)"),
-                        ("prepared", "attn(x, batch=block_diagonal(batch=batch))")):
+    for name, label in (
+        ("padded", "padded (previous batch= path)"),
+        ("batch=", "attn(x, batch=batch)"),
+        ("prepared", "attn(x, batch=block_diagonal(batch=batch))"),
+    ):
         print(f"| {label} | {med[name]:,.2f} | {ratio(times, name, 'padded'):.3f}x |")
-    print(f"target: batch= / padded <= 0.5x: {results['batch']['vs_padded']:.3f}x "
-          f"(prepared: {results['batch']['prepared_vs_padded']:.3f}x)")
+    print(
+        f"target: batch= / padded <= 0.5x: {results['batch']['vs_padded']:.3f}x "
+        f"(prepared: {results['batch']['prepared_vs_padded']:.3f}x)"
+    )
     return results
 
 

@@ -52,10 +52,14 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(args.repeats):
         for name, threads in settings.items():
             times[name].append(measure(threads))
-    out = {"seconds_per_step": {k: statistics.median(v) for k, v in times.items()},
-           "ratio_to_one_thread": {k: statistics.median(a / b for a, b in zip(v, times["1"]))
-                                   for k, v in times.items()},
-           "threads": settings, "load_average": os.getloadavg()[0], "steps": args.steps, "repeats": args.repeats}
+    out = {
+        "seconds_per_step": {k: statistics.median(v) for k, v in times.items()},
+        "ratio_to_one_thread": {k: statistics.median(a / b for a, b in zip(v, times["1"])) for k, v in times.items()},
+        "threads": settings,
+        "load_average": os.getloadavg()[0],
+        "steps": args.steps,
+        "repeats": args.repeats,
+    }
     print(json.dumps(out))
     return out
 

@@ -149,8 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
     data = WordsAndPatches(args.words, args.noise, seed=args.seed)
     model = Retriever(data.patch_dim, args.d_model)
     P, W = GRID * GRID, args.words  # noqa: N806
-    print(f"patches ({P} source nodes, width {data.patch_dim}) -> words ({W} target nodes, width {args.d_model}): "
-          f"a complete bipartite graph of {P * W} edges per image")
+    print(
+        f"patches ({P} source nodes, width {data.patch_dim}) -> words ({W} target nodes, width {args.d_model}): "
+        f"a complete bipartite graph of {P * W} edges per image"
+    )
 
     start, cpu_start = time.perf_counter(), time.process_time()
     loss = train(model, data, args.steps, args.batch_size, args.lr)
@@ -166,9 +168,11 @@ def main(argv: list[str] | None = None) -> dict:
     accuracy = float((logits.argmax(-1) == target).float().mean())
     retrieval = float((attended == target).float().mean())
     on_target = float(weights.gather(-1, target.unsqueeze(-1)).mean())
-    print(f"test ({args.test_size} images): the word names the right cell {accuracy:.1%}, "
-          f"its strongest edge comes from the right patch {retrieval:.1%}, "
-          f"mean weight on that edge {on_target:.3f} (chance {1 / P:.3f})")
+    print(
+        f"test ({args.test_size} images): the word names the right cell {accuracy:.1%}, "
+        f"its strongest edge comes from the right patch {retrieval:.1%}, "
+        f"mean weight on that edge {on_target:.3f} (chance {1 / P:.3f})"
+    )
 
     # one image, edge by edge
     names = [COLOURS[c] for c in colour[0].tolist()]
@@ -177,31 +181,52 @@ def main(argv: list[str] | None = None) -> dict:
         print("  " + "  ".join(f"{names[r * GRID + c]:>6}" for c in range(GRID)))
     cells = [f"{i // GRID},{i % GRID}" for i in range(P)]
     wnames = [COLOURS[w] for w in words[0].tolist()]
-    print(format_table(weights[0], wnames, cells, digits=2,
-                       title="attention weights, row = word (target), column = patch at row,col (source)"))
+    print(
+        format_table(
+            weights[0],
+            wnames,
+            cells,
+            digits=2,
+            title="attention weights, row = word (target), column = patch at row,col (source)",
+        )
+    )
     for i, name in enumerate(wnames):
         j = int(attended[0, i])
         guess = int(logits[0, i].argmax())
-        print(f"  '{name}' attends to patch {cells[j]} ({names[j]}) with weight {float(weights[0, i, j]):.2f}; "
-              f"answer: cell {cells[guess]}")
+        print(
+            f"  '{name}' attends to patch {cells[j]} ({names[j]}) with weight {float(weights[0, i, j]):.2f}; "
+            f"answer: cell {cells[guess]}"
+        )
 
     # the same layer on the explicit bipartite edges: the sparse path
     edge_index = sparse_batch(patches, words)
     with torch.no_grad():
         x_src = model.embed(words)  # the word features, target side
         dense, dense_att = model.attn((patches, x_src), return_attention=True)  # [B, W, d]
-        sparse, sparse_att = model.attn((patches.flatten(0, 1), x_src.flatten(0, 1)), edge_index,
-                                        return_attention=True)  # [B*W, d]
+        sparse, sparse_att = model.attn(
+            (patches.flatten(0, 1), x_src.flatten(0, 1)), edge_index, return_attention=True
+        )  # [B*W, d]
     out_error = float((dense.flatten(0, 1) - sparse).abs().max())
     # sparse weights [B*W*P, H] in edge order (image, word, patch) -> [B, H, W, P]
     sparse_w = sparse_att.weights.view(args.test_size, W, P, -1).permute(0, 3, 1, 2)
     weight_error = float((dense_att.weights - sparse_w).abs().max())
-    print(f"\ndense attn((patches, words)) vs sparse attn(..., bipartite_edge_index) on {edge_index.size(1)} edges: "
-          f"largest difference {out_error:.1e} (outputs), {weight_error:.1e} (weights)")
-    return {"accuracy": accuracy, "retrieval_accuracy": retrieval, "weight_on_target": on_target,
-            "chance": 1 / P, "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, "final_loss": loss,
-            "dense_sparse_max_diff": out_error,
-            "dense_sparse_weight_diff": weight_error, "attended": attended[0].tolist(), "target": target[0].tolist()}
+    print(
+        f"\ndense attn((patches, words)) vs sparse attn(..., bipartite_edge_index) on {edge_index.size(1)} edges: "
+        f"largest difference {out_error:.1e} (outputs), {weight_error:.1e} (weights)"
+    )
+    return {
+        "accuracy": accuracy,
+        "retrieval_accuracy": retrieval,
+        "weight_on_target": on_target,
+        "chance": 1 / P,
+        "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "final_loss": loss,
+        "dense_sparse_max_diff": out_error,
+        "dense_sparse_weight_diff": weight_error,
+        "attended": attended[0].tolist(),
+        "target": target[0].tolist(),
+    }
 
 
 if __name__ == "__main__":

@@ -65,9 +65,12 @@ class Seq2Seq(nn.Module):
         self.register_buffer("pe", sinusoidal(config.length + 1, d), persistent=False)  # [L + 1, d]
         layer = gf.GraphformerLayer(d, config.num_heads, config.dim_feedforward, config.dropout, norm_first=True)
         self.encoder = gf.GraphformerEncoder(layer, config.encoder_layers, norm=nn.LayerNorm(d))
-        self.decoder = nn.ModuleList([
-            gf.GraphformerDecoderLayer(d, config.num_heads, config.dim_feedforward, config.dropout, norm_first=True)
-            for _ in range(config.decoder_layers)])
+        self.decoder = nn.ModuleList(
+            [
+                gf.GraphformerDecoderLayer(d, config.num_heads, config.dim_feedforward, config.dropout, norm_first=True)
+                for _ in range(config.decoder_layers)
+            ]
+        )
         self.norm = nn.LayerNorm(d)
         self.readout = nn.Linear(d, DIGITS)
 
@@ -132,8 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    config = Seq2SeqConfig(length=args.length, d_model=args.d_model, encoder_layers=args.layers,
-                           decoder_layers=args.layers)
+    config = Seq2SeqConfig(
+        length=args.length, d_model=args.d_model, encoder_layers=args.layers, decoder_layers=args.layers
+    )
     model = Seq2Seq(config)
     L = args.length  # noqa: N806
     print(f"the graphs of one {args.task} example with L = {L}:")
@@ -145,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     warmup = max(1, args.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to zero
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup)))
+    )
     start, cpu_start = time.perf_counter(), time.process_time()
     model.train()
     loss = float("nan")
@@ -170,16 +175,27 @@ def main(argv: list[str] | None = None) -> dict:
     seq_acc = float((pred == tgt).all(1).float().mean())
     with torch.no_grad():
         forced_acc = float((model(src, teacher_input(tgt)).argmax(-1) == tgt).float().mean())
-    print(f"trained {args.steps} steps in {seconds:.1f} s "
-          f"({cpu_seconds:.1f} s of CPU time, {torch.get_num_threads()} threads)")
-    print(f"greedy decoding on {args.test_size} new strings: token accuracy {token_acc:.2%}, "
-          f"whole strings {seq_acc:.2%} (chance {1 / DIGITS:.0%}); teacher-forced {forced_acc:.2%}")
+    print(
+        f"trained {args.steps} steps in {seconds:.1f} s "
+        f"({cpu_seconds:.1f} s of CPU time, {torch.get_num_threads()} threads)"
+    )
+    print(
+        f"greedy decoding on {args.test_size} new strings: token accuracy {token_acc:.2%}, "
+        f"whole strings {seq_acc:.2%} (chance {1 / DIGITS:.0%}); teacher-forced {forced_acc:.2%}"
+    )
     for i in range(3):
         print(f"  {''.join(map(str, src[i].tolist()))} -> {''.join(map(str, pred[i].tolist()))}")
-    return {"task": args.task, "token_accuracy": token_acc, "sequence_accuracy": seq_acc,
-            "teacher_forced_accuracy": forced_acc, "chance": 1 / DIGITS, "train_seconds": seconds,
-            "train_cpu_seconds": cpu_seconds,
-            "final_loss": loss, "steps": args.steps}
+    return {
+        "task": args.task,
+        "token_accuracy": token_acc,
+        "sequence_accuracy": seq_acc,
+        "teacher_forced_accuracy": forced_acc,
+        "chance": 1 / DIGITS,
+        "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "final_loss": loss,
+        "steps": args.steps,
+    }
 
 
 if __name__ == "__main__":

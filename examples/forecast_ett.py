@@ -35,9 +35,13 @@ def main(argv: list[str] | None = None) -> dict:
     """Train, early-stop and test; print the test MSE / MAE and return the metrics."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = _default_data()
-    parser.add_argument("--data", default=default, required=default is None,
-                        help="ETTh1.csv (https://github.com/zhouhaoyi/ETDataset, ETT-small/ETTh1.csv; default: "
-                             "$GRAPHFORMER_DATA/ett/ETTh1.csv when present)")
+    parser.add_argument(
+        "--data",
+        default=default,
+        required=default is None,
+        help="ETTh1.csv (https://github.com/zhouhaoyi/ETDataset, ETT-small/ETTh1.csv; default: "
+        "$GRAPHFORMER_DATA/ett/ETTh1.csv when present)",
+    )
     parser.add_argument("--pred-len", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--d-model", type=int, default=256)
@@ -46,15 +50,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    cfg = ForecastConfig(data=args.data, model="itransformer", seq_len=96, pred_len=args.pred_len,
-                         epochs=args.epochs, d_model=args.d_model, d_ff=args.d_model, layers=2,
-                         limit_rows=args.limit_rows, seed=args.seed)
+    cfg = ForecastConfig(
+        data=args.data,
+        model="itransformer",
+        seq_len=96,
+        pred_len=args.pred_len,
+        epochs=args.epochs,
+        d_model=args.d_model,
+        d_ff=args.d_model,
+        layers=2,
+        limit_rows=args.limit_rows,
+        seed=args.seed,
+    )
     metrics = train(cfg, args.out, progress=args.out is not None)
-    print(f"{Path(args.data).stem}  look-back {cfg.seq_len}  horizon {cfg.pred_len}  "
-          f"test windows {metrics['test_windows']}:  MSE {metrics['mse']:.3f}  MAE {metrics['mae']:.3f}")
-    print("error by horizon step (MSE):  first {:.3f}  middle {:.3f}  last {:.3f}".format(
-        metrics["mse_per_step"][0], metrics["mse_per_step"][len(metrics["mse_per_step"]) // 2],
-        metrics["mse_per_step"][-1]))
+    print(
+        f"{Path(args.data).stem}  look-back {cfg.seq_len}  horizon {cfg.pred_len}  "
+        f"test windows {metrics['test_windows']}:  MSE {metrics['mse']:.3f}  MAE {metrics['mae']:.3f}"
+    )
+    print(
+        "error by horizon step (MSE):  first {:.3f}  middle {:.3f}  last {:.3f}".format(
+            metrics["mse_per_step"][0],
+            metrics["mse_per_step"][len(metrics["mse_per_step"]) // 2],
+            metrics["mse_per_step"][-1],
+        )
+    )
     return metrics
 
 

@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> float:
     with torch.no_grad():
         predicted = model(data.x, data.edge_index).argmax(-1)
     accuracy = float((predicted[data.test_mask] == data.y[data.test_mask]).float().mean())
-    print(f"{args.model}: trained on members {data.train_mask.nonzero().flatten().tolist()}, "
-          f"test accuracy {accuracy:.3f} on {int(data.test_mask.sum())} members")
+    print(
+        f"{args.model}: trained on members {data.train_mask.nonzero().flatten().tolist()}, "
+        f"test accuracy {accuracy:.3f} on {int(data.test_mask.sum())} members"
+    )
     if args.png:
         edges, widths = edge_attention(model, data)
         draw(data, edges, widths, predicted, args.png)

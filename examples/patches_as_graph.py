@@ -77,8 +77,10 @@ def sinusoidal_2d(rows: int, cols: int, dim: int) -> Tensor:
 def grid_edge_index(side: int, self_loops: bool = True) -> Tensor:
     """The 4-neighbour grid graph on ``side x side`` nodes (raster order), both directions, ``[2, E]``."""
     idx = torch.arange(side * side).view(side, side)
-    pairs = [torch.stack([idx[:, :-1].flatten(), idx[:, 1:].flatten()]),  # left - right
-             torch.stack([idx[:-1, :].flatten(), idx[1:, :].flatten()])]  # up - down
+    pairs = [
+        torch.stack([idx[:, :-1].flatten(), idx[:, 1:].flatten()]),  # left - right
+        torch.stack([idx[:-1, :].flatten(), idx[1:, :].flatten()]),
+    ]  # up - down
     und = torch.cat(pairs, dim=1)
     parts = [und, und.flip(0)] + ([torch.stack([idx.flatten(), idx.flatten()])] if self_loops else [])
     return torch.cat(parts, dim=1)
@@ -110,8 +112,17 @@ class PatchGraphformer(nn.Module):
     Shapes: images ``[B, 8, 8]`` -> logits ``[B, 10]``.
     """
 
-    def __init__(self, patch: int = 2, d_model: int = 32, num_heads: int = 4, dim_feedforward: int = 64,
-                 num_layers: int = 2, dropout: float = 0.1, graph: str = "complete", feedforward: str = "mlp"):
+    def __init__(
+        self,
+        patch: int = 2,
+        d_model: int = 32,
+        num_heads: int = 4,
+        dim_feedforward: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        graph: str = "complete",
+        feedforward: str = "mlp",
+    ):
         super().__init__()
         if IMAGE % patch:
             raise ValueError(f"patch must divide {IMAGE}, got {patch}")
@@ -127,8 +138,7 @@ class PatchGraphformer(nn.Module):
         self.register_buffer("edge_index", grid_edge_index(side), persistent=False)  # [2, E] of one image
         ff = None
         if feedforward == "conv":
-            ff = PerImage(gf.ConvFeedForward(d_model, dim_feedforward, kernel_size=3, dropout=dropout),
-                          self.num_nodes)
+            ff = PerImage(gf.ConvFeedForward(d_model, dim_feedforward, kernel_size=3, dropout=dropout), self.num_nodes)
         layer = gf.GraphformerLayer(d_model, num_heads, dim_feedforward, dropout, norm_first=True, feedforward=ff)
         self.encoder = gf.GraphformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model))
         self.classifier = nn.Linear(d_model, CLASSES)
@@ -153,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     parser.add_argument("--graph", choices=["complete", "grid"], default="complete", help="(default: %(default)s)")
-    parser.add_argument("--patch", type=int, choices=[2, 4], default=2, help="patch side in pixels "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--patch", type=int, choices=[2, 4], default=2, help="patch side in pixels (default: %(default)s)"
+    )
     parser.add_argument("--feedforward", choices=["mlp", "conv"], default="mlp", help="(default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=40, help="(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
@@ -183,14 +194,17 @@ def main(argv: list[str] | None = None) -> dict:
     n_test = max(1, int(round(args.test_fraction * perm.numel())))
     test, train = perm[:n_test], perm[n_test:]
 
-    model = PatchGraphformer(args.patch, args.d_model, num_layers=args.layers, graph=args.graph,
-                             feedforward=args.feedforward)
+    model = PatchGraphformer(
+        args.patch, args.d_model, num_layers=args.layers, graph=args.graph, feedforward=args.feedforward
+    )
     N = model.num_nodes  # noqa: N806
     edges = N * N if args.graph == "complete" else model.edge_index.size(1)
     print(f"{source}: {train.numel()} training / {test.numel()} held-out images")
-    print(f"each image: {N} patches of {args.patch}x{args.patch} pixels, {args.graph} graph with {edges} edges "
-          f"(self-loops included), {args.feedforward} feed-forward, "
-          f"{sum(p.numel() for p in model.parameters())} parameters")
+    print(
+        f"each image: {N} patches of {args.patch}x{args.patch} pixels, {args.graph} graph with {edges} edges "
+        f"(self-loops included), {args.feedforward} feed-forward, "
+        f"{sum(p.numel() for p in model.parameters())} parameters"
+    )
 
     steps_per_epoch = -(-train.numel() // args.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -216,12 +230,24 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         test_acc = float((model(images[test]).argmax(-1) == labels[test]).float().mean())
         train_acc = float((model(images[train]).argmax(-1) == labels[train]).float().mean())
-    print(f"held-out accuracy {test_acc:.2%} (training {train_acc:.2%}, chance {1 / CLASSES:.0%}); "
-          f"trained {args.epochs} epochs in {seconds:.1f} s ({cpu_seconds:.1f} s of CPU time)")
-    return {"test_accuracy": test_acc, "train_accuracy": train_acc, "chance": 1 / CLASSES, "graph": args.graph,
-            "patch": args.patch, "feedforward": args.feedforward, "num_nodes": N, "edges_per_image": edges,
-            "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, "data": source,
-            "num_test": int(test.numel())}
+    print(
+        f"held-out accuracy {test_acc:.2%} (training {train_acc:.2%}, chance {1 / CLASSES:.0%}); "
+        f"trained {args.epochs} epochs in {seconds:.1f} s ({cpu_seconds:.1f} s of CPU time)"
+    )
+    return {
+        "test_accuracy": test_acc,
+        "train_accuracy": train_acc,
+        "chance": 1 / CLASSES,
+        "graph": args.graph,
+        "patch": args.patch,
+        "feedforward": args.feedforward,
+        "num_nodes": N,
+        "edges_per_image": edges,
+        "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "data": source,
+        "num_test": int(test.numel()),
+    }
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ def decimal(value: Fraction) -> str:
     return f"{float(value):.{digits}f}" if digits else str(value.numerator)
 
 
-def weighted_sums(weights: list[list[Fraction]], values: list[Fraction], tokens: list[str]) -> tuple[
-        list[Fraction], list[str]]:
+def weighted_sums(
+    weights: list[list[Fraction]], values: list[Fraction], tokens: list[str]
+) -> tuple[list[Fraction], list[str]]:
     """Exact ``out_i = sum_j a_ij v_j`` and one line per token showing every term."""
     outs, lines = [], []
     for token, row in zip(tokens, weights):
@@ -87,8 +88,19 @@ def _cjk_font():
     """A font that renders CJK characters, or None."""
     from matplotlib import font_manager
 
-    for family in ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
-                   "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS"):
+    for family in (
+        "Noto Sans CJK SC",
+        "Noto Sans CJK JP",
+        "Noto Sans SC",
+        "Source Han Sans SC",
+        "WenQuanYi Zen Hei",
+        "WenQuanYi Micro Hei",
+        "SimHei",
+        "Microsoft YaHei",
+        "PingFang SC",
+        "Heiti SC",
+        "Arial Unicode MS",
+    ):
         try:
             path = font_manager.findfont(family, fallback_to_default=False)
         except ValueError:
@@ -143,22 +155,41 @@ def draw_attention_graph(tokens, weights, path, *, labels=None, title=None) -> s
                 ux, uy = pos[i]
                 cx, cy = pos[i][0] + 0.40 * ux, pos[i][1] + 0.40 * uy
                 ax.add_patch(Circle((cx, cy), 0.17, fill=False, lw=width, color=color, alpha=0.85, zorder=1))
-                ax.text(pos[i][0] + 0.78 * ux, pos[i][1] + 0.78 * uy, f"{a:.2f}", ha="center", va="center",
-                        fontsize=9)
+                ax.text(pos[i][0] + 0.78 * ux, pos[i][1] + 0.78 * uy, f"{a:.2f}", ha="center", va="center", fontsize=9)
                 continue
             (x1, y1), (x2, y2) = pos[j], pos[i]
             rad = 0.22
-            ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), connectionstyle=f"arc3,rad={rad}",
-                                         arrowstyle="-|>", mutation_scale=12 + 10 * a, lw=width, color=color,
-                                         alpha=0.85, shrinkA=28, shrinkB=30, zorder=1))
+            ax.add_patch(
+                FancyArrowPatch(
+                    (x1, y1),
+                    (x2, y2),
+                    connectionstyle=f"arc3,rad={rad}",
+                    arrowstyle="-|>",
+                    mutation_scale=12 + 10 * a,
+                    lw=width,
+                    color=color,
+                    alpha=0.85,
+                    shrinkA=28,
+                    shrinkB=30,
+                    zorder=1,
+                )
+            )
             dx, dy = x2 - x1, y2 - y1
             mx, my = (x1 + x2) / 2 + 0.5 * rad * dy * 1.45, (y1 + y2) / 2 - 0.5 * rad * dx * 1.45
-            ax.text(mx, my, f"{a:.2f}", ha="center", va="center", fontsize=9,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9})
+            ax.text(
+                mx,
+                my,
+                f"{a:.2f}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9},
+            )
     for (x, y), label in zip(pos, labels):
         ax.add_patch(Circle((x, y), radius, fc="#f6d78b", ec="#7a5b00", lw=1.5, zorder=2))
-        ax.text(x, y, label, ha="center", va="center", fontsize=11 if len(label) < 4 else 8, zorder=3,
-                fontproperties=font)
+        ax.text(
+            x, y, label, ha="center", va="center", fontsize=11 if len(label) < 4 else 8, zorder=3, fontproperties=font
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path)
@@ -195,8 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(format_table(scores, tokens, tokens, title="scores q_i·k_j (row = the token that attends)"))
     print(format_table(weights, tokens, tokens, title="softmax weights a_ij (each row sums to 1)"))
     print(format_table(out, tokens, ["output"], title="outputs sum_j a_ij v_j: each token's view of the sentence"))
-    result.update(values=values.tolist(), scores=scores.tolist(), weights=weights.tolist(),
-                  outputs=out.squeeze(-1).tolist())
+    result.update(
+        values=values.tolist(), scores=scores.tolist(), weights=weights.tolist(), outputs=out.squeeze(-1).tolist()
+    )
 
     # 2. the product with V by hand -----------------------------------------
     if n == 3:
@@ -211,13 +243,19 @@ def main(argv: list[str] | None = None) -> dict:
         bias = torch.tensor([[float(e) for e in row] for row in a], dtype=torch.float64).log() - scores
         with torch.no_grad():
             out_a, att_a = layer(x, attn_bias=bias, return_attention=True)
-        layer_error = float((out_a.squeeze(-1) - torch.tensor([float(e) for e in exact], dtype=torch.float64))
-                            .abs().max())
-        print(f"the layer with scores shifted to log A gives {[round(t, 6) for t in out_a.squeeze(-1).tolist()]} "
-              f"(largest difference {layer_error:.1e})")
-        result.update(illustrative_weights=[[float(e) for e in row] for row in a],
-                      illustrative_outputs=[decimal(e) for e in exact],
-                      illustrative_terms=lines, illustrative_layer_error=layer_error)
+        layer_error = float(
+            (out_a.squeeze(-1) - torch.tensor([float(e) for e in exact], dtype=torch.float64)).abs().max()
+        )
+        print(
+            f"the layer with scores shifted to log A gives {[round(t, 6) for t in out_a.squeeze(-1).tolist()]} "
+            f"(largest difference {layer_error:.1e})"
+        )
+        result.update(
+            illustrative_weights=[[float(e) for e in row] for row in a],
+            illustrative_outputs=[decimal(e) for e in exact],
+            illustrative_terms=lines,
+            illustrative_layer_error=layer_error,
+        )
 
     # 3. order -----------------------------------------------------------------
     rev = tokens[::-1]
@@ -225,8 +263,14 @@ def main(argv: list[str] | None = None) -> dict:
     perm = torch.arange(n - 1, -1, -1)  # token at position p of the reversed sentence = token n-1-p
     with torch.no_grad():
         out_rev = layer(x[perm])
-    print(format_table(torch.cat([out, out_rev[perm]], 1), tokens, ["".join(tokens), "".join(rev)],
-                       title="each token's output in the two sentences"))
+    print(
+        format_table(
+            torch.cat([out, out_rev[perm]], 1),
+            tokens,
+            ["".join(tokens), "".join(rev)],
+            title="each token's output in the two sentences",
+        )
+    )
     perm_error = float((out_rev - out[perm]).abs().max())
     same = perm_error < 1e-12
     if not same:
@@ -239,12 +283,24 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         out_p, att_p = layer(x_pos, return_attention=True)
         out_p_rev, att_p_rev = layer(x_pos_rev, return_attention=True)
-    print(format_table(torch.cat([x_pos, x_pos_rev[perm]], 1), tokens, ["".join(tokens), "".join(rev)],
-                       title="each token's value + sin(p) in the two sentences"))
+    print(
+        format_table(
+            torch.cat([x_pos, x_pos_rev[perm]], 1),
+            tokens,
+            ["".join(tokens), "".join(rev)],
+            title="each token's value + sin(p) in the two sentences",
+        )
+    )
     print(format_table(att_p.weights[0], tokens, tokens, title=f"'{''.join(tokens)}' softmax weights"))
     print(format_table(att_p_rev.weights[0], rev, rev, title=f"'{''.join(rev)}' softmax weights"))
-    print(format_table(torch.cat([out_p, out_p_rev[perm]], 1), tokens, ["".join(tokens), "".join(rev)],
-                       title="each token's output in the two sentences"))
+    print(
+        format_table(
+            torch.cat([out_p, out_p_rev[perm]], 1),
+            tokens,
+            ["".join(tokens), "".join(rev)],
+            title="each token's output in the two sentences",
+        )
+    )
     pos_diff = float((out_p_rev[perm] - out_p).abs().max())
     print(f"the outputs now differ (largest difference {pos_diff:.4f})")
 
@@ -256,21 +312,30 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         add_plain = (add_layer(emb[perm])[perm] - add_layer(emb)).abs().max()
         add_pos = (add_layer(emb[perm] + pe8)[perm] - add_layer(emb + pe8)).abs().max()
-    print(f"same with embedding + sinusoidal(N, 8) added: difference between the sentences "
-          f"{float(add_plain):.1e} without, {float(add_pos):.4f} with positions")
-    result.update(same_up_to_permutation=same, permutation_error=perm_error,
-                  positional_weights=att_p.weights[0].tolist(), positional_weights_reversed=att_p_rev.weights[0]
-                  .tolist(), positional_outputs=out_p.squeeze(-1).tolist(),
-                  positional_outputs_reversed=out_p_rev.squeeze(-1).tolist(),
-                  positions_differ=pos_diff > 1e-6, position_difference=pos_diff,
-                  added_position_difference=float(add_pos), added_plain_difference=float(add_plain))
+    print(
+        f"same with embedding + sinusoidal(N, 8) added: difference between the sentences "
+        f"{float(add_plain):.1e} without, {float(add_pos):.4f} with positions"
+    )
+    result.update(
+        same_up_to_permutation=same,
+        permutation_error=perm_error,
+        positional_weights=att_p.weights[0].tolist(),
+        positional_weights_reversed=att_p_rev.weights[0].tolist(),
+        positional_outputs=out_p.squeeze(-1).tolist(),
+        positional_outputs_reversed=out_p_rev.squeeze(-1).tolist(),
+        positions_differ=pos_diff > 1e-6,
+        position_difference=pos_diff,
+        added_position_difference=float(add_pos),
+        added_plain_difference=float(add_plain),
+    )
 
     # 4. the picture -------------------------------------------------------------
     result["png"] = None
     if args.png:
         try:
-            result["png"] = draw_attention_graph(tokens, weights, args.png,
-                                                 title="edge j → i as wide as its attention weight a_ij")
+            result["png"] = draw_attention_graph(
+                tokens, weights, args.png, title="edge j → i as wide as its attention weight a_ij"
+            )
             print(f"\n4. the sentence graph, edge widths = attention weights: {args.png}")
         except ModuleNotFoundError:
             print("\n4. no picture: --png needs matplotlib (pip install 'graphformer[viz]')", file=sys.stderr)

@@ -53,8 +53,11 @@ class SparseInputGAT(GAT):
     def forward(self, x, edge_index):
         graph = edge_index
         for i, conv in enumerate(self.convs):
-            x = sparse_dropout(x, self.dropout, self.training) if x.is_sparse else F.dropout(
-                x, self.dropout, self.training)
+            x = (
+                sparse_dropout(x, self.dropout, self.training)
+                if x.is_sparse
+                else F.dropout(x, self.dropout, self.training)
+            )
             x = conv(x, graph)
             if i < len(self.convs) - 1:
                 x = F.elu(x)
@@ -109,8 +112,14 @@ def train(model, data, x, graph, epochs: int = 200) -> dict:
             ours = (val_acc, val_loss, epoch, test_acc)
         if pyg is None or val_acc > pyg[0]:
             pyg = (val_acc, val_loss, epoch, test_acc)
-    return {"test_ours_rule": ours[3], "epoch_ours_rule": ours[2], "test_pyg_rule": pyg[3],
-            "epoch_pyg_rule": pyg[2], "val_acc": ours[0], "test_last": test_acc}
+    return {
+        "test_ours_rule": ours[3],
+        "epoch_ours_rule": ours[2],
+        "test_pyg_rule": pyg[3],
+        "epoch_pyg_rule": pyg[2],
+        "val_acc": ours[0],
+        "test_last": test_acc,
+    }
 
 
 def summary(path: Path) -> None:
@@ -161,8 +170,12 @@ def main(argv=None) -> None:
                 model = SparseInputGAT(data.x.size(1), 8, k)
                 pyg_init_(model, seed, pyg=name == "pyg-init")
                 graph = model.prepare(data.edge_index, data.num_nodes)
-            result = {"model": name, "seed": seed, **train(model, data, x, graph),
-                      "seconds": time.perf_counter() - start}
+            result = {
+                "model": name,
+                "seed": seed,
+                **train(model, data, x, graph),
+                "seconds": time.perf_counter() - start,
+            }
             with open(args.out, "a") as f:
                 f.write(json.dumps(result) + "\n")
             print(json.dumps(result), flush=True)

@@ -31,11 +31,19 @@ PAGE = REPO / "docs" / "results_graphs.md"
 START, END = "<!-- results:{} start -->", "<!-- results:{} end -->"
 
 # published accuracies (test, %): Kipf & Welling 2017 Table 2; Velickovic et al. 2018 Table 2
-PUBLISHED = {("Cora", "gcn"): "81.5", ("CiteSeer", "gcn"): "70.3",
-             ("Cora", "gat"): "83.0 ± 0.7", ("CiteSeer", "gat"): "72.5 ± 0.7"}
+PUBLISHED = {
+    ("Cora", "gcn"): "81.5",
+    ("CiteSeer", "gcn"): "70.3",
+    ("Cora", "gat"): "83.0 ± 0.7",
+    ("CiteSeer", "gat"): "72.5 ± 0.7",
+}
 # PyG's own GCNConv / GATConv models, same settings and protocol, 10 seeds, on a machine of the same kind
-PYG_MEASURED = {("Cora", "gcn"): "82.0 ± 0.7", ("Cora", "gat"): "82.7 ± 1.0", ("CiteSeer", "gcn"): "70.9 ± 1.2",
-                ("CiteSeer", "gat"): "71.8 ± 0.9"}  # CiteSeer GAT: scripts/citeseer_gat.py --pyg, seeds 0-9
+PYG_MEASURED = {
+    ("Cora", "gcn"): "82.0 ± 0.7",
+    ("Cora", "gat"): "82.7 ± 1.0",
+    ("CiteSeer", "gcn"): "70.9 ± 1.2",
+    ("CiteSeer", "gat"): "71.8 ± 0.9",
+}  # CiteSeer GAT: scripts/citeseer_gat.py --pyg, seeds 0-9
 
 
 def jobs() -> dict[str, dict]:
@@ -44,13 +52,21 @@ def jobs() -> dict[str, dict]:
     for dataset in ("Cora", "CiteSeer"):
         for model, runs in (("gcn", 10), ("gat", 10), ("transformer", 10), ("gps", 5)):
             out[f"{dataset.lower()}-{model}"] = {
-                "table": "nodes", "args": ["--dataset", dataset, "--root", "{root}", "--model", model,
-                                           "--runs", str(runs)]}
-    synthetic = [("transformer", "none", "complete"), ("transformer", "laplacian", "complete"),
-                 ("transformer", "random-walk", "complete"), ("transformer", "shortest-path", "complete"),
-                 ("transformer", "degree", "complete"), ("transformer", "degree+shortest-path", "complete"),
-                 ("transformer", "random-walk", "edges"), ("gps", "random-walk", None), ("gcn", "none", None),
-                 ("gat", "none", None)]
+                "table": "nodes",
+                "args": ["--dataset", dataset, "--root", "{root}", "--model", model, "--runs", str(runs)],
+            }
+    synthetic = [
+        ("transformer", "none", "complete"),
+        ("transformer", "laplacian", "complete"),
+        ("transformer", "random-walk", "complete"),
+        ("transformer", "shortest-path", "complete"),
+        ("transformer", "degree", "complete"),
+        ("transformer", "degree+shortest-path", "complete"),
+        ("transformer", "random-walk", "edges"),
+        ("gps", "random-walk", None),
+        ("gcn", "none", None),
+        ("gat", "none", None),
+    ]
     synthetic.append(("transformer", "laplacian", "complete", 300))  # still improving at epoch 100
     for model, encoding, attention, *epochs in synthetic:
         name = f"synthetic-{model}-{encoding}" + (f"-{attention}" if attention else "")
@@ -113,19 +129,27 @@ def table(runs_dir: Path) -> dict[str, str]:
             rows["nodes"].append(
                 f"| {m['dataset']} | {m['model']} | {_pct(m['accuracy_mean'], m['accuracy_std'])} | "
                 f"{100 * m['val_accuracy_mean']:.1f} | {len(m['runs'])} | {PUBLISHED.get(key, '–')} | "
-                f"{PYG_MEASURED.get(key, '–')} | {cfg['encoding']} | {per_run:.0f} | {cmd} |")
+                f"{PYG_MEASURED.get(key, '–')} | {cfg['encoding']} | {per_run:.0f} | {cmd} |"
+            )
         else:
-            attention = cfg.get("attention") or ("complete" if m["model"] == "transformer" else
-                                                 "edges + complete" if m["model"] == "gps" else "edges")
+            attention = cfg.get("attention") or (
+                "complete" if m["model"] == "transformer" else "edges + complete" if m["model"] == "gps" else "edges"
+            )
             rows["graphs"].append(
                 f"| {m['model']} | {attention} | {cfg['encoding']} | {cfg['epochs']} | "
                 f"{_pct(m['accuracy_mean'], m['accuracy_std'])} | {100 * m['val_accuracy_mean']:.1f} | "
-                f"{len(m['runs'])} | {per_run:.0f} | {cmd} |")
+                f"{len(m['runs'])} | {per_run:.0f} | {cmd} |"
+            )
     head = {
-        "nodes": ["| dataset | model | test accuracy (%) | val (%) | seeds | published | PyG, measured here "
-                  "| encoding | s / run | command |", "|" + " --- |" * 10],
-        "graphs": ["| model | attention over | encoding | epochs | test accuracy (%) | val (%) | seeds | s / run "
-                   "| command |", "|" + " --- |" * 9],
+        "nodes": [
+            "| dataset | model | test accuracy (%) | val (%) | seeds | published | PyG, measured here "
+            "| encoding | s / run | command |",
+            "|" + " --- |" * 10,
+        ],
+        "graphs": [
+            "| model | attention over | encoding | epochs | test accuracy (%) | val (%) | seeds | s / run | command |",
+            "|" + " --- |" * 9,
+        ],
     }
     return {k: "\n".join(head[k] + v) for k, v in rows.items()}
 

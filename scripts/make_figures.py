@@ -70,8 +70,13 @@ def sentence(out: Path) -> list[Path]:
         result = example.main([])
     text = out / "sentence_as_graph.txt"
     text.write_text(buf.getvalue(), encoding="utf-8")
-    png = example.draw_attention_graph(result["tokens"], result["weights"], out / "sentence_graph.png",
-                                       labels=SOURCE, title="wǒ ài nǐ: edge j → i as wide as its weight a_ij")
+    png = example.draw_attention_graph(
+        result["tokens"],
+        result["weights"],
+        out / "sentence_graph.png",
+        labels=SOURCE,
+        title="wǒ ài nǐ: edge j → i as wide as its weight a_ij",
+    )
     return [text, Path(png)]
 
 
@@ -86,8 +91,21 @@ def _nodes_on_line(ax, xs, y, labels):
 def _arrow(ax, p, q, rad=0.0, lw=1.2, color=BLUE, alpha=0.8):
     from matplotlib.patches import FancyArrowPatch
 
-    ax.add_patch(FancyArrowPatch(p, q, connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>", mutation_scale=9,
-                                 lw=lw, color=color, alpha=alpha, shrinkA=11, shrinkB=11, zorder=2))
+    ax.add_patch(
+        FancyArrowPatch(
+            p,
+            q,
+            connectionstyle=f"arc3,rad={rad}",
+            arrowstyle="-|>",
+            mutation_scale=9,
+            lw=lw,
+            color=color,
+            alpha=alpha,
+            shrinkA=11,
+            shrinkB=11,
+            zorder=2,
+        )
+    )
 
 
 def _self_loop(ax, x, y, below=False):
@@ -164,8 +182,10 @@ def gcn(out: Path) -> list[Path]:
     with torch.no_grad():
         _, att_gcn = gcn_layer(x, edge_index, return_attention=True)
         _, att_dot = dot_layer(x, edge_index, return_attention=True)
-    mats = [("score='gcn': a_ij = 1/√(d_i d_j)\n(fixed by the degrees)", att_gcn),
-            ("score='dot': softmax of q_i·k_j/√C\n(depends on the features)", att_dot)]
+    mats = [
+        ("score='gcn': a_ij = 1/√(d_i d_j)\n(fixed by the degrees)", att_gcn),
+        ("score='dot': softmax of q_i·k_j/√C\n(depends on the features)", att_dot),
+    ]
     fig = Figure(figsize=(9.0, 3.3), dpi=100)
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [0.9, 1, 1]})
     ax = axes[0]
@@ -191,8 +211,15 @@ def gcn(out: Path) -> list[Path]:
         for i in range(n):
             for j in range(n):
                 if m[i, j]:
-                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if m[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if m[i, j] > 0.5 else "black",
+                    )
         ax.set_title(title, fontsize=9)
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
@@ -214,7 +241,7 @@ def _laplacian_vectors(edge_index: torch.Tensor, n: int, k: int) -> np.ndarray:
     adj = edge_matrix(edge_index, n, n)
     adj = np.maximum(adj, adj.T)
     _, vecs = np.linalg.eigh(np.diag(adj.sum(1)) - adj)
-    return vecs[:, 1: k + 1]
+    return vecs[:, 1 : k + 1]
 
 
 def spectrum(out: Path) -> list[Path]:
@@ -244,18 +271,25 @@ def spectrum(out: Path) -> list[Path]:
     ax.axhline(0, color="0.8", lw=0.8, zorder=0)
     ax.set_ylim(-0.33, 0.58)
     ax.set_xlabel("position p (node of the path graph)", fontsize=9)
-    ax.set_title(f"path graph of N = {n} tokens: Laplacian eigenvectors (dots)\nand cosines of the position (lines)",
-                 fontsize=9)
+    ax.set_title(
+        f"path graph of N = {n} tokens: Laplacian eigenvectors (dots)\nand cosines of the position (lines)", fontsize=9
+    )
     ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
     ax.tick_params(labelsize=8)
 
     ax = axes[1]
     for pair, (marker, name) in enumerate([("o", "eigenvectors 1, 2"), ("s", "eigenvectors 3, 4")]):
         u, v = pe_cycle[:, 2 * pair], pe_cycle[:, 2 * pair + 1]
-        sc = ax.scatter(u * (1 + 0.35 * pair), v * (1 + 0.35 * pair), c=p, cmap="viridis", marker=marker, s=18,
-                        zorder=2, label=name)
-        ax.plot(np.append(u, u[0]) * (1 + 0.35 * pair), np.append(v, v[0]) * (1 + 0.35 * pair), color="0.75",
-                lw=0.8, zorder=1)
+        sc = ax.scatter(
+            u * (1 + 0.35 * pair), v * (1 + 0.35 * pair), c=p, cmap="viridis", marker=marker, s=18, zorder=2, label=name
+        )
+        ax.plot(
+            np.append(u, u[0]) * (1 + 0.35 * pair),
+            np.append(v, v[0]) * (1 + 0.35 * pair),
+            color="0.75",
+            lw=0.8,
+            zorder=1,
+        )
     cbar = fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.04)
     cbar.set_label("position p", fontsize=8)
     cbar.ax.tick_params(labelsize=7)
@@ -282,8 +316,18 @@ def _ett_window(length: int = 96):
         names = ["a", "a + noise", "-a", "b", "b shifted", "trend", "a + b"]
         gen = torch.Generator().manual_seed(0)
         a, b = torch.sin(2 * math.pi * t / 24), torch.sin(2 * math.pi * t / 48)
-        values = torch.stack([a, a + 0.3 * torch.randn(length, generator=gen, dtype=torch.float64), -a, b,
-                              torch.roll(b, 6), t / length, a + b], dim=1)
+        values = torch.stack(
+            [
+                a,
+                a + 0.3 * torch.randn(length, generator=gen, dtype=torch.float64),
+                -a,
+                b,
+                torch.roll(b, 6),
+                t / length,
+                a + b,
+            ],
+            dim=1,
+        )
         label = "synthetic series (ETTh1 not found)"
     values = (values - values.mean(0)) / values.std(0).clamp(min=1e-8)
     return values.T.contiguous(), names, label  # [C, T]
@@ -315,8 +359,15 @@ def variables(out: Path) -> list[Path]:
     ax.imshow(w, cmap="Blues", vmin=0, vmax=1)
     for i in range(C):
         for j in range(C):
-            ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
-                    color="white" if w[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{w[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if w[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(C), names, rotation=45, fontsize=7)
     ax.set_yticks(range(C), names, fontsize=7)
     ax.tick_params(length=0)
@@ -345,16 +396,23 @@ def patches(out: Path) -> list[Path]:
             ax.axvline(b * patch - 0.5, color="#e08a00", lw=1.0, ls="--")
         pairs = ei.t().tolist() if graph == "grid" else [(j, i) for i in range(side**2) for j in range(i)]
         for j, i in pairs:
-            ax.plot([centre[j][0], centre[i][0]], [centre[j][1], centre[i][1]], color=BLUE,
-                    lw=1.2 if graph == "grid" else 0.4, alpha=0.8 if graph == "grid" else 0.35)
+            ax.plot(
+                [centre[j][0], centre[i][0]],
+                [centre[j][1], centre[i][1]],
+                color=BLUE,
+                lw=1.2 if graph == "grid" else 0.4,
+                alpha=0.8 if graph == "grid" else 0.35,
+            )
         ax.scatter([c[0] for c in centre], [c[1] for c in centre], s=30, color="#d1495b", zorder=3)
         ax.set_xticks([])
         ax.set_yticks([])
         n_edges = ei.size(1) if graph == "grid" else side**2 * (side**2 - 1)
         ax.set_title(f"{graph} graph: {n_edges} edges\n(+ {side**2} self-loops)", fontsize=9)
-    fig.suptitle(f"a digit ({source}, label {int(labels[0])}) as {side * side} patches of {patch}x{patch} pixels "
-                 "(dashed), one node each",
-                 fontsize=9)
+    fig.suptitle(
+        f"a digit ({source}, label {int(labels[0])}) as {side * side} patches of {patch}x{patch} pixels "
+        "(dashed), one node each",
+        fontsize=9,
+    )
     fig.subplots_adjust(left=0.02, right=0.98, top=0.8, bottom=0.02, wspace=0.1)
     return [save(fig, out / "patches.png")]
 
@@ -381,32 +439,64 @@ def collapse(out: Path) -> list[Path]:
     from graphformer import inspect_cli as ic
 
     tokens = ic.DEFAULT_SENTENCE.split()
-    sentence = ic.inspect_curves(None, None, ic.SENTENCE_VARIANTS, layers=24, width=64, heads=4, seeds=3,
-                                 features=lambda s: ic.sentence_features(tokens, 64, s))
-    written = [ic.plot_curves(sentence, out / "inspect_sentence.png",
-                              f"a {len(tokens)}-token sentence, 24 layers, random weights (graphformer inspect)")]
+    sentence = ic.inspect_curves(
+        None,
+        None,
+        ic.SENTENCE_VARIANTS,
+        layers=24,
+        width=64,
+        heads=4,
+        seeds=3,
+        features=lambda s: ic.sentence_features(tokens, 64, s),
+    )
+    written = [
+        ic.plot_curves(
+            sentence,
+            out / "inspect_sentence.png",
+            f"a {len(tokens)}-token sentence, 24 layers, random weights (graphformer inspect)",
+        )
+    ]
     root = DATA / "planetoid"
     name = "Cora" if (root / "Cora" / "raw").is_dir() else "karate"
     data = ic.load_graph(name, root)
-    graph = ic.inspect_curves(data.x.float(), data.edge_index, ic.GRAPH_VARIANTS, layers=24, width=64, heads=4,
-                              seeds=3)
-    written.append(ic.plot_curves(graph, out / "inspect_cora.png",
-                                  f"{name} ({data.num_nodes} nodes), 24 layers, random weights (graphformer inspect)"))
-    lines = [("sentence: attention", sentence["attn"], "#d1495b", "-"),
-             ("sentence: Transformer layer", sentence["attn+res+ff+ln"], "#d1495b", "--"),
-             (f"{name}: GCN", graph["gcn"], BLUE, "-"),
-             (f"{name}: GCN + residual", graph["gcn+res"], BLUE, "--")]
+    graph = ic.inspect_curves(data.x.float(), data.edge_index, ic.GRAPH_VARIANTS, layers=24, width=64, heads=4, seeds=3)
+    written.append(
+        ic.plot_curves(
+            graph,
+            out / "inspect_cora.png",
+            f"{name} ({data.num_nodes} nodes), 24 layers, random weights (graphformer inspect)",
+        )
+    )
+    lines = [
+        ("sentence: attention", sentence["attn"], "#d1495b", "-"),
+        ("sentence: Transformer layer", sentence["attn+res+ff+ln"], "#d1495b", "--"),
+        (f"{name}: GCN", graph["gcn"], BLUE, "-"),
+        (f"{name}: GCN + residual", graph["gcn+res"], BLUE, "--"),
+    ]
     fig = Figure(figsize=(9.6, 3.2), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    panels = [("Dirichlet energy / layer 0", lambda c: [max(v / c["dirichlet_energy"][0], 1e-32)
-                                                        for v in c["dirichlet_energy"]], True),
-              ("numerical rank - 1", lambda c: [max(v - 1.0, 1e-16) for v in c["numerical_rank"]], True),
-              ("effective rank", lambda c: c["effective_rank"], True)]
+    panels = [
+        (
+            "Dirichlet energy / layer 0",
+            lambda c: [max(v / c["dirichlet_energy"][0], 1e-32) for v in c["dirichlet_energy"]],
+            True,
+        ),
+        ("numerical rank - 1", lambda c: [max(v - 1.0, 1e-16) for v in c["numerical_rank"]], True),
+        ("effective rank", lambda c: c["effective_rank"], True),
+    ]
     for ax, (title, values, log) in zip(axes, panels):
         for label, c, colour, style in lines:
-            ax.plot(range(len(c["effective_rank"])), values(c), color=colour, ls=style, marker=".", ms=3, lw=1.2,
-                    label=label)
+            ax.plot(
+                range(len(c["effective_rank"])),
+                values(c),
+                color=colour,
+                ls=style,
+                marker=".",
+                ms=3,
+                lw=1.2,
+                label=label,
+            )
         if log:
             ax.set_yscale("log")
         ax.set_xlabel("layer")
@@ -419,9 +509,16 @@ def collapse(out: Path) -> list[Path]:
     return written
 
 
-FIGURES_BY_NAME = {"sentence": sentence, "graphs": structures, "gcn": gcn, "spectrum": spectrum,
-                   "variables": variables, "patches": patches, "collapse": collapse,
-                   "explain": explain_pictures}
+FIGURES_BY_NAME = {
+    "sentence": sentence,
+    "graphs": structures,
+    "gcn": gcn,
+    "spectrum": spectrum,
+    "variables": variables,
+    "patches": patches,
+    "collapse": collapse,
+    "explain": explain_pictures,
+}
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -26,8 +26,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args: list[str], world_size: int, *, timeout_s: float = 120.0, grace_s: float = 30.0,
-           env: dict | None = None, cwd: str | None = None) -> list[tuple[int, str, str]]:
+def launch(
+    args: list[str],
+    world_size: int,
+    *,
+    timeout_s: float = 120.0,
+    grace_s: float = 30.0,
+    env: dict | None = None,
+    cwd: str | None = None,
+) -> list[tuple[int, str, str]]:
     """Run ``python *args`` as ``world_size`` processes; ``[(returncode, stdout, stderr)]`` by rank.
 
     A process still running at ``timeout_s`` (or ``grace_s`` after another one
@@ -37,17 +44,26 @@ def launch(args: list[str], world_size: int, *, timeout_s: float = 120.0, grace_
     procs = []
     logs = []
     for rank in range(world_size):
-        e = {**os.environ, **(env or {}), "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
-             "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-             "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-             "OMP_NUM_THREADS": "1"}
+        e = {
+            **os.environ,
+            **(env or {}),
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": str(world_size),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1",
+        }
         if world_size == 1:
             for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
                 e.pop(key)
         files = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # no pipe to fill up
         logs.append(files)
-        procs.append(subprocess.Popen([sys.executable, *args], env=e, cwd=cwd, stdout=files[0], stderr=files[1],
-                                      text=True))
+        procs.append(
+            subprocess.Popen([sys.executable, *args], env=e, cwd=cwd, stdout=files[0], stderr=files[1], text=True)
+        )
     deadline = time.monotonic() + timeout_s
     failed_at = None
     while any(p.poll() is None for p in procs):

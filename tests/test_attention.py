@@ -85,11 +85,13 @@ def graphs(draw, min_nodes=1, max_nodes=6, max_edges=18, self_loops=True):
     return n, torch.tensor(edges, dtype=torch.long).reshape(-1, 2).t()
 
 
-layer_options = st.fixed_dictionaries({
-    "concat": st.booleans(),
-    "out_proj": st.booleans(),
-    "root_weight": st.booleans(),
-})
+layer_options = st.fixed_dictionaries(
+    {
+        "concat": st.booleans(),
+        "out_proj": st.booleans(),
+        "root_weight": st.booleans(),
+    }
+)
 
 
 def assert_close(actual, expected, dtype):
@@ -113,8 +115,17 @@ def csr_kernels(enabled: bool):
 
 # ============================================ the two paths are one function
 @FAST
-@given(score=st.sampled_from(SCORES), n=st.integers(1, 6), batch=st.integers(0, 2), heads=st.integers(1, 3),
-       head_dim=st.integers(1, 3), options=layer_options, dtype=dtypes, csr=st.booleans(), seed=seeds)
+@given(
+    score=st.sampled_from(SCORES),
+    n=st.integers(1, 6),
+    batch=st.integers(0, 2),
+    heads=st.integers(1, 3),
+    head_dim=st.integers(1, 3),
+    options=layer_options,
+    dtype=dtypes,
+    csr=st.booleans(),
+    seed=seeds,
+)
 def test_sparse_on_complete_graph_equals_dense(score, n, batch, heads, head_dim, options, dtype, csr, seed):
     layer = make_layer(score, heads, head_dim, dtype, seed, **options)
     d = heads * head_dim
@@ -146,8 +157,15 @@ def test_causal_dense_equals_sparse_causal_graph(score, n, heads, dtype, seed):
 
 
 @FAST
-@given(score=st.sampled_from(SCORES), num_src=st.integers(1, 5), num_dst=st.integers(1, 5),
-       heads=st.integers(1, 2), kdim=st.sampled_from([None, 3]), dtype=dtypes, seed=seeds)
+@given(
+    score=st.sampled_from(SCORES),
+    num_src=st.integers(1, 5),
+    num_dst=st.integers(1, 5),
+    heads=st.integers(1, 2),
+    kdim=st.sampled_from([None, 3]),
+    dtype=dtypes,
+    seed=seeds,
+)
 def test_cross_attention_equals_sparse_complete_bipartite_graph(score, num_src, num_dst, heads, kdim, dtype, seed):
     layer = make_layer(score, heads, 2, dtype, seed, kdim=kdim)
     x_src = randn(2, num_src, kdim or 2 * heads, seed=seed, dtype=dtype)
@@ -161,8 +179,9 @@ def test_cross_attention_equals_sparse_complete_bipartite_graph(score, num_src, 
 
 
 @FAST
-@given(score=st.sampled_from(SCORES), n=st.integers(1, 6), causal=st.booleans(), data=st.data(),
-       dtype=dtypes, seed=seeds)
+@given(
+    score=st.sampled_from(SCORES), n=st.integers(1, 6), causal=st.booleans(), data=st.data(), dtype=dtypes, seed=seeds
+)
 def test_key_padding_mask_equals_dropping_the_padded_nodes(score, n, causal, data, dtype, seed):
     pad = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=2, max_size=2)))
     layer = make_layer(score, 2, 2, dtype, seed)
@@ -183,8 +202,9 @@ def test_key_padding_mask_equals_dropping_the_padded_nodes(score, n, causal, dat
 
 
 @FAST
-@given(score=st.sampled_from(SCORES), graph=graphs(), self_loops=st.sampled_from([None, "add", "remaining"]),
-       seed=seeds)
+@given(
+    score=st.sampled_from(SCORES), graph=graphs(), self_loops=st.sampled_from([None, "add", "remaining"]), seed=seeds
+)
 def test_permuting_nodes_permutes_sparse_outputs(score, graph, self_loops, seed):
     n, edge_index = graph
     layer = make_layer(score, 2, 2, torch.float64, seed, self_loops=self_loops)
@@ -208,8 +228,11 @@ def test_permuting_nodes_permutes_dense_outputs(score, n, seed):
 
 
 @FAST
-@given(score=st.sampled_from(SCORES), parts=st.lists(graphs(min_nodes=0, max_nodes=4, max_edges=8), min_size=1,
-                                                    max_size=4), seed=seeds)
+@given(
+    score=st.sampled_from(SCORES),
+    parts=st.lists(graphs(min_nodes=0, max_nodes=4, max_edges=8), min_size=1, max_size=4),
+    seed=seeds,
+)
 def test_pyg_style_batch_equals_graphs_one_by_one(score, parts, seed):
     layer = make_layer(score, 2, 2, torch.float64, seed)
     xs = [randn(n, 4, seed=seed + g) for g, (n, _) in enumerate(parts)]
@@ -223,8 +246,12 @@ def test_pyg_style_batch_equals_graphs_one_by_one(score, parts, seed):
 
 
 @FAST
-@given(score=st.sampled_from(SCORES), sizes=st.lists(st.integers(0, 4), min_size=1, max_size=4),
-       causal=st.booleans(), seed=seeds)
+@given(
+    score=st.sampled_from(SCORES),
+    sizes=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+    causal=st.booleans(),
+    seed=seeds,
+)
 def test_batch_without_edges_is_one_complete_graph_per_graph(score, sizes, causal, seed):
     layer = make_layer(score, 2, 2, torch.float64, seed)
     xs = [randn(n, 4, seed=seed + g) for g, n in enumerate(sizes)]
@@ -234,11 +261,15 @@ def test_batch_without_edges_is_one_complete_graph_per_graph(score, sizes, causa
 
 
 @FAST
-@given(score=st.sampled_from(SOFTMAX_SCORES + ["mean"]), src_sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3),
-       dst_extra=st.lists(st.integers(0, 2), min_size=3, max_size=3), seed=seeds)
+@given(
+    score=st.sampled_from(SOFTMAX_SCORES + ["mean"]),
+    src_sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    dst_extra=st.lists(st.integers(0, 2), min_size=3, max_size=3),
+    seed=seeds,
+)
 def test_bipartite_batch_equals_cross_attention_one_by_one(score, src_sizes, dst_extra, seed):
     layer = make_layer(score, 2, 2, torch.float64, seed)
-    dst_sizes = [1 + e for e in dst_extra[:len(src_sizes)]]
+    dst_sizes = [1 + e for e in dst_extra[: len(src_sizes)]]
     x_src = [randn(n, 4, seed=seed + g) for g, n in enumerate(src_sizes)]
     x_dst = [randn(n, 4, seed=seed + 10 + g) for g, n in enumerate(dst_sizes)]
     ids = torch.arange(len(src_sizes))
@@ -266,8 +297,13 @@ def segment_sum(values, index, n):
 
 
 @FAST
-@given(score=st.sampled_from(SCORES), graph=graphs(), heads=st.integers(1, 3),
-       self_loops=st.sampled_from([None, "add"]), seed=seeds)
+@given(
+    score=st.sampled_from(SCORES),
+    graph=graphs(),
+    heads=st.integers(1, 3),
+    self_loops=st.sampled_from([None, "add"]),
+    seed=seeds,
+)
 def test_sparse_attention_weights_are_normalised_per_target(score, graph, heads, self_loops, seed):
     n, edge_index = graph
     layer = make_layer(score, heads, 2, torch.float64, seed, self_loops=self_loops)
@@ -292,8 +328,14 @@ def test_sparse_attention_weights_are_normalised_per_target(score, graph, heads,
 
 
 @FAST
-@given(score=st.sampled_from(SCORES), n=st.integers(1, 5), heads=st.integers(1, 3), causal=st.booleans(),
-       dtype=dtypes, seed=seeds)
+@given(
+    score=st.sampled_from(SCORES),
+    n=st.integers(1, 5),
+    heads=st.integers(1, 3),
+    causal=st.booleans(),
+    dtype=dtypes,
+    seed=seeds,
+)
 def test_sparse_weights_match_dense_weights_on_the_complete_graph(score, n, heads, causal, dtype, seed):
     layer = make_layer(score, heads, 2, dtype, seed)
     x = randn(3, n, 2 * heads, seed=seed, dtype=dtype)
@@ -370,8 +412,9 @@ def test_dense_dot_equals_multihead_attention():
     mha = torch.nn.MultiheadAttention(6, 2, batch_first=True, dtype=torch.float64).eval()
     layer = make_layer("dot", heads=2, head_dim=3)
     with torch.no_grad():
-        for lin, w, b in zip((layer.q_proj, layer.k_proj, layer.v_proj), mha.in_proj_weight.chunk(3),
-                             mha.in_proj_bias.chunk(3)):
+        for lin, w, b in zip(
+            (layer.q_proj, layer.k_proj, layer.v_proj), mha.in_proj_weight.chunk(3), mha.in_proj_bias.chunk(3)
+        ):
             lin.weight.copy_(w)
             lin.bias.copy_(b)
         layer.out_proj.load_state_dict(mha.out_proj.state_dict())
@@ -394,8 +437,7 @@ def dense_gcn(edge_index, n, weight=None):
 @given(graph=graphs(self_loops=False), heads=st.integers(1, 2), weighted=st.booleans(), seed=seeds)
 def test_gcn_score_equals_normalised_adjacency_product(graph, heads, weighted, seed):
     n, edge_index = graph
-    layer = make_layer("gcn", heads, 3, torch.float64, seed, out_proj=False, concat=False,
-                       self_loops="remaining")
+    layer = make_layer("gcn", heads, 3, torch.float64, seed, out_proj=False, concat=False, self_loops="remaining")
     x = randn(n, 3 * heads, seed=seed)
     weight = torch.rand(edge_index.size(1), dtype=torch.float64) + 0.5 if weighted else None
     out = layer(x, edge_index, edge_attr=weight)
@@ -606,8 +648,9 @@ def test_dropout_acts_in_train_mode_only(sparse):
     assert not torch.allclose(first, out_eval) and not torch.allclose(first, second)
 
 
-@pytest.mark.parametrize("score", ["dot", pytest.param("additive", marks=pytest.mark.slow),
-                                   pytest.param("gcn", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "score", ["dot", pytest.param("additive", marks=pytest.mark.slow), pytest.param("gcn", marks=pytest.mark.slow)]
+)
 def test_torch_compile_matches_eager_on_both_paths(score):
     torch._dynamo.reset()
     layer = make_layer(score, 2, 2, torch.float32, seed=32)
@@ -648,57 +691,70 @@ X = torch.randn(5, 4)
 EI = torch.tensor([[0, 1, 2], [1, 2, 0]])
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda a: a(X, torch.tensor([[5], [0]])), ValueError, r"edge_index\[0\]"),
-    (lambda a: a(X, torch.tensor([[0], [5]])), ValueError, r"edge_index\[1\]"),
-    (lambda a: a(X, torch.tensor([[-1], [0]])), ValueError, "edge_index has negative"),
-    (lambda a: a(X, EI.t()), ValueError, r"edge_index must have shape \[2, E\]"),
-    (lambda a: a(X, EI[0]), ValueError, r"edge_index must have shape \[2, E\]"),
-    (lambda a: a(X, EI.float()), TypeError, "edge_index must hold integer"),
-    (lambda a: a(X, EI.tolist()), TypeError, "edge_index must be a torch.Tensor"),
-    (lambda a: a((X[:2], X), torch.tensor([[2], [0]])), ValueError, r"edge_index\[0\] \(sources\)"),
-    (lambda a: a(torch.randn(5, 3), EI), ValueError, "x has 3 features.*d_model"),
-    (lambda a: a(torch.randn(2, 5, 3)), ValueError, "x has 3 features.*d_model"),
-    (lambda a: a((torch.randn(5, 3), X)), ValueError, "x_src has 3 features.*kdim"),
-    (lambda a: a(torch.ones(5, 4, dtype=torch.long)), TypeError, "x must be a floating-point"),
-    (lambda a: a(torch.randn(4)), ValueError, r"x must be \[N, d\]"),
-    (lambda a: a((X, X, X)), ValueError, "pair"),
-    (lambda a: a(torch.randn(2, 5, 4), EI), ValueError, r"with edge_index, x must be \[N, d\]"),
-    (lambda a: a(X, EI, batch=torch.zeros(4, dtype=torch.long)), ValueError, r"batch must have shape \[5\]"),
-    (lambda a: a(X, batch=torch.zeros(4, dtype=torch.long)), ValueError, r"batch must have shape \[5\]"),
-    (lambda a: a(X, batch=torch.zeros(5)), TypeError, "batch must be an integer tensor"),
-    (lambda a: a(X, batch=torch.tensor([0, 0, -1, 1, 1])), ValueError, "batch must hold graph ids >= 0"),
-    (lambda a: a(X, batch=torch.tensor([0, 1, 0, 1, 1])), ValueError, "batch must hold graph ids.*increasing"),
-    (lambda a: a(torch.randn(2, 5, 4), key_padding_mask=torch.zeros(2, 4, dtype=torch.bool)), ValueError,
-     r"key_padding_mask must have shape \[B, N\]"),
-    (lambda a: a(torch.randn(2, 5, 4), key_padding_mask=torch.zeros(2, 5)), TypeError, "key_padding_mask must be bool"),
-    (lambda a: a(X, EI, key_padding_mask=torch.zeros(1, 5, dtype=torch.bool)), ValueError, "key_padding_mask"),
-    (lambda a: a(X, EI, causal=True), ValueError, "causal"),
-    (lambda a: a((torch.randn(3, 4), X), causal=True), ValueError, "causal=True needs as many targets"),
-    (lambda a: a(X, EI, edge_attr=torch.randn(3, 2)), ValueError, "edge_attr.*edge_dim"),
-    (lambda a: a(X, EI, edge_attr=torch.randn(4, 2)), ValueError, "edge_attr has 4 rows"),
-    (lambda a: a(X, edge_attr=torch.randn(25, 2)), ValueError, "edge_attr needs an explicit edge_index"),
-    (lambda a: a(X, EI, edge_attr=torch.randn(3)), ValueError, "'dot' score takes edge features.*edge_dim"),
-    (lambda a: a(torch.randn(2, 5, 4), attn_bias=torch.randn(4, 4)), ValueError, r"attn_bias must end in \[M, N\]"),
-    (lambda a: a(X, EI, attn_bias=torch.randn(4)), ValueError, r"attn_bias must be \[E\] or \[E, H\]"),
-    (lambda a: a(X, EI, attn_bias=torch.randn(3, 3)), ValueError, r"attn_bias must be \[E\] or \[E, H\]"),
-    (lambda a: a(X, SparseGraph.from_edge_index(EI, 4)), ValueError, "SparseGraph was built for 4"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda a: a(X, torch.tensor([[5], [0]])), ValueError, r"edge_index\[0\]"),
+        (lambda a: a(X, torch.tensor([[0], [5]])), ValueError, r"edge_index\[1\]"),
+        (lambda a: a(X, torch.tensor([[-1], [0]])), ValueError, "edge_index has negative"),
+        (lambda a: a(X, EI.t()), ValueError, r"edge_index must have shape \[2, E\]"),
+        (lambda a: a(X, EI[0]), ValueError, r"edge_index must have shape \[2, E\]"),
+        (lambda a: a(X, EI.float()), TypeError, "edge_index must hold integer"),
+        (lambda a: a(X, EI.tolist()), TypeError, "edge_index must be a torch.Tensor"),
+        (lambda a: a((X[:2], X), torch.tensor([[2], [0]])), ValueError, r"edge_index\[0\] \(sources\)"),
+        (lambda a: a(torch.randn(5, 3), EI), ValueError, "x has 3 features.*d_model"),
+        (lambda a: a(torch.randn(2, 5, 3)), ValueError, "x has 3 features.*d_model"),
+        (lambda a: a((torch.randn(5, 3), X)), ValueError, "x_src has 3 features.*kdim"),
+        (lambda a: a(torch.ones(5, 4, dtype=torch.long)), TypeError, "x must be a floating-point"),
+        (lambda a: a(torch.randn(4)), ValueError, r"x must be \[N, d\]"),
+        (lambda a: a((X, X, X)), ValueError, "pair"),
+        (lambda a: a(torch.randn(2, 5, 4), EI), ValueError, r"with edge_index, x must be \[N, d\]"),
+        (lambda a: a(X, EI, batch=torch.zeros(4, dtype=torch.long)), ValueError, r"batch must have shape \[5\]"),
+        (lambda a: a(X, batch=torch.zeros(4, dtype=torch.long)), ValueError, r"batch must have shape \[5\]"),
+        (lambda a: a(X, batch=torch.zeros(5)), TypeError, "batch must be an integer tensor"),
+        (lambda a: a(X, batch=torch.tensor([0, 0, -1, 1, 1])), ValueError, "batch must hold graph ids >= 0"),
+        (lambda a: a(X, batch=torch.tensor([0, 1, 0, 1, 1])), ValueError, "batch must hold graph ids.*increasing"),
+        (
+            lambda a: a(torch.randn(2, 5, 4), key_padding_mask=torch.zeros(2, 4, dtype=torch.bool)),
+            ValueError,
+            r"key_padding_mask must have shape \[B, N\]",
+        ),
+        (
+            lambda a: a(torch.randn(2, 5, 4), key_padding_mask=torch.zeros(2, 5)),
+            TypeError,
+            "key_padding_mask must be bool",
+        ),
+        (lambda a: a(X, EI, key_padding_mask=torch.zeros(1, 5, dtype=torch.bool)), ValueError, "key_padding_mask"),
+        (lambda a: a(X, EI, causal=True), ValueError, "causal"),
+        (lambda a: a((torch.randn(3, 4), X), causal=True), ValueError, "causal=True needs as many targets"),
+        (lambda a: a(X, EI, edge_attr=torch.randn(3, 2)), ValueError, "edge_attr.*edge_dim"),
+        (lambda a: a(X, EI, edge_attr=torch.randn(4, 2)), ValueError, "edge_attr has 4 rows"),
+        (lambda a: a(X, edge_attr=torch.randn(25, 2)), ValueError, "edge_attr needs an explicit edge_index"),
+        (lambda a: a(X, EI, edge_attr=torch.randn(3)), ValueError, "'dot' score takes edge features.*edge_dim"),
+        (lambda a: a(torch.randn(2, 5, 4), attn_bias=torch.randn(4, 4)), ValueError, r"attn_bias must end in \[M, N\]"),
+        (lambda a: a(X, EI, attn_bias=torch.randn(4)), ValueError, r"attn_bias must be \[E\] or \[E, H\]"),
+        (lambda a: a(X, EI, attn_bias=torch.randn(3, 3)), ValueError, r"attn_bias must be \[E\] or \[E, H\]"),
+        (lambda a: a(X, SparseGraph.from_edge_index(EI, 4)), ValueError, "SparseGraph was built for 4"),
+    ],
+)
 def test_bad_input_raises_a_clear_error(call, error, match):
     layer = gf.GraphAttention(4, 2)
     with pytest.raises(error, match=match):
         call(layer)
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(d_model=6, num_heads=4), ValueError, "d_model=6 is not divisible by num_heads=4"),
-    (dict(d_model=4, num_heads=0), ValueError, "num_heads must be a positive int"),
-    (dict(d_model=0), ValueError, "d_model must be a positive int"),
-    (dict(d_model=4, score="nope"), ValueError, "unknown score 'nope'"),
-    (dict(d_model=4, score=3), TypeError, "score must be a name or a Score"),
-    (dict(d_model=4, dropout=1.0), ValueError, "dropout must lie in"),
-    (dict(d_model=4, self_loops="all"), ValueError, "self_loops must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(d_model=6, num_heads=4), ValueError, "d_model=6 is not divisible by num_heads=4"),
+        (dict(d_model=4, num_heads=0), ValueError, "num_heads must be a positive int"),
+        (dict(d_model=0), ValueError, "d_model must be a positive int"),
+        (dict(d_model=4, score="nope"), ValueError, "unknown score 'nope'"),
+        (dict(d_model=4, score=3), TypeError, "score must be a name or a Score"),
+        (dict(d_model=4, dropout=1.0), ValueError, "dropout must lie in"),
+        (dict(d_model=4, self_loops="all"), ValueError, "self_loops must be"),
+    ],
+)
 def test_bad_constructor_arguments_raise(kwargs, error, match):
     with pytest.raises(error, match=match):
         gf.GraphAttention(**kwargs)
@@ -743,7 +799,8 @@ def _errors(layer, exact, x_src, x_dst, edge_index, autocast=False):
             out = layer((xs, xd), graph)
         grads = torch.autograd.grad((out.double() * w).sum(), (xs, xd))
         errors[path] = [(out.double() - ref).abs().max().item()] + [
-            (g.double() - r).abs().max().item() for g, r in zip(grads, ref_grads)]
+            (g.double() - r).abs().max().item() for g, r in zip(grads, ref_grads)
+        ]
     return errors, ref.abs().max().item()
 
 
@@ -814,8 +871,11 @@ def test_dense_scores_without_fused_kernel_run_in_row_blocks(score, monkeypatch)
     monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 3 * per_row)  # blocks of 3 target rows
     calls = []
     original = attention.GraphAttention._dense_explicit
-    monkeypatch.setattr(attention.GraphAttention, "_dense_explicit",
-                        lambda self, q, *a, **k: calls.append(q.size(-2)) or original(self, q, *a, **k))
+    monkeypatch.setattr(
+        attention.GraphAttention,
+        "_dense_explicit",
+        lambda self, q, *a, **k: calls.append(q.size(-2)) or original(self, q, *a, **k),
+    )
     out = layer(x, causal=True, attn_bias=bias, key_padding_mask=pad)
     (grad,) = torch.autograd.grad(out.square().sum(), x)
     assert set(calls) == {3}  # every block (and its recomputation in the backward pass) has 3 rows
@@ -853,7 +913,7 @@ def test_half_precision_layer_keeps_per_edge_memory_at_h_times_e(score):
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            for t in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(t, torch.Tensor) and t.layout == torch.strided:
                     self.largest = max(self.largest, t.numel())
             return out

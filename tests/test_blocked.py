@@ -41,8 +41,6 @@ STRUCTURES = {
 SCORES = ["dot", "rotary", "additive", "gatv2", "gcn", "mean", "sum", "function"]
 
 
-
-
 def make_layer(score, seed=0, **kwargs):
     torch.manual_seed(seed)
     score = FunctionScore(_cosine) if score == "function" else score
@@ -56,8 +54,9 @@ def make_layer(score, seed=0, **kwargs):
 
 def _grads(layer, x, out):
     params = [p for p in layer.parameters() if p.requires_grad]
-    return torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [x] + params,
-                               allow_unused=True)
+    return torch.autograd.grad(
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), [x] + params, allow_unused=True
+    )
 
 
 @pytest.mark.parametrize("score", SCORES)
@@ -103,11 +102,14 @@ def test_batched_input_is_each_row_on_the_structure(score):
     assert att.weights.shape == (3, g.num_edges, 4)
 
 
-@pytest.mark.parametrize("kwargs, call", [
-    (dict(edge_dim=3), lambda layer, x, g, e: layer(x, g, edge_attr=torch.randn(e, 3))),
-    ({}, lambda layer, x, g, e: layer(x, g, attn_bias=torch.randn(e, 4))),
-    (dict(self_loops="add"), lambda layer, x, g, e: layer(x, g, return_attention=True)),
-])
+@pytest.mark.parametrize(
+    "kwargs, call",
+    [
+        (dict(edge_dim=3), lambda layer, x, g, e: layer(x, g, edge_attr=torch.randn(e, 3))),
+        ({}, lambda layer, x, g, e: layer(x, g, attn_bias=torch.randn(e, 4))),
+        (dict(self_loops="add"), lambda layer, x, g, e: layer(x, g, return_attention=True)),
+    ],
+)
 def test_inputs_without_a_tiled_form_fall_back_to_the_sparse_path_exactly(kwargs, call):
     g = structure.local_global(30, 2, [4])
     layer = make_layer("dot", **kwargs)
@@ -198,9 +200,11 @@ def test_compiles_without_graph_breaks_and_equals_eager(case):
     x = torch.randn(batch.numel(), D)
     g = structure.block_diagonal(batch=batch, causal=True)
     w = structure.local_global(batch.numel(), 3, 2)
-    fn = {"prepared": lambda t: layer(t, batch=g),
-          "raw batch": lambda t: layer(t, batch=batch, causal=True),
-          "window": lambda t: layer(t, w)}[case]
+    fn = {
+        "prepared": lambda t: layer(t, batch=g),
+        "raw batch": lambda t: layer(t, batch=batch, causal=True),
+        "window": lambda t: layer(t, w),
+    }[case]
     explained = torch._dynamo.explain(fn)(x)
     assert explained.graph_break_count == 0
     torch._dynamo.reset()

@@ -89,8 +89,9 @@ def test_synthetic_structures_are_reproducible_and_balanced():
     b = synthetic_structures(num_per_class=3, seed=5)
     c = synthetic_structures(num_per_class=3, seed=6)
     assert all(torch.equal(g.edge_index, h.edge_index) for g, h in zip(a, b))
-    assert not all(g.edge_index.shape == h.edge_index.shape and torch.equal(g.edge_index, h.edge_index)
-                   for g, h in zip(a, c))
+    assert not all(
+        g.edge_index.shape == h.edge_index.shape and torch.equal(g.edge_index, h.edge_index) for g, h in zip(a, c)
+    )
     labels = torch.cat([g.y for g in a])
     assert torch.bincount(labels).tolist() == [3] * len(STRUCTURE_CLASSES)
     for g in a:
@@ -121,8 +122,24 @@ def test_encoding_names_parse_and_attach():
 # ------------------------------------------------------------------- training
 def test_cli_end_to_end_on_cora(cora_root, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = cli.main(["classify", "--dataset", "Cora", "--root", str(cora_root), "--model", "gcn", "--runs", "1",
-                   "--epochs", "3", "--out", str(out), "--no-progress"])
+    rc = cli.main(
+        [
+            "classify",
+            "--dataset",
+            "Cora",
+            "--root",
+            str(cora_root),
+            "--model",
+            "gcn",
+            "--runs",
+            "1",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     saved = json.loads((out / "metrics.json").read_text())
@@ -147,8 +164,16 @@ def test_cli_reports_bad_input_cleanly(tmp_path, capsys):
 def test_missing_labels_and_masks_are_clear_errors():
     data = karate_club()
     with pytest.raises(ValueError, match="no labels"):
-        train_node_classifier(Data(x=data.x, edge_index=data.edge_index, train_mask=data.train_mask,
-                                   val_mask=data.val_mask, test_mask=data.test_mask), epochs=1)
+        train_node_classifier(
+            Data(
+                x=data.x,
+                edge_index=data.edge_index,
+                train_mask=data.train_mask,
+                val_mask=data.val_mask,
+                test_mask=data.test_mask,
+            ),
+            epochs=1,
+        )
     with pytest.raises(ValueError, match="train_mask"):
         train_node_classifier(Data(x=data.x, edge_index=data.edge_index, y=data.y), epochs=1)
     graphs = synthetic_structures(num_per_class=1)
@@ -169,8 +194,7 @@ def test_karate_club_learns_from_two_labels(model):
 
 @pytest.mark.parametrize("model", ["transformer", "gps"])
 def test_transformer_runs_follow_their_settings(model):
-    m = train_node_classifier(karate_club(), model, runs=2, epochs=4, seed=7, hidden=8, heads=2,
-                              encoding="laplacian")
+    m = train_node_classifier(karate_club(), model, runs=2, epochs=4, seed=7, hidden=8, heads=2, encoding="laplacian")
     assert [r["seed"] for r in m["runs"]] == [7, 8]
     assert all(1 <= r["best_epoch"] <= 4 for r in m["runs"])
     test_nodes = int(karate_club().test_mask.sum())
@@ -201,15 +225,17 @@ def test_message_passing_cannot_tell_regular_graphs_apart():
     gcn = build_model("gcn", 1, 2, hidden=8, layers=3, dropout=0.0, graph_level=True).eval()
     out = gcn(b.x, b.edge_index, batch=b.batch)
     torch.testing.assert_close(out[0], out[1])  # 1-WL: constant features stay constant on a regular graph
-    rw = build_model("transformer", 1, 2, hidden=8, heads=2, dropout=0.0, graph_level=True,
-                     encoding="random-walk").eval()
+    rw = build_model(
+        "transformer", 1, 2, hidden=8, heads=2, dropout=0.0, graph_level=True, encoding="random-walk"
+    ).eval()
     out = rw(b.x, b.edge_index, batch=b.batch, pe=b.pe)
     assert (out[0] - out[1]).abs().max() > 1e-4  # return probabilities see the 4-cycles of the ladder
 
 
 def test_random_walk_transformer_learns_what_message_passing_cannot():
-    m = train_graph_classifier(_regular_pair(), "transformer", encoding="random-walk", epochs=30, hidden=16,
-                               layers=1, lr=0.01, batch_size=10)
+    m = train_graph_classifier(
+        _regular_pair(), "transformer", encoding="random-walk", epochs=30, hidden=16, layers=1, lr=0.01, batch_size=10
+    )
     assert m["accuracy_mean"] >= 0.8  # chance is 0.5
     assert {"accuracy_mean", "accuracy_std", "runs"} <= set(m)
 
@@ -225,8 +251,10 @@ def test_karate_example_runs_and_draws(tmp_path):
 
 # ------------------------------------------------------------ full protocol
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset,model,target", [("Cora", "gcn", 0.805), ("Cora", "gat", 0.815),
-                                                  ("CiteSeer", "gcn", 0.695), ("CiteSeer", "gat", 0.705)])
+@pytest.mark.parametrize(
+    "dataset,model,target",
+    [("Cora", "gcn", 0.805), ("Cora", "gat", 0.815), ("CiteSeer", "gcn", 0.695), ("CiteSeer", "gat", 0.705)],
+)
 def test_ten_seeds_reach_the_published_accuracy(shared_data, tmp_path, dataset, model, target):
     shutil.copytree(shared_data / "planetoid" / dataset / "raw", tmp_path / dataset / "raw")
     m = train_node_classifier(load_planetoid(tmp_path, dataset), model, runs=10)
@@ -235,13 +263,16 @@ def test_ten_seeds_reach_the_published_accuracy(shared_data, tmp_path, dataset, 
 
 # ------------------------------------------------------------ the engine, flags, heterophilous graphs
 def test_flags_that_do_nothing_are_errors(capsys):
-    for argv, message in [(["--model", "gcn", "--attention", "complete"], "--attention applies to --model transformer"),
-                          (["--model", "gat", "--attention", "edges"], "--attention applies to --model transformer"),
-                          (["--batch-size", "32"], "--batch-size applies to graph-level datasets"),
-                          (["--model", "gcn", "--heads", "4"], "--heads applies to models with attention heads"),
-                          (["--model", "gcn", "--out-heads", "4"], "--out-heads applies to --model gat")]:
-        assert cli.main(["classify", "--dataset", "karate", "--runs", "1", "--epochs", "2", "--no-progress",
-                         *argv]) == 1, argv
+    for argv, message in [
+        (["--model", "gcn", "--attention", "complete"], "--attention applies to --model transformer"),
+        (["--model", "gat", "--attention", "edges"], "--attention applies to --model transformer"),
+        (["--batch-size", "32"], "--batch-size applies to graph-level datasets"),
+        (["--model", "gcn", "--heads", "4"], "--heads applies to models with attention heads"),
+        (["--model", "gcn", "--out-heads", "4"], "--out-heads applies to --model gat"),
+    ]:
+        assert (
+            cli.main(["classify", "--dataset", "karate", "--runs", "1", "--epochs", "2", "--no-progress", *argv]) == 1
+        ), argv
         assert message in capsys.readouterr().err
 
 
@@ -251,15 +282,31 @@ def test_out_that_is_a_file_fails_before_training(tmp_path, capsys, monkeypatch)
     import graphformer.classify as classify
 
     monkeypatch.setattr(classify, "_train_nodes", lambda *a, **k: pytest.fail("trained before checking --out"))
-    assert cli.main(["classify", "--dataset", "karate", "--runs", "1", "--epochs", "2", "--no-progress",
-                     "--out", str(target)]) == 1
+    assert (
+        cli.main(
+            ["classify", "--dataset", "karate", "--runs", "1", "--epochs", "2", "--no-progress", "--out", str(target)]
+        )
+        == 1
+    )
     assert "is a file" in capsys.readouterr().err
 
 
 def test_existing_run_needs_overwrite_and_metrics_are_written_atomically(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    argv = ["classify", "--dataset", "karate", "--runs", "2", "--epochs", "3", "--no-progress", "--threads", "1",
-            "--out", str(out)]
+    argv = [
+        "classify",
+        "--dataset",
+        "karate",
+        "--runs",
+        "2",
+        "--epochs",
+        "3",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     first = json.loads((out / "metrics.json").read_text())
     assert len(first["runs"]) == 2
@@ -302,11 +349,12 @@ def _fake_npz(path, n=60, classes=2, splits=10, seed=0):
     masks = np.zeros((3, splits, n), dtype=bool)
     for s in range(splits):
         order = rng.permutation(n)
-        masks[0, s, order[: n // 2]], masks[1, s, order[n // 2: 3 * n // 4]] = True, True
-        masks[2, s, order[3 * n // 4:]] = True
+        masks[0, s, order[: n // 2]], masks[1, s, order[n // 2 : 3 * n // 4]] = True, True
+        masks[2, s, order[3 * n // 4 :]] = True
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, node_features=x, node_labels=y, edges=edges, train_masks=masks[0], val_masks=masks[1],
-             test_masks=masks[2])
+    np.savez(
+        path, node_features=x, node_labels=y, edges=edges, train_masks=masks[0], val_masks=masks[1], test_masks=masks[2]
+    )
     return edges
 
 
@@ -333,8 +381,20 @@ def test_heterophilous_from_a_read_only_copy_with_bidirectional_edges(tmp_path, 
 def test_heterophilous_runs_take_the_first_splits_and_score_roc_auc(tmp_path, capsys, monkeypatch):
     _fake_npz(tmp_path / "minesweeper" / "raw" / "minesweeper.npz")
     _fake_npz(tmp_path / "chameleon_filtered" / "raw" / "chameleon_filtered.npz", classes=5)
-    argv = ["classify", "--root", str(tmp_path), "--runs", "3", "--epochs", "5", "--no-progress", "--threads", "1",
-            "--hidden", "8"]
+    argv = [
+        "classify",
+        "--root",
+        str(tmp_path),
+        "--runs",
+        "3",
+        "--epochs",
+        "5",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--hidden",
+        "8",
+    ]
     assert cli.main([*argv, "--dataset", "minesweeper"]) == 0
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert m["metric"] == "roc_auc" and [r["split"] for r in m["runs"]] == [0, 1, 2]
@@ -370,8 +430,11 @@ def test_heterophilous_shared_files_load(shared_data, tmp_path, monkeypatch):
     from graphformer.data.heterophilous import load_heterophilous
 
     monkeypatch.setenv("GRAPHFORMER_CACHE", str(tmp_path))
-    sizes = {"minesweeper": (10_000, 39_402, 2), "chameleon_filtered": (890, 8_854, 5),
-             "squirrel_filtered": (2_223, 46_998, 5)}
+    sizes = {
+        "minesweeper": (10_000, 39_402, 2),
+        "chameleon_filtered": (890, 8_854, 5),
+        "squirrel_filtered": (2_223, 46_998, 5),
+    }
     for name, (nodes, undirected, classes) in sizes.items():
         data = load_heterophilous(shared_data / "heterophilous", name)
         assert data.num_nodes == nodes and data.edge_index.size(1) == 2 * undirected
@@ -382,9 +445,28 @@ def test_heterophilous_shared_files_load(shared_data, tmp_path, monkeypatch):
 def test_two_processes_classify_graphs_as_one(tmp_path):
     from ddp import launch
 
-    args = ["-m", "graphformer", "classify", "--dataset", "synthetic-structures", "--model", "gcn", "--runs", "1",
-            "--epochs", "2", "--batch-size", "64", "--hidden", "16", "--threads", "1", "--no-progress",
-            "--device", "cpu"]
+    args = [
+        "-m",
+        "graphformer",
+        "classify",
+        "--dataset",
+        "synthetic-structures",
+        "--model",
+        "gcn",
+        "--runs",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--hidden",
+        "16",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     found = {}
     for world in (1, 2):
         logs = launch([*args, "--out", str(tmp_path / f"w{world}")], world, timeout_s=240)
@@ -393,6 +475,22 @@ def test_two_processes_classify_graphs_as_one(tmp_path):
     assert found[2]["config"]["processes"] == 2
     for key in ("val_accuracy", "test_accuracy", "best_epoch"):
         assert found[2]["runs"][0][key] == pytest.approx(found[1]["runs"][0][key], abs=1e-6)
-    node = launch(["-m", "graphformer", "classify", "--dataset", "karate", "--runs", "1", "--epochs", "2",
-                   "--no-progress", "--device", "cpu"], 2, timeout_s=120)
+    node = launch(
+        [
+            "-m",
+            "graphformer",
+            "classify",
+            "--dataset",
+            "karate",
+            "--runs",
+            "1",
+            "--epochs",
+            "2",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        2,
+        timeout_s=120,
+    )
     assert all(r[0] == 1 for r in node) and "without torchrun" in node[0][2]

@@ -110,15 +110,20 @@ def test_networkx_round_trip():
     assert nx.utils.graphs_equal(back, graph)
 
 
-@pytest.mark.parametrize("fmt", ["edge_index", "pairs", "dense", "numpy", "scipy", "torch_sparse", "networkx",
-                                 "data"])
+@pytest.mark.parametrize("fmt", ["edge_index", "pairs", "dense", "numpy", "scipy", "torch_sparse", "networkx", "data"])
 def test_to_edge_index_reads_every_format(fmt):
     adj = torch.tensor([[0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     ei, w = dense_to_sparse(adj)  # node 3 isolated
-    graph = {"edge_index": ei, "pairs": ei.t().tolist(), "dense": adj, "numpy": adj.numpy(),
-             "scipy": sp.csr_matrix(adj.numpy()), "torch_sparse": adj.to_sparse(),
-             "networkx": nx.from_numpy_array(adj.numpy(), create_using=nx.DiGraph),
-             "data": Data(edge_index=ei, edge_weight=w, num_nodes=4)}[fmt]
+    graph = {
+        "edge_index": ei,
+        "pairs": ei.t().tolist(),
+        "dense": adj,
+        "numpy": adj.numpy(),
+        "scipy": sp.csr_matrix(adj.numpy()),
+        "torch_sparse": adj.to_sparse(),
+        "networkx": nx.from_numpy_array(adj.numpy(), create_using=nx.DiGraph),
+        "data": Data(edge_index=ei, edge_weight=w, num_nodes=4),
+    }[fmt]
     out = convert.to_edge_index(graph, num_nodes=4 if fmt in ("edge_index", "pairs") else None)
     order = torch.argsort(out.edge_index[0] * 4 + out.edge_index[1])
     assert torch.equal(out.edge_index[:, order], ei)

@@ -31,10 +31,12 @@ def _write_csv(path, header, rows):
 
 # ------------------------------------------------------------ splits
 def test_ett_borders_exact():
-    assert split_borders(17420, 96, "ett_hour") == {"train": (0, 8640), "val": (8544, 11520),
-                                                    "test": (11424, 14400)}
-    assert split_borders(69680, 96, "ett_minute") == {"train": (0, 34560), "val": (34464, 46080),
-                                                      "test": (45984, 57600)}
+    assert split_borders(17420, 96, "ett_hour") == {"train": (0, 8640), "val": (8544, 11520), "test": (11424, 14400)}
+    assert split_borders(69680, 96, "ett_minute") == {
+        "train": (0, 34560),
+        "val": (34464, 46080),
+        "test": (45984, 57600),
+    }
     assert split_scheme_for("ETTh2") == "ett_hour" and split_scheme_for("ETTm1") == "ett_minute"
     assert split_scheme_for("exchange_rate") == "ratio"
 
@@ -137,9 +139,11 @@ def test_test_loader_keeps_every_window():
     sizes = [x.size(0) for x, *_ in data.test.loader(32)]
     assert sum(sizes) == len(data.test) and sizes[-1] == len(data.test) % 32
     origins = torch.cat([y[:, 0, 0] for _, y, *_ in data.test.loader(32)])
-    torch.testing.assert_close(origins, data.test.values[24:24 + len(data.test), 0])
-    train_sizes = [x.size(0) for x, *_ in data.train.loader(32, shuffle=True, drop_last=True,
-                                                              generator=torch.Generator().manual_seed(0))]
+    torch.testing.assert_close(origins, data.test.values[24 : 24 + len(data.test), 0])
+    train_sizes = [
+        x.size(0)
+        for x, *_ in data.train.loader(32, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
+    ]
     assert set(train_sizes) == {32} and len(train_sizes) == len(data.train) // 32
 
 
@@ -163,8 +167,9 @@ def test_block_too_short_for_window():
 
 # ------------------------------------------------------------ files and bad input
 def test_read_csv_roundtrip(tmp_path):
-    path = _write_csv(tmp_path / "ok.csv", ["date", "a", "b"],
-                      [["2020-01-01 00:00:00", 1, 2.5], ["2020-01-01 01:00:00", 3, 4.5]])
+    path = _write_csv(
+        tmp_path / "ok.csv", ["date", "a", "b"], [["2020-01-01 00:00:00", 1, 2.5], ["2020-01-01 01:00:00", 3, 4.5]]
+    )
     series = read_csv_series(path)
     np.testing.assert_array_equal(series.values, [[1, 2.5], [3, 4.5]])
     assert series.columns == ["a", "b"] and series.name == "ok"
@@ -172,8 +177,9 @@ def test_read_csv_roundtrip(tmp_path):
 
 
 def test_non_numeric_column_names_row_and_column(tmp_path):
-    path = _write_csv(tmp_path / "bad.csv", ["date", "a", "b"],
-                      [["2020-01-01 00:00", 1, 2], ["2020-01-01 01:00", 3, "high"]])
+    path = _write_csv(
+        tmp_path / "bad.csv", ["date", "a", "b"], [["2020-01-01 00:00", 1, 2], ["2020-01-01 01:00", 3, "high"]]
+    )
     with pytest.raises(ValueError, match=r"'high' in column 'b' at data row 1"):
         read_csv_series(path)
 
@@ -191,12 +197,14 @@ def test_missing_value_fails_or_fills(tmp_path):
 
 
 def test_unsorted_and_duplicated_timestamps(tmp_path):
-    unsorted = _write_csv(tmp_path / "u.csv", ["date", "a"],
-                          [["2020-01-01 01:00", 1], ["2020-01-01 00:00", 2], ["2020-01-01 02:00", 3]])
+    unsorted = _write_csv(
+        tmp_path / "u.csv", ["date", "a"], [["2020-01-01 01:00", 1], ["2020-01-01 00:00", 2], ["2020-01-01 02:00", 3]]
+    )
     with pytest.raises(ValueError, match="not sorted.*data row 1"):
         read_csv_series(unsorted)
-    dup = _write_csv(tmp_path / "d.csv", ["date", "a"],
-                     [["2020-01-01 00:00", 1], ["2020-01-01 01:00", 2], ["2020-01-01 01:00", 3]])
+    dup = _write_csv(
+        tmp_path / "d.csv", ["date", "a"], [["2020-01-01 00:00", 1], ["2020-01-01 01:00", 2], ["2020-01-01 01:00", 3]]
+    )
     with pytest.raises(ValueError, match="duplicated timestamp.*rows 1 and 2"):
         read_csv_series(dup)
     bad_date = _write_csv(tmp_path / "b.csv", ["date", "a"], [["yesterday", 1]])
@@ -282,8 +290,7 @@ def test_weather_custom_split_borders_and_scaler():
 
     series = read_weather(_custom_file("weather/weather.csv"))
     # custom split: train int(0.7 N) = 36887, test int(0.2 N) = 10539, validation the 5270 between
-    assert split_borders(52696, 96, "ratio") == {"train": (0, 36887), "val": (36791, 42157),
-                                                 "test": (42061, 52696)}
+    assert split_borders(52696, 96, "ratio") == {"train": (0, 36887), "val": (36791, 42157), "test": (42061, 52696)}
     data = prepare_forecast_data(series, 96, 96)
     assert data.scheme == "ratio"
     assert len(data.train) == 36887 - 96 - 96 + 1

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import torch
@@ -23,8 +22,14 @@ def test_adjacency_to_edges_adds_missing_self_loops():
 def test_correlation_knn_picks_most_correlated():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(500, 1))
-    values = np.hstack([base, base + 0.1 * rng.normal(size=(500, 1)), rng.normal(size=(500, 1)),
-                        -base + 0.3 * rng.normal(size=(500, 1))])
+    values = np.hstack(
+        [
+            base,
+            base + 0.1 * rng.normal(size=(500, 1)),
+            rng.normal(size=(500, 1)),
+            -base + 0.3 * rng.normal(size=(500, 1)),
+        ]
+    )
     edge_index, weight = correlation_knn_edges(values, k=2)
     assert edge_index.size(1) == 4 * 3
     assert torch.bincount(edge_index[1], minlength=4).tolist() == [3, 3, 3, 3]

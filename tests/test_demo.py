@@ -22,7 +22,7 @@ def attention_by_hand(values, causal=False):
     """d_model = 1, identity projections: s_ij = x_i x_j, softmax over j (j <= i if causal), out_i = sum_j a_ij x_j."""
     out = []
     for i, xi in enumerate(values):
-        keys = values[:i + 1] if causal else values
+        keys = values[: i + 1] if causal else values
         scores = [xi * xj for xj in keys]
         top = max(scores)
         weights = [math.exp(s - top) for s in scores]

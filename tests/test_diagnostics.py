@@ -22,7 +22,7 @@ def _np_rank_one(x):
 
 def _np_numerical_rank(x):
     s = np.linalg.svd(x, compute_uv=False)
-    return np.sum(s ** 2) / s[0] ** 2
+    return np.sum(s**2) / s[0] ** 2
 
 
 def _np_effective_rank(x):
@@ -66,8 +66,13 @@ def test_complete_graph_energy_closed_form_equals_all_pairs():
 def test_batched_input_gives_one_value_per_graph():
     x = torch.randn(4, 6, 3, dtype=torch.float64)
     ei = _graph(6, 15)
-    for fn, args in ((dg.dirichlet_energy, (ei,)), (dg.dirichlet_energy, ()), (dg.rank_one_distance, ()),
-                     (dg.numerical_rank, ()), (dg.effective_rank, ())):
+    for fn, args in (
+        (dg.dirichlet_energy, (ei,)),
+        (dg.dirichlet_energy, ()),
+        (dg.rank_one_distance, ()),
+        (dg.numerical_rank, ()),
+        (dg.effective_rank, ()),
+    ):
         batched = fn(x, *args)
         assert batched.shape == (4,)
         torch.testing.assert_close(batched, torch.stack([fn(x[b], *args) for b in range(4)]))
@@ -150,8 +155,7 @@ def test_attention_entropy_dense_uniform_and_one_hot():
     w = att.weights.detach().double().numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.where(w > 0, w * np.log2(w), 0.0).sum(-1).mean(1)  # [B, M]
-    np.testing.assert_allclose(dg.attention_entropy(att, reduction="none").double().numpy(), h, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(dg.attention_entropy(att, reduction="none").double().numpy(), h, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- collapse
@@ -186,7 +190,7 @@ def test_gcn_oversmooths_on_a_regular_graph():
             energies.append(float(dg.dirichlet_energy(h, ring)))
     # each layer shrinks the energy by at least lambda_2^2, lambda_2 = (1 + 2 cos(2 pi / n)) / 3
     lam2 = (1 + 2 * math.cos(2 * math.pi / n)) / 3
-    assert all(b <= a * lam2 ** 2 + 1e-12 for a, b in zip(energies, energies[1:]))
+    assert all(b <= a * lam2**2 + 1e-12 for a, b in zip(energies, energies[1:]))
     assert energies[-1] < 1e-6 * energies[0]
     assert float(dg.rank_one_distance(h)) < 1e-3
 
@@ -212,8 +216,9 @@ def test_recorder_on_an_encoder_matches_direct_measures():
         assert r.dirichlet_energy == pytest.approx(float(dg.dirichlet_energy(hd).mean()), rel=1e-9)
     # entropy of each layer's self-attention on its (normalised) input
     with torch.no_grad():
-        _, att = enc.layers[1].self_attn(enc.layers[1].norm1(expected[1]) if enc.layers[1].norm_first
-                                         else expected[1], return_attention=True)
+        _, att = enc.layers[1].self_attn(
+            enc.layers[1].norm1(expected[1]) if enc.layers[1].norm_first else expected[1], return_attention=True
+        )
     assert rec.records[2].attention_entropy == pytest.approx(float(dg.attention_entropy(att).mean()), rel=1e-6)
     assert rec.records[0].attention_entropy is None
     curves = rec.curves()
@@ -246,7 +251,10 @@ def test_recorder_selection_and_errors():
     # by default the blocks of the layer-based models, not the attention inside them
     assert [n for n, _ in dg.Recorder(GATSep(4, 8, 2, num_layers=2, num_heads=2)).modules] == ["layers.0", "layers.1"]
     assert [n for n, _ in dg.Recorder(GPS(4, 8, 2, num_layers=3, num_heads=2)).modules] == [
-        "layers.0", "layers.1", "layers.2"]
+        "layers.0",
+        "layers.1",
+        "layers.2",
+    ]
     # a module inside another chosen one is dropped
     assert [n for n, _ in dg.Recorder(model, ["convs", "convs.1"]).modules] == ["convs"]
     with pytest.raises(ValueError, match="no submodule named"):

@@ -13,9 +13,9 @@ import graphformer
 
 SRC = Path(graphformer.__file__).resolve().parent
 SKIP = {"graphformer.__main__"}  # importing it runs the command line
-MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(graphformer.__path__, "graphformer.") if m.name not in SKIP
-) + ["graphformer"]
+MODULES = sorted(m.name for m in pkgutil.walk_packages(graphformer.__path__, "graphformer.") if m.name not in SKIP) + [
+    "graphformer"
+]
 FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
 

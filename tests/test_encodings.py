@@ -164,8 +164,8 @@ def test_cycle_spectrum_is_the_sinusoidal_encoding(n, normalized):
         if 2 * m != n:
             waves.append(np.sin(2 * np.pi * m * i / n))
         lam = (2 - 2 * np.cos(2 * np.pi * m / n)) / (2 if normalized else 1)
-        block = v[:, col:col + len(waves)]
-        np.testing.assert_allclose(vals64[col:col + len(waves)], lam, atol=1e-6)
+        block = v[:, col : col + len(waves)]
+        np.testing.assert_allclose(vals64[col : col + len(waves)], lam, atol=1e-6)
         waves = np.stack(waves, 1)
         waves /= np.linalg.norm(waves, axis=0)
         # same subspace: projecting the waves onto the eigenvectors loses nothing (float32 storage)
@@ -181,8 +181,8 @@ def test_cycle_spectrum_float64_residual_is_round_off():
     w, v = np.linalg.eigh(lap)
     i = np.arange(n)
     for m in range(1, n // 2):
-        block = v[:, 2 * m - 1:2 * m + 1]
-        np.testing.assert_allclose(w[2 * m - 1:2 * m + 1], 2 - 2 * np.cos(2 * np.pi * m / n), atol=1e-12)
+        block = v[:, 2 * m - 1 : 2 * m + 1]
+        np.testing.assert_allclose(w[2 * m - 1 : 2 * m + 1], 2 - 2 * np.cos(2 * np.pi * m / n), atol=1e-12)
         waves = np.stack([np.cos(2 * np.pi * m * i / n), np.sin(2 * np.pi * m * i / n)], 1) / math.sqrt(n / 2)
         assert np.abs(waves - block @ (block.T @ waves)).max() < 1e-10
 
@@ -198,8 +198,9 @@ def test_random_walk_pe_matches_matrix_powers():
     out = adj.sum(1, keepdim=True)
     step = torch.where(out > 0, adj / out.clamp(min=1), torch.zeros_like(adj))
     for t in range(1, k + 1):
-        torch.testing.assert_close(pe[:, t - 1].double(), torch.linalg.matrix_power(step, t).diagonal(),
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            pe[:, t - 1].double(), torch.linalg.matrix_power(step, t).diagonal(), atol=1e-6, rtol=0
+        )
 
 
 def test_random_walk_pe_undirected_cycle():
@@ -295,8 +296,9 @@ def test_shortest_path_bias_changes_attention():
     assert zero_bias.shape == (2, n, n)
     torch.testing.assert_close(attn(x, attn_bias=zero_bias), attn(x))  # zero-initialised: plain attention
     with torch.no_grad():
-        spb.embedding.weight.copy_(torch.tensor([[0.0, 1.0], [2.0, -1.0], [1.0, 0.5], [0.0, 0.0], [-1.0, 2.0],
-                                                 [-5.0, -5.0]]))
+        spb.embedding.weight.copy_(
+            torch.tensor([[0.0, 1.0], [2.0, -1.0], [1.0, 0.5], [0.0, 0.0], [-1.0, 2.0], [-5.0, -5.0]])
+        )
     bias = spb(dist)
     torch.testing.assert_close(bias[1, 0, 1], spb.embedding.weight[dist[0, 1], 1])
     out, att = attn(x, attn_bias=bias, return_attention=True)
@@ -345,17 +347,21 @@ def test_shortest_path_bias_rejects_out_of_range_distances():
 def test_time_features_by_hand():
     hourly = encodings.time_features(["2016-07-01 00:00:00", "2016-07-03 13:00:00", "2017-12-31 23:00:00"], "h")
     # 2016-07-01 is a Friday (weekday 4), day 183 of a leap year; 2016-07-03 a Sunday; 2017-12-31 a Sunday, day 365
-    expected = torch.tensor([
-        [0 / 23 - 0.5, 4 / 6 - 0.5, 0 / 30 - 0.5, 182 / 365 - 0.5],
-        [13 / 23 - 0.5, 6 / 6 - 0.5, 2 / 30 - 0.5, 184 / 365 - 0.5],
-        [23 / 23 - 0.5, 6 / 6 - 0.5, 30 / 30 - 0.5, 364 / 365 - 0.5],
-    ])
+    expected = torch.tensor(
+        [
+            [0 / 23 - 0.5, 4 / 6 - 0.5, 0 / 30 - 0.5, 182 / 365 - 0.5],
+            [13 / 23 - 0.5, 6 / 6 - 0.5, 2 / 30 - 0.5, 184 / 365 - 0.5],
+            [23 / 23 - 0.5, 6 / 6 - 0.5, 30 / 30 - 0.5, 364 / 365 - 0.5],
+        ]
+    )
     torch.testing.assert_close(hourly, expected)
     quarter = encodings.time_features(["2016-07-01 13:45:00", "2016-02-29 00:15:00"], "t")
-    expected = torch.tensor([
-        [45 / 59 - 0.5, 13 / 23 - 0.5, 4 / 6 - 0.5, 0 / 30 - 0.5, 182 / 365 - 0.5],
-        [15 / 59 - 0.5, 0 / 23 - 0.5, 0 / 6 - 0.5, 28 / 30 - 0.5, 59 / 365 - 0.5],  # a Monday
-    ])
+    expected = torch.tensor(
+        [
+            [45 / 59 - 0.5, 13 / 23 - 0.5, 4 / 6 - 0.5, 0 / 30 - 0.5, 182 / 365 - 0.5],
+            [15 / 59 - 0.5, 0 / 23 - 0.5, 0 / 6 - 0.5, 28 / 30 - 0.5, 59 / 365 - 0.5],  # a Monday
+        ]
+    )
     torch.testing.assert_close(quarter, expected)
 
 
@@ -364,8 +370,12 @@ def test_time_features_match_pandas(freq):
     dates = pd.Series(pd.date_range("2019-12-28", periods=24 * 20, freq="h" if freq == "h" else "15min"))
     dates = pd.concat([dates, pd.Series(pd.date_range("2020-02-27 22:00", periods=100, freq="37min"))])
     dt = dates.dt
-    cols = [dt.hour / 23.0 - 0.5, dt.day_of_week / 6.0 - 0.5, (dt.day - 1) / 30.0 - 0.5,
-            (dt.day_of_year - 1) / 365.0 - 0.5]
+    cols = [
+        dt.hour / 23.0 - 0.5,
+        dt.day_of_week / 6.0 - 0.5,
+        (dt.day - 1) / 30.0 - 0.5,
+        (dt.day_of_year - 1) / 365.0 - 0.5,
+    ]
     if freq == "t":
         cols.insert(0, dt.minute / 59.0 - 0.5)
     expected = torch.tensor(np.stack([c.to_numpy() for c in cols], 1), dtype=torch.float32)
@@ -404,7 +414,7 @@ def test_apply_rotary_is_a_complex_rotation():
     torch.testing.assert_close(out.norm(dim=-1), x.norm(dim=-1))
     odd = encodings.Rotary(5)(x[..., :5])
     torch.testing.assert_close(odd[..., 4], x[..., 4])  # the unpaired channel is not rotated
-    torch.testing.assert_close(odd[..., :4], encodings.apply_rotary(x[..., :4], torch.arange(5), base=10000 ** 0.8))
+    torch.testing.assert_close(odd[..., :4], encodings.apply_rotary(x[..., :4], torch.arange(5), base=10000**0.8))
 
 
 def test_rotary_dot_scores_depend_only_on_offset():

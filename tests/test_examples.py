@@ -114,8 +114,22 @@ def test_cross_attention_batch_edges_stay_in_their_image():
 # -------------------------------------------------------------- encoder_decoder
 def test_encoder_decoder_beats_chance(capsys):
     mod = load("encoder_decoder")
-    result = mod.main(["--length", "6", "--d-model", "32", "--layers", "1", "--steps", "200", "--batch-size", "64",
-                       "--test-size", "200"])
+    result = mod.main(
+        [
+            "--length",
+            "6",
+            "--d-model",
+            "32",
+            "--layers",
+            "1",
+            "--steps",
+            "200",
+            "--batch-size",
+            "64",
+            "--test-size",
+            "200",
+        ]
+    )
     assert result["token_accuracy"] > max(0.6, 5 * result["chance"])
 
 
@@ -161,12 +175,13 @@ def test_patches_helpers():
 def test_patches_conv_feedforward_stays_inside_each_image(graph):
     mod = load("patches_as_graph")
     torch.manual_seed(0)
-    model = mod.PatchGraphformer(2, 16, num_heads=2, dim_feedforward=16, num_layers=1, graph=graph,
-                                 feedforward="conv").eval()
+    model = mod.PatchGraphformer(
+        2, 16, num_heads=2, dim_feedforward=16, num_layers=1, graph=graph, feedforward="conv"
+    ).eval()
     images = torch.rand(3, 8, 8)
     with torch.no_grad():
         together = model(images)
-        alone = torch.cat([model(images[i: i + 1]) for i in range(3)])
+        alone = torch.cat([model(images[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
 
 
@@ -179,8 +194,22 @@ def test_patches_classifier_beats_chance(capsys):
 
 def test_patches_grid_conv_lowers_the_training_loss(capsys):
     mod = load("patches_as_graph")
-    result = mod.main(["--graph", "grid", "--feedforward", "conv", "--epochs", "5", "--limit", "100",
-                       "--d-model", "16", "--layers", "1"])
+    result = mod.main(
+        [
+            "--graph",
+            "grid",
+            "--feedforward",
+            "conv",
+            "--epochs",
+            "5",
+            "--limit",
+            "100",
+            "--d-model",
+            "16",
+            "--layers",
+            "1",
+        ]
+    )
     assert result["edges_per_image"] == 48 + 16 and result["num_test"] == 20
     correct = result["test_accuracy"] * result["num_test"]
     assert abs(correct - round(correct)) < 1e-4  # a fraction of the 20 held-out images

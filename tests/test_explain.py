@@ -27,7 +27,7 @@ def _table(text: str, title: str) -> tuple[list[str], np.ndarray]:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(title))
     labels, rows = [], []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.strip():
             break
         parts = line.split()
@@ -86,7 +86,7 @@ def test_causal_sentence():
     assert np.all(np.triu(w, 1) == 0)
     assert np.all(np.isneginf(np.triu(t.scores[0].numpy(), 1)[np.triu_indices(4, 1)]))
     for i in range(4):
-        np.testing.assert_allclose(w[i, :i + 1], _softmax_rows((x[i] * x[:i + 1])[None])[0], atol=1e-12)
+        np.testing.assert_allclose(w[i, : i + 1], _softmax_rows((x[i] * x[: i + 1])[None])[0], atol=1e-12)
     assert t.entropy[0, 0] == 0.0  # the first token can only read itself
     np.testing.assert_allclose(t.output.numpy().ravel(), w @ x, atol=1e-12)
 
@@ -107,15 +107,15 @@ def test_random_multi_head_matches_an_independent_computation():
         heads.append(a @ v[:, sl])
     np.testing.assert_allclose(t.output.numpy(), np.concatenate(heads, 1) @ t.w_o.numpy(), atol=1e-12)
     # the same seed gives the same trace, another seed another one
-    torch.testing.assert_close(explain.trace("the cat sat on the mat", d_model=4, num_heads=2, seed=3).output,
-                               t.output)
-    assert not torch.allclose(explain.trace("the cat sat on the mat", d_model=4, num_heads=2, seed=4).output,
-                              t.output)
+    torch.testing.assert_close(explain.trace("the cat sat on the mat", d_model=4, num_heads=2, seed=3).output, t.output)
+    assert not torch.allclose(explain.trace("the cat sat on the mat", d_model=4, num_heads=2, seed=4).output, t.output)
 
 
 def test_values_and_weights_by_hand(capsys):
-    code, out, _ = _run_cli(["a b", "--values", "1,0;0,2", "--wq", "identity", "--wk", "0,1;1,0",
-                             "--wv", "2,0;0,1", "--wo", "1,1;0,1"], capsys)
+    code, out, _ = _run_cli(
+        ["a b", "--values", "1,0;0,2", "--wq", "identity", "--wk", "0,1;1,0", "--wv", "2,0;0,1", "--wo", "1,1;0,1"],
+        capsys,
+    )
     assert code == 0
     x = np.array([[1.0, 0], [0, 2]])
     q, k, v = x, x @ np.array([[0.0, 1], [1, 0]]), x @ np.array([[2.0, 0], [0, 1]])
@@ -190,10 +190,11 @@ def test_x_from_csv(tmp_path):
     args = cli.build_parser().parse_args(["explain", "--x", str(path)])
     metrics = args._run(args)
     assert len(metrics["outputs"]) == 3 and len(metrics["outputs"][0]) == 2
-    args = cli.build_parser().parse_args(["explain", "--x", str(path), "--wq", "identity", "--wk", "identity",
-                                          "--wv", "identity"])
+    args = cli.build_parser().parse_args(
+        ["explain", "--x", str(path), "--wq", "identity", "--wk", "identity", "--wv", "identity"]
+    )
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)  # the CSV's rows, read as written
-    expected = torch.softmax(x @ x.T / 2 ** 0.5, dim=-1) @ x
+    expected = torch.softmax(x @ x.T / 2**0.5, dim=-1) @ x
     torch.testing.assert_close(torch.tensor(args._run(args)["outputs"], dtype=torch.float64), expected)
 
 
@@ -219,21 +220,24 @@ def test_csv_files_load_back(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ errors
-@pytest.mark.parametrize("argv, message", [
-    (["--values", "1,2"], "2 rows for 3 tokens"),
-    (["--score", "nope"], "unknown score"),
-    (["a b", "--graph", "karate"], "one of"),
-    (["--graph", "path", "--causal"], "causal"),
-    (["--d-model", "3", "--heads", "2"], "not divisible"),
-    (["--wq", "1,2"], "1 x 1"),
-    (["--wq", "one"], "could not read"),
-    (["--values", "1,2;3"], "same number"),
-    (["--x", "/nonexistent/x.csv"], "no such file"),
-    (["--graph", "karate", "--score", "additive", "--wq", "identity"], "no w_q projection"),
-    (["--d-model", "2", "--wq", "identity", "--heads", "2", "--values", "1,2,3"], "columns but d_model"),
-    (["--edges", "/nonexistent/edges.txt"], "no such file"),
-    (["--values", "1,2,3", "--x", "x.csv"], "not both"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--values", "1,2"], "2 rows for 3 tokens"),
+        (["--score", "nope"], "unknown score"),
+        (["a b", "--graph", "karate"], "one of"),
+        (["--graph", "path", "--causal"], "causal"),
+        (["--d-model", "3", "--heads", "2"], "not divisible"),
+        (["--wq", "1,2"], "1 x 1"),
+        (["--wq", "one"], "could not read"),
+        (["--values", "1,2;3"], "same number"),
+        (["--x", "/nonexistent/x.csv"], "no such file"),
+        (["--graph", "karate", "--score", "additive", "--wq", "identity"], "no w_q projection"),
+        (["--d-model", "2", "--wq", "identity", "--heads", "2", "--values", "1,2,3"], "columns but d_model"),
+        (["--edges", "/nonexistent/edges.txt"], "no such file"),
+        (["--values", "1,2,3", "--x", "x.csv"], "not both"),
+    ],
+)
 def test_bad_options_give_clear_errors(argv, message, capsys):
     code, out, err = _run_cli(argv, capsys)
     assert code == 1
@@ -261,19 +265,24 @@ def test_trace_rejects_bad_input():
 # ------------------------------------------------- strict JSON, flags that must act
 def _last_json(out: str) -> dict:
     """The command's metrics line, parsed strictly (NaN / Infinity are not JSON)."""
+
     def refuse(token):
         raise ValueError(f"not strict JSON: {token}")
+
     return json.loads(out.strip().splitlines()[-1], parse_constant=refuse)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--values", "1,nan,3"], "not a finite number"),
-    (["--values", "1,inf,3"], "not a finite number"),
-    (["--values", "1;-inf;3"], "not a finite number"),
-    (["a b", "--values", "1,0;0,2", "--wq", "1,nan;0,1"], "not a finite number"),
-    (["--values", "1e200,2,3"], "overflow"),
-    (["--wo", "1e308", "--values", "1e10,2,3"], "overflow"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--values", "1,nan,3"], "not a finite number"),
+        (["--values", "1,inf,3"], "not a finite number"),
+        (["--values", "1;-inf;3"], "not a finite number"),
+        (["a b", "--values", "1,0;0,2", "--wq", "1,nan;0,1"], "not a finite number"),
+        (["--values", "1e200,2,3"], "overflow"),
+        (["--wo", "1e308", "--values", "1e10,2,3"], "overflow"),
+    ],
+)
 def test_non_finite_numbers_are_an_error_never_nan_json(argv, message, capsys):
     code, out, err = _run_cli(argv, capsys)
     assert code == 1 and message in err
@@ -336,9 +345,16 @@ def test_flags_that_would_do_nothing_are_errors(capsys):
 
 # ------------------------------------------------------------- formulas
 def test_every_score_carries_its_formula_once():
-    classes = {"dot": scores.DotScore, "additive": scores.AdditiveScore, "gat": scores.AdditiveScore,
-               "gatv2": scores.GATv2Score, "gcn": scores.GCNScore, "mean": scores.MeanScore,
-               "sum": scores.SumScore, "rotary": explain.encodings.RotaryScore}
+    classes = {
+        "dot": scores.DotScore,
+        "additive": scores.AdditiveScore,
+        "gat": scores.AdditiveScore,
+        "gatv2": scores.GATv2Score,
+        "gcn": scores.GCNScore,
+        "mean": scores.MeanScore,
+        "sum": scores.SumScore,
+        "rotary": explain.encodings.RotaryScore,
+    }
     seen = set()
     for name, cls in classes.items():
         assert isinstance(cls.formula, str) and cls.formula, name
@@ -371,9 +387,11 @@ def test_sum_score_weights_are_ones_on_edges(capsys):
 
 
 def test_function_score_gets_a_generic_formula(monkeypatch):
-    monkeypatch.setitem(scores._REGISTRY, "explain_test_l1",
-                        lambda num_heads, head_dim, edge_dim=None: scores.FunctionScore(
-                            lambda q, k: -(q - k).abs().sum(-1)))
+    monkeypatch.setitem(
+        scores._REGISTRY,
+        "explain_test_l1",
+        lambda num_heads, head_dim, edge_dim=None: scores.FunctionScore(lambda q, k: -(q - k).abs().sum(-1)),
+    )
     assert explain.trace("a b", score="explain_test_l1").formula == "s_ij = explain_test_l1(q_i, k_j)"
 
 
@@ -410,8 +428,20 @@ def test_named_graph_helper():
 
 # ----------------------------------------------------------- public API
 def test_public_names_unchanged():
-    old = {"NAMED_GRAPHS", "Trace", "add_arguments", "cycle_spectrum_figure", "format_trace", "parse_matrix",
-           "run", "trace", "write_csv", "write_html", "write_png", "entropy_bits"}
+    old = {
+        "NAMED_GRAPHS",
+        "Trace",
+        "add_arguments",
+        "cycle_spectrum_figure",
+        "format_trace",
+        "parse_matrix",
+        "run",
+        "trace",
+        "write_csv",
+        "write_html",
+        "write_png",
+        "entropy_bits",
+    }
     assert old <= set(explain.__all__)
     for name in explain.__all__:
         assert getattr(explain, name).__doc__ if callable(getattr(explain, name)) else True, name

@@ -28,8 +28,9 @@ def _chromium() -> str:
         if found:
             return found
     if os.environ.get("CI"):
-        pytest.fail("headless Chromium is needed for the explain page tests: apt-get install -y chromium "
-                    "(.ci/run installs it)")
+        pytest.fail(
+            "headless Chromium is needed for the explain page tests: apt-get install -y chromium (.ci/run installs it)"
+        )
     pytest.skip("chromium not installed (apt-get install -y chromium)")
 
 
@@ -73,19 +74,37 @@ def _run_pages(pages: list, tmp_path: Path) -> list[list[dict]]:
     ``[(input id, text)]`` typed into it, and reports what it shows.
     """
     browser = _chromium()
-    frames = "".join(f'<iframe srcdoc="{html.escape(_driven(t, tmp_path, f"p{k}", edits), quote=True)}"></iframe>'
-                     for k, (t, edits) in enumerate(pages))
+    frames = "".join(
+        f'<iframe srcdoc="{html.escape(_driven(t, tmp_path, f"p{k}", edits), quote=True)}"></iframe>'
+        for k, (t, edits) in enumerate(pages)
+    )
     harness = tmp_path / "harness.html"
     harness.write_text(
-        "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>" + frames +
-        "<script>window.addEventListener('load', () => { const all = [...document.querySelectorAll('iframe')]"
+        "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+        + frames
+        + "<script>window.addEventListener('load', () => { const all = [...document.querySelectorAll('iframe')]"
         ".map(f => { const d = f.contentDocument.getElementById('driver'); return d ? d.textContent : null; });"
         "const pre = document.createElement('pre'); pre.id = 'all'; pre.textContent = JSON.stringify(all);"
-        "document.body.appendChild(pre); });</script></body></html>", encoding="utf-8")
-    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
-                           "--disable-background-networking", "--no-first-run",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", harness.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=180)
+        "document.body.appendChild(pre); });</script></body></html>",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            harness.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     found = re.search(r'<pre id="all">(.*?)</pre>', proc.stdout, re.S)
     assert found is not None, f"the harness did not run: {proc.stderr[-2000:]}"
     logs = json.loads(html.unescape(found.group(1)))
@@ -121,10 +140,19 @@ def _assert_page_matches(res: dict, t) -> None:
 CASES = {
     "worked example": {"tokens_or_graph": "我 爱 你"},
     "causal, 2 heads": {"tokens_or_graph": "the cat sat on the mat", "d_model": 4, "num_heads": 2, "causal": True},
-    "rotary + sinusoidal": {"tokens_or_graph": "a b c d e", "d_model": 4, "num_heads": 2, "score": "rotary",
-                            "positional": "sinusoidal"},
-    "additive on karate": {"tokens_or_graph": nx.karate_club_graph(), "d_model": 4, "num_heads": 2,
-                           "score": "additive"},
+    "rotary + sinusoidal": {
+        "tokens_or_graph": "a b c d e",
+        "d_model": 4,
+        "num_heads": 2,
+        "score": "rotary",
+        "positional": "sinusoidal",
+    },
+    "additive on karate": {
+        "tokens_or_graph": nx.karate_club_graph(),
+        "d_model": 4,
+        "num_heads": 2,
+        "score": "additive",
+    },
     "gat": {"tokens_or_graph": nx.house_graph(), "d_model": 2, "score": "gat", "w_o": "random"},
     "gatv2": {"tokens_or_graph": nx.house_graph(), "d_model": 2, "score": "gatv2"},
     "gcn": {"tokens_or_graph": nx.path_graph(5), "score": "gcn"},
@@ -155,14 +183,23 @@ def test_page_reproduces_every_matrix_in_chromium(tmp_path):
 
 def test_editing_x_recomputes_and_bad_input_is_an_error(tmp_path):
     t = explain.trace("我 爱 你")
-    edits = [("X-0-0", "5"), ("X-1-0", ""), ("X-1-0", "abc"), ("X-1-0", "2"), ("X-0-0", "1e308"),
-             ("X-0-0", "1e200"), ("X-0-0", "1")]
+    edits = [
+        ("X-0-0", "5"),
+        ("X-1-0", ""),
+        ("X-1-0", "abc"),
+        ("X-1-0", "2"),
+        ("X-0-0", "1e308"),
+        ("X-0-0", "1e200"),
+        ("X-0-0", "1"),
+    ]
     log = _run_page(t, tmp_path, edits)
     assert len(log) == len(edits) + 1
     _assert_page_matches(log[0]["result"], t)
     _assert_page_matches(log[1]["result"], explain.trace("我 爱 你", values="5,2,3"))
-    assert log[1]["status_class"] == "ok" and log[1]["cells"]["output-0-0"] == \
-        f"{explain.trace('我 爱 你', values='5,2,3').output[0, 0].item():.4f}"
+    assert (
+        log[1]["status_class"] == "ok"
+        and log[1]["cells"]["output-0-0"] == f"{explain.trace('我 爱 你', values='5,2,3').output[0, 0].item():.4f}"
+    )
     for snap in (log[2], log[3]):  # empty, then not a number: an error naming the cell, never 0
         assert snap["status_class"] == "error" and "X[爱, x0]" in snap["status"]
         assert "not a finite number" in snap["result"]["error"]
@@ -216,9 +253,11 @@ def test_html_contains_the_matrices(tmp_path, capsys):
 
 
 def test_html_refuses_scores_it_cannot_recompute(tmp_path, monkeypatch):
-    monkeypatch.setitem(scores._REGISTRY, "explain_test_l1",
-                        lambda num_heads, head_dim, edge_dim=None: scores.FunctionScore(
-                            lambda q, k: -(q - k).abs().sum(-1)))
+    monkeypatch.setitem(
+        scores._REGISTRY,
+        "explain_test_l1",
+        lambda num_heads, head_dim, edge_dim=None: scores.FunctionScore(lambda q, k: -(q - k).abs().sum(-1)),
+    )
     t = explain.trace("a b", score="explain_test_l1")
     with pytest.raises(ValueError, match="recomputes"):
         explain.write_html(t, tmp_path / "x.html")

@@ -15,14 +15,46 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _quick(shared_data, out, *extra):
-    return ["forecast", "--data", str(shared_data / "ett" / "ETTh1.csv"), "--limit-rows", "500",
-            "--seq-len", "24", "--pred-len", "12", "--d-model", "16", "--d-ff", "16", "--heads", "2",
-            "--batch-size", "16", "--quiet", "--threads", "1", "--out", str(out), *extra]
+    return [
+        "forecast",
+        "--data",
+        str(shared_data / "ett" / "ETTh1.csv"),
+        "--limit-rows",
+        "500",
+        "--seq-len",
+        "24",
+        "--pred-len",
+        "12",
+        "--d-model",
+        "16",
+        "--d-ff",
+        "16",
+        "--heads",
+        "2",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _cfg(shared_data, **kw):
-    base = dict(data=str(shared_data / "ett" / "ETTh1.csv"), limit_rows=500, seq_len=24, pred_len=12, d_model=16,
-                d_ff=16, heads=2, batch_size=16, epochs=2, threads=1)
+    base = dict(
+        data=str(shared_data / "ett" / "ETTh1.csv"),
+        limit_rows=500,
+        seq_len=24,
+        pred_len=12,
+        d_model=16,
+        d_ff=16,
+        heads=2,
+        batch_size=16,
+        epochs=2,
+        threads=1,
+    )
     return ForecastConfig(**{**base, **kw})
 
 
@@ -31,8 +63,16 @@ def test_cli_end_to_end(shared_data, tmp_path, capsys):
     assert cli.main(_quick(shared_data, out, "--epochs", "2", "--original-units")) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     written = json.loads((out / "metrics.json").read_text())
-    for key in ("mse", "mae", "mse_per_step", "mae_per_step", "rmse_original", "mae_original", "test_windows",
-                "best_epoch"):
+    for key in (
+        "mse",
+        "mae",
+        "mse_per_step",
+        "mae_per_step",
+        "rmse_original",
+        "mae_original",
+        "test_windows",
+        "best_epoch",
+    ):
         assert key in printed and key in written
     assert len(printed["mse_per_step"]) == 12 and len(printed["mae_per_step"]) == 12
     assert printed["mse"] == pytest.approx(np.mean(printed["mse_per_step"]))
@@ -130,8 +170,11 @@ def test_other_models_through_the_cli(shared_data, tmp_path, capsys, model):
 
 def test_graph_file_size_mismatch_is_an_error_and_writes_nothing(shared_data, tmp_path, capsys):
     out = tmp_path / "never"
-    code = cli.main(_quick(shared_data, out, "--model", "graph", "--graph",
-                           str(shared_data / "traffic" / "los_loop" / "los_adj.csv")))
+    code = cli.main(
+        _quick(
+            shared_data, out, "--model", "graph", "--graph", str(shared_data / "traffic" / "los_loop" / "los_adj.csv")
+        )
+    )
     assert code == 1
     assert "207 nodes but the series has 7 variables" in capsys.readouterr().err
     assert not out.exists()
@@ -142,8 +185,12 @@ def test_graph_file_drives_the_graph_model(shared_data, tmp_path):
     adj[0, 6] = adj[6, 0] = 1.0
     path = tmp_path / "adj.csv"
     np.savetxt(path, adj, delimiter=",")
-    train(_cfg(shared_data, model="graph", graph=str(path), score="gcn", epochs=1), tmp_path / "g",
-          progress=False, plot=False)
+    train(
+        _cfg(shared_data, model="graph", graph=str(path), score="gcn", epochs=1),
+        tmp_path / "g",
+        progress=False,
+        plot=False,
+    )
     state = torch.load(tmp_path / "g" / "best.pt", weights_only=True)["model"]
     assert state["edge_index"].size(1) == 9
 
@@ -176,16 +223,43 @@ def test_bad_settings_are_explained(shared_data):
 
 
 def test_example_runs(shared_data, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["forecast_ett.py", "--data", str(shared_data / "ett" / "ETTh1.csv"),
-                                      "--limit-rows", "600", "--pred-len", "24", "--epochs", "1", "--d-model", "16"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "forecast_ett.py",
+            "--data",
+            str(shared_data / "ett" / "ETTh1.csv"),
+            "--limit-rows",
+            "600",
+            "--pred-len",
+            "24",
+            "--epochs",
+            "1",
+            "--d-model",
+            "16",
+        ],
+    )
     runpy.run_path(str(REPO / "examples" / "forecast_ett.py"), run_name="__main__")
     assert "MSE" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_etth1_itransformer_full_protocol(shared_data, tmp_path):
-    cfg = ForecastConfig(data=str(shared_data / "ett" / "ETTh1.csv"), model="itransformer", seq_len=96, pred_len=96,
-                         d_model=256, d_ff=256, layers=2, lr=1e-4, batch_size=32, epochs=10, patience=3, seed=2021)
+    cfg = ForecastConfig(
+        data=str(shared_data / "ett" / "ETTh1.csv"),
+        model="itransformer",
+        seq_len=96,
+        pred_len=96,
+        d_model=256,
+        d_ff=256,
+        layers=2,
+        lr=1e-4,
+        batch_size=32,
+        epochs=10,
+        patience=3,
+        seed=2021,
+    )
     metrics = train(cfg, tmp_path, progress=False)
     assert metrics["test_windows"] == 2785
     assert metrics["mse"] <= 0.395 and metrics["mae"] <= 0.415  # published 0.386 / 0.405
@@ -238,8 +312,30 @@ def _synthetic_csv(path, rows=240, sep=",", date_column="date", date_format="%Y-
 
 
 def _tiny(data, out=None, *extra):
-    argv = ["forecast", "--data", str(data), "--seq-len", "12", "--pred-len", "4", "--d-model", "8", "--d-ff", "8",
-            "--heads", "2", "--batch-size", "16", "--epochs", "2", "--threads", "1", "--device", "cpu", *extra]
+    argv = [
+        "forecast",
+        "--data",
+        str(data),
+        "--seq-len",
+        "12",
+        "--pred-len",
+        "4",
+        "--d-model",
+        "8",
+        "--d-ff",
+        "8",
+        "--heads",
+        "2",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        *extra,
+    ]
     return argv + (["--out", str(out)] if out is not None else [])
 
 
@@ -269,8 +365,7 @@ def test_a_diverging_run_stops_with_an_error_and_no_nan(tmp_path, capsys):
 
 def test_metrics_json_is_strict(tmp_path, capsys):
     data = _synthetic_csv(tmp_path / "s.csv")
-    assert cli.main(_tiny(data, tmp_path / "run", "--split", "tgcn", "--quiet", "--no-plot",
-                          "--patience", "none")) == 0
+    assert cli.main(_tiny(data, tmp_path / "run", "--split", "tgcn", "--quiet", "--no-plot", "--patience", "none")) == 0
     printed = _last_json(capsys)
     assert printed["best_val_loss"] is None  # no validation block: null, not NaN
     text = (tmp_path / "run" / "metrics.json").read_text()
@@ -300,16 +395,19 @@ def test_csv_date_column_format_and_separator(tmp_path, capsys):
     odd = _synthetic_csv(tmp_path / "odd.csv", sep=";", date_column="time", date_format="%d.%m.%Y %H:%M")
     assert cli.main(_tiny(plain, None, "--quiet")) == 0
     ref = _last_json(capsys)
-    assert cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "time", "--date-format",
-                          "%d.%m.%Y %H:%M")) == 0
+    assert (
+        cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "time", "--date-format", "%d.%m.%Y %H:%M"))
+        == 0
+    )
     got = _last_json(capsys)
     assert got["mse"] == pytest.approx(ref["mse"], rel=1e-6)
     assert cli.main(_tiny(odd, None, "--quiet")) == 1
     assert "--sep ';'" in capsys.readouterr().err
     assert cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "when")) == 1
     assert "--date-column 'when' is not a column" in capsys.readouterr().err
-    assert cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "time", "--date-format",
-                          "%Y-%m-%d")) == 1
+    assert (
+        cli.main(_tiny(odd, None, "--quiet", "--sep", ";", "--date-column", "time", "--date-format", "%Y-%m-%d")) == 1
+    )
     assert "--date-format" in capsys.readouterr().err
 
 
@@ -322,11 +420,13 @@ def test_missing_value_hint_names_the_cli_flag(tmp_path, capsys):
 
 def test_flags_that_do_not_apply_are_errors(tmp_path, capsys):
     data = _synthetic_csv(tmp_path / "s.csv")
-    for extra, flag in [(["--patch-len", "4"], "--patch-len applies to --model patch"),
-                        (["--knn", "2"], "--knn applies to --model graph"),
-                        (["--causal"], "--causal applies to --model temporal"),
-                        (["--layout", "lstnet"], "--layout applies to header-less .txt"),
-                        (["--no-plot"], "--no-plot applies with --out")]:
+    for extra, flag in [
+        (["--patch-len", "4"], "--patch-len applies to --model patch"),
+        (["--knn", "2"], "--knn applies to --model graph"),
+        (["--causal"], "--causal applies to --model temporal"),
+        (["--layout", "lstnet"], "--layout applies to header-less .txt"),
+        (["--no-plot"], "--no-plot applies with --out"),
+    ]:
         assert cli.main(_tiny(data, None, "--quiet", *extra)) == 1, extra
         assert flag in capsys.readouterr().err
 
@@ -366,8 +466,10 @@ def test_two_processes_forecast_as_one(tmp_path):
         logs = launch([*args, "--out", str(out)], world, timeout_s=180)
         assert [r[0] for r in logs] == [0] * world, [r[2][-2000:] for r in logs]
         assert logs[0][1].strip() and all(not r[1].strip() for r in logs[1:])  # only rank 0 prints
-        runs[world] = (json.loads((out / "metrics.json").read_text()),
-                       torch.load(out / "best.pt", weights_only=True)["model"])
+        runs[world] = (
+            json.loads((out / "metrics.json").read_text()),
+            torch.load(out / "best.pt", weights_only=True)["model"],
+        )
     (m1, w1), (m2, w2) = runs[1], runs[2]
     assert m2["processes"] == 2 and m2["test_windows"] == m1["test_windows"]
     assert m2["mse"] == pytest.approx(m1["mse"], rel=1e-4) and m2["mae"] == pytest.approx(m1["mae"], rel=1e-4)
@@ -431,8 +533,19 @@ def test_new_models_train_through_the_cli_and_reload(tmp_path, model):
 
     path = require_data(DATA / "illness" / "national_illness.csv")
     extra = {"label_len": 18} if model == "autoformer" else {}  # --label-len is an autoformer setting
-    cfg = forecast.ForecastConfig(data=str(path), model=model, seq_len=36, pred_len=24, epochs=1,
-                                  d_model=16, d_ff=16, heads=4, layers=1, lr=1e-3, **extra)
+    cfg = forecast.ForecastConfig(
+        data=str(path),
+        model=model,
+        seq_len=36,
+        pred_len=24,
+        epochs=1,
+        d_model=16,
+        d_ff=16,
+        heads=4,
+        layers=1,
+        lr=1e-3,
+        **extra,
+    )
     metrics = forecast.train(cfg, tmp_path, progress=False, plot=False)
     data = forecast.load_data(cfg)
     expected_marks = 4 + (model != "autoformer")  # the periodic models get the phase column

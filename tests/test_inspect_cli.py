@@ -25,8 +25,17 @@ def test_parse_variant():
 
 def test_sentence_curves_equal_a_direct_forward_pass():
     tokens = "one two three four five six".split()
-    curves = inspect_curves(None, None, ["attn+res"], layers=3, width=8, heads=2, seeds=1, seed=5,
-                            features=lambda s: sentence_features(tokens, 8, s))
+    curves = inspect_curves(
+        None,
+        None,
+        ["attn+res"],
+        layers=3,
+        width=8,
+        heads=2,
+        seeds=1,
+        seed=5,
+        features=lambda s: sentence_features(tokens, 8, s),
+    )
     torch.manual_seed(5)
     x = sentence_features(tokens, 8, 5).double()
     stack = InspectStack("attn+res", 8, 2, 3).double().eval()
@@ -42,10 +51,24 @@ def test_sentence_curves_equal_a_direct_forward_pass():
 
 def test_cli_sentence_collapse_csv_and_png(tmp_path, capsys):
     csv_path, png_path = tmp_path / "curves.csv", tmp_path / "curves.png"
-    argv = ["inspect", "--layers", "6", "--seeds", "2", "--width", "16", "--heads", "2",
-            "--variants", "attn,attn+res", "--csv", str(csv_path)]
+    argv = [
+        "inspect",
+        "--layers",
+        "6",
+        "--seeds",
+        "2",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--variants",
+        "attn,attn+res",
+        "--csv",
+        str(csv_path),
+    ]
     try:
         import matplotlib  # noqa: F401
+
         argv += ["--png", str(png_path)]
     except ModuleNotFoundError:
         png_path = None
@@ -83,8 +106,24 @@ def test_cli_cora_reads_a_read_only_copy(capsys, shared_data):
     raw = shared_data / "planetoid" / "Cora" / "raw"
     assert raw.is_dir(), f"Cora raw files missing under {raw}"
     before = sorted(p.name for p in raw.parent.iterdir())
-    assert main(["inspect", "--graph", "Cora", "--root", str(shared_data / "planetoid"), "--layers", "2",
-                 "--seeds", "1", "--variants", "gcn"]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                "--graph",
+                "Cora",
+                "--root",
+                str(shared_data / "planetoid"),
+                "--layers",
+                "2",
+                "--seeds",
+                "1",
+                "--variants",
+                "gcn",
+            ]
+        )
+        == 0
+    )
     metrics = _last_json(capsys.readouterr().out)
     assert metrics["num_nodes"] == 2708 and len(metrics["curves"]["gcn"]["effective_rank"]) == 3
     assert sorted(p.name for p in raw.parent.iterdir()) == before  # nothing written next to raw/

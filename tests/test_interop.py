@@ -59,7 +59,7 @@ def assert_equivalent(ref_fn, gf_fn, inputs, pairs, module=None, atol=ATOL, rtol
         weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
         grads = torch.autograd.grad((out * weight).sum(), leaves + params, allow_unused=True)
         grads = [torch.zeros_like(t) if g is None else g for t, g in zip(leaves + params, grads)]
-        return out.detach(), grads[:len(leaves)], grads[len(leaves):]
+        return out.detach(), grads[: len(leaves)], grads[len(leaves) :]
 
     ref_out, ref_in, ref_w = run(ref_fn, ref_params)
     gf_out, gf_in, gf_w = run(gf_fn, gf_params)
@@ -83,24 +83,36 @@ def mha_pairs(mha: nn.MultiheadAttention, attn: gf.GraphAttention):
     if mha._qkv_same_embed_dim:
         pairs = [(mha.in_proj_weight, [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])]
     else:
-        pairs = [(mha.q_proj_weight, [attn.q_proj.weight]), (mha.k_proj_weight, [attn.k_proj.weight]),
-                 (mha.v_proj_weight, [attn.v_proj.weight])]
+        pairs = [
+            (mha.q_proj_weight, [attn.q_proj.weight]),
+            (mha.k_proj_weight, [attn.k_proj.weight]),
+            (mha.v_proj_weight, [attn.v_proj.weight]),
+        ]
     if mha.in_proj_bias is not None:
         pairs.append((mha.in_proj_bias, [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]))
     return pairs + linear_pairs(mha.out_proj, attn.out_proj)
 
 
 def encoder_pairs(layer: nn.TransformerEncoderLayer, m: gf.GraphformerLayer):
-    return (mha_pairs(layer.self_attn, m.self_attn) + linear_pairs(layer.linear1, m.feedforward.linear1)
-            + linear_pairs(layer.linear2, m.feedforward.linear2)
-            + linear_pairs(layer.norm1, m.norm1) + linear_pairs(layer.norm2, m.norm2))
+    return (
+        mha_pairs(layer.self_attn, m.self_attn)
+        + linear_pairs(layer.linear1, m.feedforward.linear1)
+        + linear_pairs(layer.linear2, m.feedforward.linear2)
+        + linear_pairs(layer.norm1, m.norm1)
+        + linear_pairs(layer.norm2, m.norm2)
+    )
 
 
 def decoder_pairs(layer: nn.TransformerDecoderLayer, m: gf.GraphformerDecoderLayer):
-    return (mha_pairs(layer.self_attn, m.self_attn) + mha_pairs(layer.multihead_attn, m.cross_attn)
-            + linear_pairs(layer.linear1, m.feedforward.linear1) + linear_pairs(layer.linear2, m.feedforward.linear2)
-            + linear_pairs(layer.norm1, m.norm1) + linear_pairs(layer.norm2, m.norm2)
-            + linear_pairs(layer.norm3, m.norm3))
+    return (
+        mha_pairs(layer.self_attn, m.self_attn)
+        + mha_pairs(layer.multihead_attn, m.cross_attn)
+        + linear_pairs(layer.linear1, m.feedforward.linear1)
+        + linear_pairs(layer.linear2, m.feedforward.linear2)
+        + linear_pairs(layer.norm1, m.norm1)
+        + linear_pairs(layer.norm2, m.norm2)
+        + linear_pairs(layer.norm3, m.norm3)
+    )
 
 
 def randomise(module: nn.Module) -> nn.Module:
@@ -126,7 +138,7 @@ def causal_mask(n: int):
 def padding(b: int, n: int):
     """Trailing padding; every sequence keeps its first position."""
     pad = torch.zeros(b, n, dtype=torch.bool)
-    pad[0, n - 2:] = True
+    pad[0, n - 2 :] = True
     return pad
 
 
@@ -140,8 +152,9 @@ def _mha_call(form: str, need_weights: bool = False):
     pad = padding(B, N) if "padded" in form else None
 
     def ref(mha, x):
-        return mha(x, x, x, attn_mask=mask, is_causal=mask is not None, key_padding_mask=pad,
-                   need_weights=need_weights)[0]
+        return mha(
+            x, x, x, attn_mask=mask, is_causal=mask is not None, key_padding_mask=pad, need_weights=need_weights
+        )[0]
 
     return ref, {"causal": "causal" in form, "key_padding_mask": pad}
 
@@ -155,8 +168,13 @@ def test_mha_self_attention(batch_first, bias, form):
     assert isinstance(m, gf.GraphAttention)
     ref, kwargs = _mha_call(form)
     x = torch.randn(B, N, D)
-    assert_equivalent(seq_first(lambda x: ref(mha, x), batch_first), seq_first(lambda x: m(x, **kwargs), batch_first),
-                      [x], mha_pairs(mha, m), module=m)
+    assert_equivalent(
+        seq_first(lambda x: ref(mha, x), batch_first),
+        seq_first(lambda x: m(x, **kwargs), batch_first),
+        [x],
+        mha_pairs(mha, m),
+        module=m,
+    )
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -224,10 +242,13 @@ def test_mha_copies_are_independent():
     assert mha.in_proj_weight[:D].abs().sum() > 0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"add_bias_kv": True}, "add_bias_kv"),
-    ({"add_zero_attn": True}, "add_zero_attn"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"add_bias_kv": True}, "add_bias_kv"),
+        ({"add_zero_attn": True}, "add_zero_attn"),
+    ],
+)
 def test_mha_unsupported_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         from_torch(nn.MultiheadAttention(D, HEADS, **kwargs))
@@ -254,22 +275,29 @@ def _encoder_call(form: str):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("form", FORMS)
 def test_encoder_layer(batch_first, norm_first, bias, form):
-    layer = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.3, batch_first=batch_first, norm_first=norm_first,
-                                       bias=bias)
+    layer = nn.TransformerEncoderLayer(
+        D, HEADS, FF, dropout=0.3, batch_first=batch_first, norm_first=norm_first, bias=bias
+    )
     layer = randomise(layer).eval()
     m = from_torch(layer)
     assert isinstance(m, gf.GraphformerLayer) and not m.training
     ref, kwargs = _encoder_call(form)
     x = torch.randn(B, N, D)
-    assert_equivalent(seq_first(lambda x: ref(layer, x), batch_first),
-                      seq_first(lambda x: m(x, **kwargs), batch_first), [x], encoder_pairs(layer, m), module=m)
+    assert_equivalent(
+        seq_first(lambda x: ref(layer, x), batch_first),
+        seq_first(lambda x: m(x, **kwargs), batch_first),
+        [x],
+        encoder_pairs(layer, m),
+        module=m,
+    )
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", nn.GELU(approximate="tanh"), F.silu])
 @pytest.mark.parametrize("eps", [1e-5, 1e-2])
 def test_encoder_layer_activation_and_eps(activation, eps):
-    layer = randomise(nn.TransformerEncoderLayer(D, HEADS, FF, activation=activation, layer_norm_eps=eps,
-                                                 batch_first=True)).eval()
+    layer = randomise(
+        nn.TransformerEncoderLayer(D, HEADS, FF, activation=activation, layer_norm_eps=eps, batch_first=True)
+    ).eval()
     m = from_torch(layer)
     assert m.norm1.eps == m.norm2.eps == eps
     x = torch.randn(B, N, D)
@@ -300,16 +328,18 @@ def test_encoder_layer_copies_dropout_rates_and_mode():
 @pytest.mark.parametrize("final_norm", [False, True])
 def test_encoder_stack(norm_first, final_norm):
     layer = nn.TransformerEncoderLayer(D, HEADS, FF, batch_first=True, norm_first=norm_first)
-    encoder = randomise(nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(D) if final_norm else None,
-                                              enable_nested_tensor=False)).eval()
+    encoder = randomise(
+        nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(D) if final_norm else None, enable_nested_tensor=False)
+    ).eval()
     m = from_torch(encoder)
     assert isinstance(m, gf.GraphformerEncoder) and len(m.layers) == 2
     pairs = [pair for t, g in zip(encoder.layers, m.layers) for pair in encoder_pairs(t, g)]
     if final_norm:
         pairs += linear_pairs(encoder.norm, m.norm)
     x, pad = torch.randn(B, N, D), padding(B, N)
-    assert_equivalent(lambda x: encoder(x, src_key_padding_mask=pad), lambda x: m(x, key_padding_mask=pad),
-                      [x], pairs, module=m)
+    assert_equivalent(
+        lambda x: encoder(x, src_key_padding_mask=pad), lambda x: m(x, key_padding_mask=pad), [x], pairs, module=m
+    )
 
 
 def test_encoder_stack_nested_fast_path_agrees_on_real_positions():
@@ -319,8 +349,9 @@ def test_encoder_stack_nested_fast_path_agrees_on_real_positions():
     m = from_torch(encoder)
     x, pad = torch.randn(B, N, D), padding(B, N)
     with torch.no_grad():
-        torch.testing.assert_close(m(x, key_padding_mask=pad)[~pad], encoder(x, src_key_padding_mask=pad)[~pad],
-                                   atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(
+            m(x, key_padding_mask=pad)[~pad], encoder(x, src_key_padding_mask=pad)[~pad], atol=ATOL, rtol=RTOL
+        )
 
 
 # --------------------------------------------------------------- decoder layer
@@ -329,8 +360,9 @@ def test_encoder_stack_nested_fast_path_agrees_on_real_positions():
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("causal, padded", [(True, "none"), (True, "both"), (False, "target"), (False, "memory")])
 def test_decoder_layer(batch_first, norm_first, bias, causal, padded):
-    layer = nn.TransformerDecoderLayer(D, HEADS, FF, dropout=0.3, batch_first=batch_first, norm_first=norm_first,
-                                       bias=bias)
+    layer = nn.TransformerDecoderLayer(
+        D, HEADS, FF, dropout=0.3, batch_first=batch_first, norm_first=norm_first, bias=bias
+    )
     layer = randomise(layer).eval()
     m = from_torch(layer)
     assert isinstance(m, gf.GraphformerDecoderLayer)
@@ -340,26 +372,33 @@ def test_decoder_layer(batch_first, norm_first, bias, causal, padded):
     mask = causal_mask(N) if causal else None
 
     def ref(x, memory):
-        return layer(x, memory, tgt_mask=mask, tgt_is_causal=causal, tgt_key_padding_mask=pad,
-                     memory_key_padding_mask=mem_pad)
+        return layer(
+            x, memory, tgt_mask=mask, tgt_is_causal=causal, tgt_key_padding_mask=pad, memory_key_padding_mask=mem_pad
+        )
 
     def conv(x, memory):
         return m(x, memory, causal=causal, key_padding_mask=pad, memory_key_padding_mask=mem_pad)
 
-    assert_equivalent(seq_first(ref, batch_first), seq_first(conv, batch_first), [x, memory],
-                      decoder_pairs(layer, m), module=m)
+    assert_equivalent(
+        seq_first(ref, batch_first), seq_first(conv, batch_first), [x, memory], decoder_pairs(layer, m), module=m
+    )
 
 
 @pytest.mark.parametrize("activation", ["gelu", F.silu])
 def test_decoder_layer_activation_and_no_grad(activation):
-    layer = randomise(nn.TransformerDecoderLayer(D, HEADS, FF, activation=activation, layer_norm_eps=1e-3,
-                                                 batch_first=True)).eval()
+    layer = randomise(
+        nn.TransformerDecoderLayer(D, HEADS, FF, activation=activation, layer_norm_eps=1e-3, batch_first=True)
+    ).eval()
     m = from_torch(layer)
     assert m.norm3.eps == 1e-3
     x, memory = torch.randn(B, N, D), torch.randn(B, M, D)
     with torch.no_grad():
-        torch.testing.assert_close(m(x, memory, causal=True),
-                                   layer(x, memory, tgt_mask=causal_mask(N), tgt_is_causal=True), atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(
+            m(x, memory, causal=True),
+            layer(x, memory, tgt_mask=causal_mask(N), tgt_is_causal=True),
+            atol=ATOL,
+            rtol=RTOL,
+        )
         torch.testing.assert_close(m(x, memory), layer(x, memory), atol=ATOL, rtol=RTOL)  # torch's default: no mask
 
 
@@ -370,16 +409,16 @@ NUM_NODES, C_IN, C_OUT, EDGE_DIM = 7, 5, 3, 4
 @pytest.fixture
 def graph():
     """A small directed graph with a self-loop (on node 2), a repeated edge, and a node (6) with no edges."""
-    edge_index = torch.tensor([[0, 1, 2, 3, 4, 5, 2, 0, 3, 1, 4],
-                               [1, 2, 3, 4, 5, 0, 2, 2, 0, 5, 5]])
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 5, 2, 0, 3, 1, 4], [1, 2, 3, 4, 5, 0, 2, 2, 0, 5, 5]])
     x = torch.randn(NUM_NODES, C_IN)
     return x, edge_index
 
 
 def bipartite_graph(num_src: int, num_dst: int, num_edges: int = 12):
     gen = torch.Generator().manual_seed(3)
-    return torch.stack([torch.randint(num_src, (num_edges,), generator=gen),
-                        torch.randint(num_dst, (num_edges,), generator=gen)])
+    return torch.stack(
+        [torch.randint(num_src, (num_edges,), generator=gen), torch.randint(num_dst, (num_edges,), generator=gen)]
+    )
 
 
 def conv_call(conv, *, edge_attr: bool):
@@ -418,8 +457,9 @@ def test_gcn(graph, add_self_loops, bias, weighted, cached):
     m = from_pyg(conv)
     assert isinstance(m, gf.GraphAttention) and m.self_loops == ("remaining" if add_self_loops else None)
     inputs = [x, torch.rand(edge_index.size(1)) + 0.5, edge_index] if weighted else [x, edge_index]
-    assert_equivalent(conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs,
-                      gcn_pairs(conv, m), module=m)
+    assert_equivalent(
+        conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs, gcn_pairs(conv, m), module=m
+    )
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -429,8 +469,9 @@ def test_gcn_without_normalisation(graph, weighted):
     m = from_pyg(conv)
     assert isinstance(m.score, SumScore)
     inputs = [x, torch.rand(edge_index.size(1)), edge_index] if weighted else [x, edge_index]
-    assert_equivalent(conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs,
-                      gcn_pairs(conv, m), module=m)
+    assert_equivalent(
+        conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs, gcn_pairs(conv, m), module=m
+    )
 
 
 def test_sum_score_on_the_complete_graph():
@@ -462,25 +503,49 @@ def gat_pairs(conv, m):
 @pytest.mark.parametrize("residual, bias", [(False, True), (True, True), (True, False)])
 def test_gat(graph, heads, concat, add_self_loops, edge_dim, residual, bias):
     x, edge_index = graph
-    conv = GATConv(C_IN, C_OUT, heads=heads, concat=concat, add_self_loops=add_self_loops, edge_dim=edge_dim,
-                   residual=residual, bias=bias, negative_slope=0.1, dropout=0.4)
+    conv = GATConv(
+        C_IN,
+        C_OUT,
+        heads=heads,
+        concat=concat,
+        add_self_loops=add_self_loops,
+        edge_dim=edge_dim,
+        residual=residual,
+        bias=bias,
+        negative_slope=0.1,
+        dropout=0.4,
+    )
     conv = randomise(conv).eval()
     m = from_pyg(conv)
     assert m.dropout == 0.4 and m.score.negative_slope == 0.1
     with_e = edge_dim is not None
     inputs = [x, torch.randn(edge_index.size(1), EDGE_DIM), edge_index] if with_e else [x, edge_index]
-    assert_equivalent(conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs,
-                      gat_pairs(conv, m), module=m)
+    assert_equivalent(
+        conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs, gat_pairs(conv, m), module=m
+    )
 
 
 @pytest.mark.parametrize("separate", [False, True])
-@pytest.mark.parametrize("num_src, num_dst, self_loops, edge_dim", [
-    (6, 4, True, None), (6, 4, True, EDGE_DIM), (3, 6, True, None), (5, 5, False, None), (5, 5, False, EDGE_DIM),
-])  # (3, 6, True, EDGE_DIM) is left out: mean-filled loop features index past the loops, in PyG as here
+@pytest.mark.parametrize(
+    "num_src, num_dst, self_loops, edge_dim",
+    [
+        (6, 4, True, None),
+        (6, 4, True, EDGE_DIM),
+        (3, 6, True, None),
+        (5, 5, False, None),
+        (5, 5, False, EDGE_DIM),
+    ],
+)  # (3, 6, True, EDGE_DIM) is left out: mean-filled loop features index past the loops, in PyG as here
 def test_gat_bipartite(separate, num_src, num_dst, self_loops, edge_dim):
     in_dst = C_IN + 1 if separate else C_IN
-    conv = GATConv((C_IN, in_dst) if separate else C_IN, C_OUT, heads=2, add_self_loops=self_loops,
-                   edge_dim=edge_dim, residual=True)
+    conv = GATConv(
+        (C_IN, in_dst) if separate else C_IN,
+        C_OUT,
+        heads=2,
+        add_self_loops=self_loops,
+        edge_dim=edge_dim,
+        residual=True,
+    )
     conv = randomise(conv).eval()
     m = from_pyg(conv)
     assert (m.q_proj is not None) == separate
@@ -488,17 +553,22 @@ def test_gat_bipartite(separate, num_src, num_dst, self_loops, edge_dim):
     x_src, x_dst = torch.randn(num_src, C_IN), torch.randn(num_dst, in_dst)
     with_e = edge_dim is not None
     inputs = [x_src, x_dst] + ([torch.randn(edge_index.size(1), EDGE_DIM)] if with_e else []) + [edge_index]
-    assert_equivalent(pair_call(conv_call(conv, edge_attr=with_e), edge_attr=with_e),
-                      pair_call(gf_call(m, edge_attr=with_e), edge_attr=with_e), inputs, gat_pairs(conv, m),
-                      module=m)
+    assert_equivalent(
+        pair_call(conv_call(conv, edge_attr=with_e), edge_attr=with_e),
+        pair_call(gf_call(m, edge_attr=with_e), edge_attr=with_e),
+        inputs,
+        gat_pairs(conv, m),
+        module=m,
+    )
 
 
 def test_gat_separate_projections_on_one_node_set(graph):
     x, edge_index = graph
     conv = randomise(GATConv((C_IN, C_IN), C_OUT, heads=2)).eval()
     m = from_pyg(conv)
-    assert_equivalent(conv_call(conv, edge_attr=False), gf_call(m, edge_attr=False), [x, edge_index],
-                      gat_pairs(conv, m), module=m)
+    assert_equivalent(
+        conv_call(conv, edge_attr=False), gf_call(m, edge_attr=False), [x, edge_index], gat_pairs(conv, m), module=m
+    )
 
 
 def test_gat_fill_value_without_edge_features_converts(graph):
@@ -518,8 +588,9 @@ def test_gat_attention_weights_match(graph):
     ref = {tuple(e): a for e, a in zip(ei_ref.t().tolist(), alpha_ref)}
     got = {tuple(e): a for e, a in zip(att.edge_index.t().tolist(), att.weights)}
     assert ref.keys() == got.keys()
-    torch.testing.assert_close(torch.stack([got[k] for k in ref]), torch.stack(list(ref.values())),
-                               atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        torch.stack([got[k] for k in ref]), torch.stack(list(ref.values())), atol=ATOL, rtol=RTOL
+    )
 
 
 # ---------------------------------------------------------------- GATv2Conv
@@ -538,19 +609,31 @@ def gatv2_pairs(conv, m):
 @pytest.mark.parametrize("heads, concat", [(1, True), (3, True), (3, False)])
 @pytest.mark.parametrize("share_weights", [False, True])
 @pytest.mark.parametrize("edge_dim", [None, EDGE_DIM])
-@pytest.mark.parametrize("residual, bias, add_self_loops", [(False, True, True), (True, False, True),
-                                                             (True, True, False)])
+@pytest.mark.parametrize(
+    "residual, bias, add_self_loops", [(False, True, True), (True, False, True), (True, True, False)]
+)
 def test_gatv2(graph, heads, concat, share_weights, edge_dim, residual, bias, add_self_loops):
     x, edge_index = graph
-    conv = GATv2Conv(C_IN, C_OUT, heads=heads, concat=concat, share_weights=share_weights, edge_dim=edge_dim,
-                     residual=residual, bias=bias, add_self_loops=add_self_loops, negative_slope=0.3)
+    conv = GATv2Conv(
+        C_IN,
+        C_OUT,
+        heads=heads,
+        concat=concat,
+        share_weights=share_weights,
+        edge_dim=edge_dim,
+        residual=residual,
+        bias=bias,
+        add_self_loops=add_self_loops,
+        negative_slope=0.3,
+    )
     conv = randomise(conv).eval()
     m = from_pyg(conv)
     assert (m.q_proj is m.v_proj) == share_weights
     with_e = edge_dim is not None
     inputs = [x, torch.randn(edge_index.size(1), EDGE_DIM), edge_index] if with_e else [x, edge_index]
-    assert_equivalent(conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs,
-                      gatv2_pairs(conv, m), module=m)
+    assert_equivalent(
+        conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs, gatv2_pairs(conv, m), module=m
+    )
 
 
 @pytest.mark.parametrize("in_channels", [C_IN, (C_IN, C_IN + 2)])
@@ -560,15 +643,22 @@ def test_gatv2_bipartite(in_channels):
     num_src, num_dst = 6, 4
     in_dst = in_channels if isinstance(in_channels, int) else in_channels[1]
     inputs = [torch.randn(num_src, C_IN), torch.randn(num_dst, in_dst), bipartite_graph(num_src, num_dst)]
-    assert_equivalent(pair_call(conv_call(conv, edge_attr=False), edge_attr=False),
-                      pair_call(gf_call(m, edge_attr=False), edge_attr=False), inputs, gatv2_pairs(conv, m),
-                      module=m)
+    assert_equivalent(
+        pair_call(conv_call(conv, edge_attr=False), edge_attr=False),
+        pair_call(gf_call(m, edge_attr=False), edge_attr=False),
+        inputs,
+        gatv2_pairs(conv, m),
+        module=m,
+    )
 
 
 # ---------------------------------------------------------- TransformerConv
 def transformer_conv_pairs(conv, m):
-    pairs = (linear_pairs(conv.lin_query, m.q_proj) + linear_pairs(conv.lin_key, m.k_proj)
-             + linear_pairs(conv.lin_value, m.v_proj))
+    pairs = (
+        linear_pairs(conv.lin_query, m.q_proj)
+        + linear_pairs(conv.lin_key, m.k_proj)
+        + linear_pairs(conv.lin_value, m.v_proj)
+    )
     if conv.lin_edge is not None:
         pairs += linear_pairs(conv.lin_edge, m.edge_proj)
     if conv.root_weight:
@@ -582,15 +672,29 @@ def transformer_conv_pairs(conv, m):
 @pytest.mark.parametrize("bias", [True, False])
 def test_transformer_conv(graph, heads, concat, root_weight, edge_dim, bias):
     x, edge_index = graph
-    conv = TransformerConv(C_IN, C_OUT, heads=heads, concat=concat, root_weight=root_weight, edge_dim=edge_dim,
-                           bias=bias, beta=False, dropout=0.2)
+    conv = TransformerConv(
+        C_IN,
+        C_OUT,
+        heads=heads,
+        concat=concat,
+        root_weight=root_weight,
+        edge_dim=edge_dim,
+        bias=bias,
+        beta=False,
+        dropout=0.2,
+    )
     conv = randomise(conv).eval()
     m = from_pyg(conv)
     assert m.bias is None and m.dropout == 0.2
     with_e = edge_dim is not None
     inputs = [x, torch.randn(edge_index.size(1), EDGE_DIM), edge_index] if with_e else [x, edge_index]
-    assert_equivalent(conv_call(conv, edge_attr=with_e), gf_call(m, edge_attr=with_e), inputs,
-                      transformer_conv_pairs(conv, m), module=m)
+    assert_equivalent(
+        conv_call(conv, edge_attr=with_e),
+        gf_call(m, edge_attr=with_e),
+        inputs,
+        transformer_conv_pairs(conv, m),
+        module=m,
+    )
 
 
 @pytest.mark.parametrize("in_channels", [C_IN, (C_IN + 1, C_IN)])
@@ -602,11 +706,18 @@ def test_transformer_conv_bipartite(in_channels, edge_dim):
     num_src, num_dst = 6, 4
     edge_index = bipartite_graph(num_src, num_dst)
     with_e = edge_dim is not None
-    inputs = ([torch.randn(num_src, in_src), torch.randn(num_dst, C_IN)]
-              + ([torch.randn(edge_index.size(1), EDGE_DIM)] if with_e else []) + [edge_index])
-    assert_equivalent(pair_call(conv_call(conv, edge_attr=with_e), edge_attr=with_e),
-                      pair_call(gf_call(m, edge_attr=with_e), edge_attr=with_e), inputs,
-                      transformer_conv_pairs(conv, m), module=m)
+    inputs = (
+        [torch.randn(num_src, in_src), torch.randn(num_dst, C_IN)]
+        + ([torch.randn(edge_index.size(1), EDGE_DIM)] if with_e else [])
+        + [edge_index]
+    )
+    assert_equivalent(
+        pair_call(conv_call(conv, edge_attr=with_e), edge_attr=with_e),
+        pair_call(gf_call(m, edge_attr=with_e), edge_attr=with_e),
+        inputs,
+        transformer_conv_pairs(conv, m),
+        module=m,
+    )
 
 
 def test_pyg_float64_and_training_mode(graph):
@@ -616,17 +727,27 @@ def test_pyg_float64_and_training_mode(graph):
     assert m.training and all(p.dtype == torch.float64 for p in m.parameters())
     conv.eval()
     m.eval()
-    assert_equivalent(conv_call(conv, edge_attr=False), gf_call(m, edge_attr=False), [x.double(), edge_index],
-                      transformer_conv_pairs(conv, m), module=m, atol=1e-12, rtol=1e-12)
+    assert_equivalent(
+        conv_call(conv, edge_attr=False),
+        gf_call(m, edge_attr=False),
+        [x.double(), edge_index],
+        transformer_conv_pairs(conv, m),
+        module=m,
+        atol=1e-12,
+        rtol=1e-12,
+    )
 
 
 # -------------------------------------------------------------- PyG errors
-@pytest.mark.parametrize("make, exc, match", [
-    (lambda: GCNConv(C_IN, C_OUT, aggr="mean"), ValueError, "aggr"),
-    (lambda: GCNConv(C_IN, C_OUT, flow="target_to_source"), ValueError, "flow"),
-    (lambda: GCNConv(-1, C_OUT), ValueError, "lazily"),
-    (lambda: nn.Linear(C_IN, C_OUT), TypeError, "GCNConv"),
-])
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: GCNConv(C_IN, C_OUT, aggr="mean"), ValueError, "aggr"),
+        (lambda: GCNConv(C_IN, C_OUT, flow="target_to_source"), ValueError, "flow"),
+        (lambda: GCNConv(-1, C_OUT), ValueError, "lazily"),
+        (lambda: nn.Linear(C_IN, C_OUT), TypeError, "GCNConv"),
+    ],
+)
 def test_from_pyg_errors(make, exc, match):
     with pytest.raises(exc, match=match):
         from_pyg(make())
@@ -731,9 +852,10 @@ def test_to_scipy_sums_parallel_edges_and_is_source_by_row(graph):
     dense = torch.zeros(NUM_NODES, NUM_NODES, dtype=torch.float64)
     dense.index_put_((edge_index[0], edge_index[1]), w, accumulate=True)
     np.testing.assert_allclose(to_scipy(edge_index, NUM_NODES, w).toarray(), dense.numpy())
-    counts = torch.bincount(edge_index[0] * NUM_NODES + edge_index[1], minlength=NUM_NODES ** 2)
-    np.testing.assert_array_equal(to_scipy(edge_index, NUM_NODES).toarray(),
-                                  counts.view(NUM_NODES, NUM_NODES).numpy().astype(np.float32))
+    counts = torch.bincount(edge_index[0] * NUM_NODES + edge_index[1], minlength=NUM_NODES**2)
+    np.testing.assert_array_equal(
+        to_scipy(edge_index, NUM_NODES).toarray(), counts.view(NUM_NODES, NUM_NODES).numpy().astype(np.float32)
+    )
 
 
 def test_from_scipy_matches_pyg_and_accepts_dense():
@@ -768,23 +890,27 @@ def test_scipy_gcn_weights_drive_the_converted_layer(graph):
     adj = sp.random(NUM_NODES, NUM_NODES, density=0.3, random_state=rng, format="csr")
     edge_index, w = from_scipy(adj)
     conv = randomise(GCNConv(C_IN, C_OUT)).eval()
-    torch.testing.assert_close(from_pyg(conv)(x, edge_index, edge_attr=w), conv(x, edge_index, w),
-                               atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(from_pyg(conv)(x, edge_index, edge_attr=w), conv(x, edge_index, w), atol=ATOL, rtol=RTOL)
 
 
 # --------------------------------------------------------------- PyG Data
 def test_from_data_single_and_batch():
     d1 = Data(x=torch.randn(3, C_IN), edge_index=torch.tensor([[0, 1], [1, 2]]), edge_attr=torch.randn(2, EDGE_DIM))
-    d2 = Data(x=torch.randn(4, C_IN), edge_index=torch.tensor([[0, 3, 2], [1, 1, 0]]),
-              edge_attr=torch.randn(3, EDGE_DIM))
+    d2 = Data(
+        x=torch.randn(4, C_IN), edge_index=torch.tensor([[0, 3, 2], [1, 1, 0]]), edge_attr=torch.randn(3, EDGE_DIM)
+    )
     x, edge_index, edge_attr, batch = from_data(d1)
     assert x is d1.x and edge_index is d1.edge_index and edge_attr is d1.edge_attr and batch is None
     data = Batch.from_data_list([d1, d2])
     x, edge_index, edge_attr, batch = from_data(data)
     assert torch.equal(batch, torch.tensor([0, 0, 0, 1, 1, 1, 1]))
     conv = randomise(GATConv(C_IN, C_OUT, heads=2, edge_dim=EDGE_DIM)).eval()
-    torch.testing.assert_close(from_pyg(conv)(x, edge_index, edge_attr=edge_attr, batch=batch),
-                               conv(x, edge_index, edge_attr), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        from_pyg(conv)(x, edge_index, edge_attr=edge_attr, batch=batch),
+        conv(x, edge_index, edge_attr),
+        atol=ATOL,
+        rtol=RTOL,
+    )
 
 
 def test_from_data_edge_weight_and_errors():
@@ -806,9 +932,14 @@ def assert_same_call(ref_fn, gf_fn, inputs, atol=ATOL, rtol=RTOL):
     that are None must be None in both. The gradient is that of a fixed
     random projection of the first output.
     """
+
     def run(fn):
-        xs = [t.detach().clone().requires_grad_(t.is_floating_point()) if isinstance(t, torch.Tensor)
-              and t.layout == torch.strided else t for t in inputs]
+        xs = [
+            t.detach().clone().requires_grad_(t.is_floating_point())
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided
+            else t
+            for t in inputs
+        ]
         out = fn(*xs)
         outs = list(out) if isinstance(out, tuple) else [out]
         leaves = [x for x in xs if isinstance(x, torch.Tensor) and x.requires_grad]
@@ -851,15 +982,17 @@ def test_mha_module_samples(bias, batch_first, padded, masked):
     pad = TRAILING if padded else None
     mask = TRAILING.expand(3, 3, 3) if masked else None
     q, k, v = torch.randn(3, 3), torch.randn(3, 3), torch.randn(3, 3)
-    assert_same_call(lambda q, k, v: mha(q, k, v, key_padding_mask=pad, attn_mask=mask),
-                     lambda q, k, v: m(q, k, v, key_padding_mask=pad, attn_mask=mask), [q, k, v])
+    assert_same_call(
+        lambda q, k, v: mha(q, k, v, key_padding_mask=pad, attn_mask=mask),
+        lambda q, k, v: m(q, k, v, key_padding_mask=pad, attn_mask=mask),
+        [q, k, v],
+    )
     adjacency = None if mask is None else ~mask
 
     def graphformer_form(q, k, v):
         return m((k, q), value=v, key_padding_mask=pad, adjacency=adjacency)
 
-    assert_same_call(lambda q, k, v: mha(q, k, v, key_padding_mask=pad, attn_mask=mask)[0], graphformer_form,
-                     [q, k, v])
+    assert_same_call(lambda q, k, v: mha(q, k, v, key_padding_mask=pad, attn_mask=mask)[0], graphformer_form, [q, k, v])
 
 
 @pytest.mark.parametrize("option", ["add_bias_kv", "add_zero_attn"])
@@ -883,7 +1016,7 @@ def _torch_masks(kind: str, batch: int, heads: int, m: int, n: int):
     keep[..., 0] = True  # every target keeps one source (torch gives NaN for a row without any)
     float_mask = torch.randn(batch * heads, m, n, generator=gen).masked_fill(~keep, float("-inf"))
     pad = torch.zeros(batch, n, dtype=torch.bool)
-    pad[0, n - 2:] = True
+    pad[0, n - 2 :] = True
     float_pad = torch.randn(batch, n, generator=gen).masked_fill(pad, float("-inf"))
     if kind == "bool":
         return ~keep[0], None, False
@@ -984,8 +1117,14 @@ def test_seq_first_module_keeps_its_layout_when_length_equals_batch():
 
 
 # ------------------------------------------------- encoder layer / encoder
-ENCODER_SAMPLES = [(mask, pad, norm_first, batch_first, bias) for mask in (False, True) for pad in (False, True)
-                   for norm_first in (True, False) for batch_first in (True, False) for bias in (True, False)]
+ENCODER_SAMPLES = [
+    (mask, pad, norm_first, batch_first, bias)
+    for mask in (False, True)
+    for pad in (False, True)
+    for norm_first in (True, False)
+    for batch_first in (True, False)
+    for bias in (True, False)
+]
 
 
 @pytest.mark.parametrize("masked, padded, norm_first, batch_first, bias", ENCODER_SAMPLES)
@@ -993,15 +1132,19 @@ def test_encoder_layer_module_samples(masked, padded, norm_first, batch_first, b
     """Port of common_modules.py: module_inputs_torch_nn_TransformerEncoderLayer (no_batch_dim samples):
     unbatched [3, 4] source, src_mask [F, F, T].expand(3, 3), src_key_padding_mask [F, F, T]; torch's
     call form, keyword and positional mask."""
-    layer = nn.TransformerEncoderLayer(d_model=4, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=batch_first,
-                                       norm_first=norm_first, bias=bias)
+    layer = nn.TransformerEncoderLayer(
+        d_model=4, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=batch_first, norm_first=norm_first, bias=bias
+    )
     layer = randomise(layer).eval()
     m = from_torch(layer)
     mask = TRAILING.expand(3, 3) if masked else None
     pad = TRAILING if padded else None
     x = torch.randn(3, 4)
-    assert_same_call(lambda x: layer(x, src_mask=mask, src_key_padding_mask=pad),
-                     lambda x: m(x, src_mask=mask, src_key_padding_mask=pad), [x])
+    assert_same_call(
+        lambda x: layer(x, src_mask=mask, src_key_padding_mask=pad),
+        lambda x: m(x, src_mask=mask, src_key_padding_mask=pad),
+        [x],
+    )
     assert_same_call(lambda x: layer(x, mask, pad), lambda x: m(x, mask, pad), [x])
 
 
@@ -1026,8 +1169,9 @@ def test_encoder_layer_any_src_mask(kind):
     assert_same_call(lambda x: layer(x, **kw), lambda x: m(x, **kw), [x])
 
 
-@pytest.mark.parametrize("masked, padded, batch_first", [(m_, p, b) for m_ in (False, True) for p in (False, True)
-                                                          for b in (True, False)])
+@pytest.mark.parametrize(
+    "masked, padded, batch_first", [(m_, p, b) for m_ in (False, True) for p in (False, True) for b in (True, False)]
+)
 def test_encoder_module_samples(masked, padded, batch_first):
     """Port of common_modules.py: module_inputs_torch_nn_TransformerEncoder (two layers, mask= instead of
     src_mask=), unbatched samples."""
@@ -1037,14 +1181,23 @@ def test_encoder_module_samples(masked, padded, batch_first):
     assert isinstance(m, gf.GraphformerEncoder)
     mask = TRAILING.expand(3, 3) if masked else None
     pad = TRAILING if padded else None
-    assert_same_call(lambda x: encoder(x, mask=mask, src_key_padding_mask=pad),
-                     lambda x: m(x, mask=mask, src_key_padding_mask=pad), [torch.randn(3, 4)])
+    assert_same_call(
+        lambda x: encoder(x, mask=mask, src_key_padding_mask=pad),
+        lambda x: m(x, mask=mask, src_key_padding_mask=pad),
+        [torch.randn(3, 4)],
+    )
     assert_same_call(lambda x: encoder(x, mask, pad), lambda x: m(x, mask, pad), [torch.randn(3, 4)])
 
 
 # ------------------------------------------------- decoder layer / decoder / Transformer
-DECODER_SAMPLES = [(mask, pad, norm_first, bias, batch_first) for mask in (False, True) for pad in (False, True)
-                   for norm_first in (True, False) for bias in (True, False) for batch_first in (True, False)]
+DECODER_SAMPLES = [
+    (mask, pad, norm_first, bias, batch_first)
+    for mask in (False, True)
+    for pad in (False, True)
+    for norm_first in (True, False)
+    for bias in (True, False)
+    for batch_first in (True, False)
+]
 
 
 @pytest.mark.parametrize("masked, padded, norm_first, bias, batch_first", DECODER_SAMPLES)
@@ -1052,8 +1205,9 @@ def test_decoder_layer_module_samples(masked, padded, norm_first, bias, batch_fi
     """Port of common_modules.py: module_inputs_torch_nn_TransformerDecoderLayer: unbatched and batched
     (seq-first when batch_first=False) target and memory, the same [F, F, T] mask as tgt_mask and
     memory_mask and as both key padding masks."""
-    layer = nn.TransformerDecoderLayer(d_model=4, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=batch_first,
-                                       norm_first=norm_first, bias=bias)
+    layer = nn.TransformerDecoderLayer(
+        d_model=4, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=batch_first, norm_first=norm_first, bias=bias
+    )
     layer = randomise(layer).eval()
     m = from_torch(layer)
     mask = TRAILING.expand(3, 3) if masked else None
@@ -1063,8 +1217,9 @@ def test_decoder_layer_module_samples(masked, padded, norm_first, bias, batch_fi
     if padded:
         kw.update(tgt_key_padding_mask=pad.expand(2, 3), memory_key_padding_mask=pad.expand(2, 3))
     shape = (2, 3, 4) if batch_first else (3, 2, 4)
-    assert_same_call(lambda t, s: layer(t, s, **kw), lambda t, s: m(t, s, **kw),
-                     [torch.randn(*shape), torch.randn(*shape)])
+    assert_same_call(
+        lambda t, s: layer(t, s, **kw), lambda t, s: m(t, s, **kw), [torch.randn(*shape), torch.randn(*shape)]
+    )
 
 
 @pytest.mark.parametrize("kind", MASKS)
@@ -1075,10 +1230,16 @@ def test_decoder_layer_any_tgt_and_memory_mask(kind):
     m = from_torch(layer)
     tgt_mask, tgt_pad, tgt_causal = _torch_masks(kind, B, HEADS, N, N)
     memory_mask, memory_pad, _ = _torch_masks(kind if kind != "causal" else "bool", B, HEADS, N, M + 2)
-    kw = dict(tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_pad,
-              memory_key_padding_mask=memory_pad, tgt_is_causal=tgt_causal)
-    assert_same_call(lambda t, s: layer(t, s, **kw), lambda t, s: m(t, s, **kw),
-                     [torch.randn(B, N, D), torch.randn(B, M + 2, D)])
+    kw = dict(
+        tgt_mask=tgt_mask,
+        memory_mask=memory_mask,
+        tgt_key_padding_mask=tgt_pad,
+        memory_key_padding_mask=memory_pad,
+        tgt_is_causal=tgt_causal,
+    )
+    assert_same_call(
+        lambda t, s: layer(t, s, **kw), lambda t, s: m(t, s, **kw), [torch.randn(B, N, D), torch.randn(B, M + 2, D)]
+    )
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -1095,21 +1256,37 @@ def test_decoder_stack(batch_first, norm):
     inputs = [torch.randn(*shape, D), torch.randn(*mem_shape, D)]
     kw = dict(tgt_mask=causal_mask(N), tgt_is_causal=True, memory_key_padding_mask=mem_pad)
     assert_same_call(lambda t, s: decoder(t, s, **kw), lambda t, s: m(t, s, **kw), inputs)
-    assert_same_call(lambda t, s: decoder(t, s, **kw),
-                     lambda t, s: m(t, s, causal=True, memory_key_padding_mask=mem_pad), inputs)
+    assert_same_call(
+        lambda t, s: decoder(t, s, **kw), lambda t, s: m(t, s, causal=True, memory_key_padding_mask=mem_pad), inputs
+    )
     assert_same_call(decoder, m, inputs)  # no mask, as torch's default
 
 
-TRANSFORMER_SAMPLES = [(mask, pad, norm_first, bias, batch_first) for mask in (False, True) for pad in (False, True)
-                       for norm_first in (True, False) for bias in (True, False) for batch_first in (True, False)]
+TRANSFORMER_SAMPLES = [
+    (mask, pad, norm_first, bias, batch_first)
+    for mask in (False, True)
+    for pad in (False, True)
+    for norm_first in (True, False)
+    for bias in (True, False)
+    for batch_first in (True, False)
+]
 
 
 @pytest.mark.parametrize("masked, padded, norm_first, bias, batch_first", TRANSFORMER_SAMPLES)
 def test_transformer_module_samples(masked, padded, norm_first, bias, batch_first):
     """Port of common_modules.py: module_inputs_torch_nn_Transformer: one encoder and one decoder layer,
     unbatched and batched, the same [F, F, T] mask as src_mask and tgt_mask and as both key padding masks."""
-    model = nn.Transformer(d_model=4, nhead=2, dim_feedforward=8, num_encoder_layers=1, num_decoder_layers=1,
-                           dropout=0.0, batch_first=batch_first, norm_first=norm_first, bias=bias)
+    model = nn.Transformer(
+        d_model=4,
+        nhead=2,
+        dim_feedforward=8,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        dropout=0.0,
+        batch_first=batch_first,
+        norm_first=norm_first,
+        bias=bias,
+    )
     model = randomise(model).eval()
     m = from_torch(model)
     assert isinstance(m, gf.interop.TorchTransformer)
@@ -1120,8 +1297,9 @@ def test_transformer_module_samples(masked, padded, norm_first, bias, batch_firs
     if padded:
         kw.update(tgt_key_padding_mask=pad.expand(2, 3), src_key_padding_mask=pad.expand(2, 3))
     shape = (2, 3, 4) if batch_first else (3, 2, 4)
-    assert_same_call(lambda s, t: model(s, t, **kw), lambda s, t: m(s, t, **kw),
-                     [torch.randn(*shape), torch.randn(*shape)])
+    assert_same_call(
+        lambda s, t: model(s, t, **kw), lambda s, t: m(s, t, **kw), [torch.randn(*shape), torch.randn(*shape)]
+    )
 
 
 def test_transformer_generate_square_subsequent_mask_and_memory_mask():
@@ -1136,8 +1314,11 @@ def test_transformer_generate_square_subsequent_mask_and_memory_mask():
     inputs = [torch.randn(B, M + 2, D), torch.randn(B, N, D)]
     assert_same_call(lambda s, t: model(s, t, **kw), lambda s, t: m(s, t, **kw), inputs)
     no_memory_mask = dict(kw, memory_mask=None)
-    assert_same_call(lambda s, t: model(s, t, **no_memory_mask),
-                     lambda s, t: m(s, t, causal=True, memory_key_padding_mask=mem_pad), inputs)
+    assert_same_call(
+        lambda s, t: model(s, t, **no_memory_mask),
+        lambda s, t: m(s, t, causal=True, memory_key_padding_mask=mem_pad),
+        inputs,
+    )
 
 
 # ------------------------------------------------- PyG: sparse adjacency, beta, fill values, loops, cache
@@ -1161,10 +1342,12 @@ def adjacency_forms(edge_index, value=None, size=(4, 4)):
     PyG itself refuses some of these for some convs (CSC in gcn_norm and GATv2, an uncoalesced COO in
     TransformerConv); ``PYG_TAKES`` lists the forms every PyG conv takes.
     """
-    forms = {"csc_t": to_torch_csc_tensor(edge_index, value, size=size).t(),
-             "coo_t": to_torch_coo_tensor(edge_index, value, size=size).t(),
-             "csr_t": to_torch_csr_tensor(edge_index, value, size=size).t(),
-             "edge_index": EdgeIndex(edge_index, sparse_size=size)}
+    forms = {
+        "csc_t": to_torch_csc_tensor(edge_index, value, size=size).t(),
+        "coo_t": to_torch_coo_tensor(edge_index, value, size=size).t(),
+        "csr_t": to_torch_csr_tensor(edge_index, value, size=size).t(),
+        "edge_index": EdgeIndex(edge_index, sparse_size=size),
+    }
     try:
         from torch_sparse import SparseTensor
     except ImportError:
@@ -1180,10 +1363,10 @@ def test_from_sparse_adjacency_matches_pyg_to_edge_index():
     for name, adj_t in adjacency_forms(PYG_GCN_EDGES, value).items():
         edge_index, weight = from_sparse_adjacency(adj_t)
         assert type(edge_index) is torch.Tensor and edge_index.dtype == torch.long, name
-        got = sorted(zip(map(tuple, edge_index.t().tolist()), [None] * edge_index.size(1) if weight is None
-                         else weight.tolist()))
-        expected = sorted(zip(map(tuple, PYG_GCN_EDGES.t().tolist()), [None] * 6 if weight is None
-                              else value.tolist()))
+        got = sorted(
+            zip(map(tuple, edge_index.t().tolist()), [None] * edge_index.size(1) if weight is None else weight.tolist())
+        )
+        expected = sorted(zip(map(tuple, PYG_GCN_EDGES.t().tolist()), [None] * 6 if weight is None else value.tolist()))
         assert got == expected, name
         if isinstance(adj_t, torch.Tensor) and adj_t.layout in (torch.sparse_coo, torch.sparse_csr):
             ref, _ = pyg_to_edge_index(adj_t)
@@ -1209,8 +1392,9 @@ def test_gcn_conv_sparse_adjacency(form, weighted):
     ref = conv(x, PYG_GCN_EDGES, value if weighted else None)
     torch.testing.assert_close(m(x, adj_t, *weights), ref, atol=1e-6, rtol=1e-5)
     if weighted:
-        assert_same_call(lambda x, w: conv(x, PYG_GCN_EDGES, w), lambda x, w: m(x, PYG_GCN_EDGES, edge_weight=w),
-                         [x, value])
+        assert_same_call(
+            lambda x, w: conv(x, PYG_GCN_EDGES, w), lambda x, w: m(x, PYG_GCN_EDGES, edge_weight=w), [x, value]
+        )
 
 
 def test_gcn_conv_cached_port():
@@ -1264,8 +1448,9 @@ def test_gcn_several_self_loops_on_one_node():
     x = torch.randn(5, C_IN)
     conv = randomise(GCNConv(C_IN, C_OUT)).eval()
     m = from_pyg(conv)
-    assert_equivalent(lambda x, ei: conv(x, ei, weight), lambda x, ei: m(x, ei, weight), [x, edge_index],
-                      gcn_pairs(conv, m), module=m)
+    assert_equivalent(
+        lambda x, ei: conv(x, ei, weight), lambda x, ei: m(x, ei, weight), [x, edge_index], gcn_pairs(conv, m), module=m
+    )
     # the weights of the loops dropped (2 -> 2 at positions 1 and 3) do not enter the output: zero gradient
     # here; PyG's index_put backward hands them the kept loop's gradient, an autograd artefact
     w = weight.clone().requires_grad_()
@@ -1278,8 +1463,9 @@ def test_gcn_several_self_loops_on_one_node():
     assert_equivalent(lambda x, ei: conv(x, ei), lambda x, ei: m(x, ei), [x, edge_index], gcn_pairs(conv, m))
     ref_index, ref_weight = pyg_add_remaining_self_loops(edge_index, weight, 1.0, 5)
     ours_index, ours_weight = gf.structure.add_self_loops(edge_index, 5, weight, mode="remaining")
-    assert sorted(zip(map(tuple, ours_index.t().tolist()), ours_weight.tolist())) == \
-        sorted(zip(map(tuple, ref_index.t().tolist()), ref_weight.tolist()))
+    assert sorted(zip(map(tuple, ours_index.t().tolist()), ours_weight.tolist())) == sorted(
+        zip(map(tuple, ref_index.t().tolist()), ref_weight.tolist())
+    )
 
 
 @pytest.mark.parametrize("form", ["edge_index", "csc_t", "coo_t"])
@@ -1305,8 +1491,9 @@ def test_gcn_improved(graph, weighted):
     m = from_pyg(conv)
     assert m.fill_value == 2.0
     inputs = [x, torch.rand(edge_index.size(1)) + 0.5, edge_index] if weighted else [x, edge_index]
-    assert_equivalent(conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs,
-                      gcn_pairs(conv, m), module=m)
+    assert_equivalent(
+        conv_call(conv, edge_attr=weighted), gf_call(m, edge_attr=weighted), inputs, gcn_pairs(conv, m), module=m
+    )
 
 
 @pytest.mark.parametrize("residual", [False, True])
@@ -1318,8 +1505,12 @@ def test_gat_conv_port(residual):
     conv = randomise(GATConv(8, 32, heads=2, residual=residual)).eval()
     m = from_pyg(conv)
     adj1 = to_torch_csc_tensor(PYG_EDGES, size=(4, 4))
-    for call in (lambda x, c: c(x, PYG_EDGES), lambda x, c: c(x, PYG_EDGES, size=(4, 4)),
-                 lambda x, c: c(x, adj1.t()), lambda x, c: c(x, EdgeIndex(PYG_EDGES, sparse_size=(4, 4)))):
+    for call in (
+        lambda x, c: c(x, PYG_EDGES),
+        lambda x, c: c(x, PYG_EDGES, size=(4, 4)),
+        lambda x, c: c(x, adj1.t()),
+        lambda x, c: c(x, EdgeIndex(PYG_EDGES, sparse_size=(4, 4))),
+    ):
         assert_same_call(lambda x: call(x, conv), lambda x: call(x, m), [x1])  # noqa: B023 (called in the loop)
     out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
     _, (ref_index, ref_alpha) = conv(x1, PYG_EDGES, return_attention_weights=True)
@@ -1335,8 +1526,11 @@ def test_gat_conv_port(residual):
     conv = randomise(GATConv((8, 16), 32, heads=2, residual=residual)).eval()
     m = from_pyg(conv)
     adj1 = to_torch_csc_tensor(PYG_EDGES, size=(4, 2))
-    for call in (lambda s, t, c: c((s, t), PYG_EDGES), lambda s, t, c: c((s, t), PYG_EDGES, size=(4, 2)),
-                 lambda s, t, c: c((s, t), adj1.t())):
+    for call in (
+        lambda s, t, c: c((s, t), PYG_EDGES),
+        lambda s, t, c: c((s, t), PYG_EDGES, size=(4, 2)),
+        lambda s, t, c: c((s, t), adj1.t()),
+    ):
         assert_same_call(lambda s, t: call(s, t, conv), lambda s, t: call(s, t, m), [x1, x2])  # noqa: B023
 
 
@@ -1366,16 +1560,15 @@ def test_gat_fill_values_with_edge_features(graph, Conv, fill_value):  # noqa: N
     m = from_pyg(conv)
     e = torch.randn(edge_index.size(1), EDGE_DIM)
     pairs = gat_pairs(conv, m) if Conv is GATConv else gatv2_pairs(conv, m)
-    assert_equivalent(conv_call(conv, edge_attr=True), gf_call(m, edge_attr=True), [x, e, edge_index], pairs,
-                      module=m)
+    assert_equivalent(conv_call(conv, edge_attr=True), gf_call(m, edge_attr=True), [x, e, edge_index], pairs, module=m)
     no_loops = edge_index[0] != edge_index[1]  # GAT removes existing loops first
-    reference, ref_attr = pyg_add_self_loops(edge_index[:, no_loops], e[no_loops], fill_value=fill,
-                                             num_nodes=NUM_NODES)
+    reference, ref_attr = pyg_add_self_loops(edge_index[:, no_loops], e[no_loops], fill_value=fill, num_nodes=NUM_NODES)
     ours, our_attr = gf.structure.add_self_loops(edge_index, NUM_NODES, e, mode="add", fill_value=fill)
     loops = {i: a for (j, i), a in zip(ours.t().tolist(), our_attr) if i == j}
     ref_loops = {i: a for (j, i), a in zip(reference.t().tolist()[-NUM_NODES:], ref_attr[-NUM_NODES:])}
-    torch.testing.assert_close(torch.stack([loops[i] for i in range(NUM_NODES)]),
-                               torch.stack([ref_loops[i] for i in range(NUM_NODES)]))
+    torch.testing.assert_close(
+        torch.stack([loops[i] for i in range(NUM_NODES)]), torch.stack([ref_loops[i] for i in range(NUM_NODES)])
+    )
 
 
 @pytest.mark.parametrize("Conv", [GATConv, GATv2Conv])
@@ -1420,8 +1613,9 @@ def test_transformer_conv_port():
     for name, adj_t in adjacency_forms(PYG_EDGES).items():
         ref = (lambda x: conv(x, adj_t)) if name in PYG_TAKES else (lambda x: conv(x, PYG_EDGES))  # noqa: B023
         assert_same_call(ref, lambda x: m(x, adj_t), [x1])  # noqa: B023 (called in the loop)
-    assert_equivalent(lambda x: conv(x, PYG_EDGES), lambda x: m(x, PYG_EDGES), [x1],
-                      transformer_conv_beta_pairs(conv, m), module=m)
+    assert_equivalent(
+        lambda x: conv(x, PYG_EDGES), lambda x: m(x, PYG_EDGES), [x1], transformer_conv_beta_pairs(conv, m), module=m
+    )
     out, (edge_index, alpha) = m(x1, PYG_EDGES, return_attention_weights=True)
     assert edge_index.size() == (2, 4) and alpha.size() == (4, 2) and 0 <= alpha.min() and alpha.max() <= 1
     _, (_, ref_alpha) = conv(x1, PYG_EDGES, return_attention_weights=True)
@@ -1448,10 +1642,13 @@ def test_transformer_conv_beta(graph, heads, concat, edge_dim):
         inputs = [x, e, edge_index]
     ref = conv_call(conv, edge_attr=edge_dim is not None)
     if edge_dim == 1:  # PyG's TransformerConv wants [E, 1]; the converted layer takes [E] too
+
         def ref(x, e, ei):
             return conv(x, ei, e.unsqueeze(-1))
-    assert_equivalent(ref, gf_call(m, edge_attr=edge_dim is not None), inputs,
-                      transformer_conv_beta_pairs(conv, m), module=m)
+
+    assert_equivalent(
+        ref, gf_call(m, edge_attr=edge_dim is not None), inputs, transformer_conv_beta_pairs(conv, m), module=m
+    )
     if edge_dim is not None:
         with pytest.raises(ValueError, match="edge_attr"):
             m(x, to_torch_csc_tensor(edge_index, size=(NUM_NODES, NUM_NODES)).t())
@@ -1493,8 +1690,11 @@ def test_torch_mask_and_edge_index_are_one_graph(module):
     """A dense torch mask is a graph given by its adjacency matrix: the converted module called on the
     mask's edges (sparse path, graphformer's form) equals the torch module called with the mask."""
     layer = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True)
-    ref = {"mha": nn.MultiheadAttention(D, HEADS, batch_first=True), "encoder_layer": layer,
-           "encoder": nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)}[module]
+    ref = {
+        "mha": nn.MultiheadAttention(D, HEADS, batch_first=True),
+        "encoder_layer": layer,
+        "encoder": nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
+    }[module]
     ref = randomise(ref).eval()
     m = from_torch(ref)
     blocked = torch.rand(N, N) > 0.5

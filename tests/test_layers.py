@@ -136,8 +136,9 @@ def test_dropout_changes_the_layer_in_train_mode_only():
 # ------------------------------------------------------------ torch.nn twins
 def copy_attention(dst: gf.GraphAttention, src: nn.MultiheadAttention) -> None:
     with torch.no_grad():
-        for lin, w, b in zip((dst.q_proj, dst.k_proj, dst.v_proj), src.in_proj_weight.chunk(3),
-                             src.in_proj_bias.chunk(3)):
+        for lin, w, b in zip(
+            (dst.q_proj, dst.k_proj, dst.v_proj), src.in_proj_weight.chunk(3), src.in_proj_bias.chunk(3)
+        ):
             lin.weight.copy_(w)
             lin.bias.copy_(b)
         dst.out_proj.weight.copy_(src.out_proj.weight)
@@ -152,8 +153,9 @@ def copy_module(dst: nn.Module, src: nn.Module) -> None:
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_layer_equals_torch_transformer_encoder_layer(norm_first, activation):
     torch.manual_seed(14)
-    ref = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.1, activation=activation, batch_first=True,
-                                     norm_first=norm_first)
+    ref = nn.TransformerEncoderLayer(
+        D, HEADS, FF, dropout=0.1, activation=activation, batch_first=True, norm_first=norm_first
+    )
     randomise(ref, 15).eval()
     layer = gf.GraphformerLayer(D, HEADS, FF, dropout=0.1, activation=activation, norm_first=norm_first).eval()
     copy_attention(layer.self_attn, ref.self_attn)
@@ -192,8 +194,9 @@ def test_decoder_layer_equals_torch_transformer_decoder_layer(norm_first):
     close(layer(x, memory, causal=False), ref(x, memory), torch.float32)
     memory_pad = torch.tensor([[False] * 4 + [True] * 2, [False] * 6])
     tgt_pad = torch.tensor([[False, False, False, True], [False] * 4])
-    expected = ref(x, memory, tgt_mask=mask, tgt_is_causal=True, tgt_key_padding_mask=tgt_pad,
-                   memory_key_padding_mask=memory_pad)
+    expected = ref(
+        x, memory, tgt_mask=mask, tgt_is_causal=True, tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=memory_pad
+    )
     close(layer(x, memory, key_padding_mask=tgt_pad, memory_key_padding_mask=memory_pad), expected, torch.float32)
 
 
@@ -381,8 +384,12 @@ def test_local_global_sum_norm_is_the_old_forecaster_layer(train):
     old = _perturbed(_OldSparsePlusCompleteLayer(8, 2, 12, 0.2, "gelu", "gcn"))
     new = LocalGlobalLayer(8, 2, 12, 0.2, "gcn", "gelu", norm="sum")
     names = {"graph_attn": "local_attn", "complete_attn": "global_attn", "norm1": "norm_attn", "norm2": "norm_ff"}
-    new.load_state_dict({names.get(k.split(".")[0], k.split(".")[0]) + k[len(k.split(".")[0]):]: v
-                         for k, v in old.state_dict().items()})
+    new.load_state_dict(
+        {
+            names.get(k.split(".")[0], k.split(".")[0]) + k[len(k.split(".")[0]) :]: v
+            for k, v in old.state_dict().items()
+        }
+    )
     B, V = 3, 5  # noqa: N806
     path = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3, 4], [1, 2, 3, 4, 0, 1, 2, 3, 4]])
     graph = SparseGraph.from_edge_index(torch.cat([path + b * V for b in range(B)], 1), B * V)

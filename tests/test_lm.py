@@ -13,8 +13,9 @@ from graphformer import cli
 from graphformer.lm import CharData, LMConfig, estimate_loss, load_checkpoint, lr_at, split_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
-SHAKESPEARE = Path(os.environ.get("GRAPHFORMER_DATA", REPO.parent / "shared" / "data")) / "text" / \
-    "tinyshakespeare" / "input.txt"
+SHAKESPEARE = (
+    Path(os.environ.get("GRAPHFORMER_DATA", REPO.parent / "shared" / "data")) / "text" / "tinyshakespeare" / "input.txt"
+)
 
 
 def _shakespeare() -> Path:
@@ -24,8 +25,6 @@ def _shakespeare() -> Path:
             pytest.fail(f"{SHAKESPEARE} is missing (CI must have ../shared/data)")
         pytest.skip(f"{SHAKESPEARE} is missing (set GRAPHFORMER_DATA)")
     return SHAKESPEARE
-
-
 
 
 @pytest.fixture
@@ -39,15 +38,57 @@ def text_file(tmp_path):
 
 
 def _tiny(data, out, *extra):
-    return ["lm", "--data", str(data), "--out", str(out), "--block-size", "16", "--batch-size", "4",
-            "--layers", "1", "--heads", "2", "--d-model", "16", "--max-iters", "20", "--warmup-iters", "5",
-            "--eval-interval", "10", "--eval-iters", "2", "--lr", "0.01", "--min-lr", "0.001", "--threads", "1",
-            "--quiet", *extra]
+    return [
+        "lm",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--block-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--d-model",
+        "16",
+        "--max-iters",
+        "20",
+        "--warmup-iters",
+        "5",
+        "--eval-interval",
+        "10",
+        "--eval-iters",
+        "2",
+        "--lr",
+        "0.01",
+        "--min-lr",
+        "0.001",
+        "--threads",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _cfg(data, **kw):
-    base = dict(data=str(data), block_size=16, batch_size=4, layers=1, heads=2, d_model=16, max_iters=20,
-                warmup_iters=5, eval_interval=10, eval_iters=2, lr=0.01, min_lr=0.001, threads=1)
+    base = dict(
+        data=str(data),
+        block_size=16,
+        batch_size=4,
+        layers=1,
+        heads=2,
+        d_model=16,
+        max_iters=20,
+        warmup_iters=5,
+        eval_interval=10,
+        eval_iters=2,
+        lr=0.01,
+        min_lr=0.001,
+        threads=1,
+    )
     return LMConfig(**{**base, **kw})
 
 
@@ -71,8 +112,8 @@ def test_lm_end_to_end(text_file, tmp_path, capsys):
     # the whole validation split, by hand: consecutive windows of 16 characters
     assert printed["best_iter"] == 20
     starts = range(0, data.val.numel() - 16, 16)
-    x = torch.stack([data.val[s:s + 16] for s in starts])
-    y = torch.stack([data.val[s + 1:s + 17] for s in starts])
+    x = torch.stack([data.val[s : s + 16] for s in starts])
+    y = torch.stack([data.val[s + 1 : s + 17] for s in starts])
     with torch.no_grad():
         full = torch.nn.functional.cross_entropy(model(x, y)[0].flatten(0, 1), y.flatten()).item()
     assert printed["val_loss_full"] == pytest.approx(full, abs=1e-5)
@@ -97,8 +138,9 @@ def test_resume_equals_uninterrupted_run(text_file, tmp_path, monkeypatch):
     monkeypatch.setattr(CharData, "windows", windows)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 10
     resumed = train(_cfg(text_file), tmp_path / "b", resume=True, progress=False, plot=False)
-    assert [(h["iter"], h["val_loss"], h["train_loss"]) for h in resumed["history"]] == \
-        [(h["iter"], h["val_loss"], h["train_loss"]) for h in whole["history"]]
+    assert [(h["iter"], h["val_loss"], h["train_loss"]) for h in resumed["history"]] == [
+        (h["iter"], h["val_loss"], h["train_loss"]) for h in whole["history"]
+    ]
 
 
 def test_results_do_not_depend_on_eval_interval_or_ui_flags(text_file, tmp_path):
@@ -137,15 +179,18 @@ def test_tiny_shakespeare_split():
     assert len(data.chars) == 65 and data.train.numel() == 1_003_854 and data.val.numel() == 111_540
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--d-model", "10", "--heads", "3"], "--d-model 10 is not divisible by --heads 3"),
-    (["--min-lr", "0.1"], "--min-lr"),
-    (["--resume"], "--resume"),
-    (["--attention", "window"], "--window"),
-    (["--window", "4"], "--window applies to --attention window"),
-    (["--device", "tpu"], "--device"),
-    (["--block-size", "100000"], "--block-size"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--d-model", "10", "--heads", "3"], "--d-model 10 is not divisible by --heads 3"),
+        (["--min-lr", "0.1"], "--min-lr"),
+        (["--resume"], "--resume"),
+        (["--attention", "window"], "--window"),
+        (["--window", "4"], "--window applies to --attention window"),
+        (["--device", "tpu"], "--device"),
+        (["--block-size", "100000"], "--block-size"),
+    ],
+)
 def test_lm_flag_errors(text_file, tmp_path, capsys, flags, message):
     assert cli.main(_tiny(text_file, tmp_path / "x", *flags)) == 1
     assert message in capsys.readouterr().err

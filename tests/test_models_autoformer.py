@@ -32,9 +32,6 @@ def _path_graph():
     return torch.stack([src, dst])
 
 
-
-
-
 def test_fft_autocorrelation_equals_the_direct_sum():
     g = torch.Generator().manual_seed(1)
     for length in (1, 7, 24, 25):
@@ -111,8 +108,9 @@ def test_autocorrelation_training_shares_the_delays_of_the_batch():
 
 
 def test_autoformer_structure():
-    model = Autoformer(L, 12, H, V, F, d_model=16, num_heads=2, d_ff=32, encoder_layers=2, decoder_layers=1,
-                       moving_avg=5)
+    model = Autoformer(
+        L, 12, H, V, F, d_model=16, num_heads=2, d_ff=32, encoder_layers=2, decoder_layers=1, moving_avg=5
+    )
     # the encoder is the library's layer with the attention and the norms swapped, nothing else
     assert len(model.encoder) == 2
     for layer in model.encoder:

@@ -38,8 +38,9 @@ def _models():
         "patch": PatchTransformer(L, H, patch_len=8, stride=4, **small),
         "graph-dot": GraphPriorForecaster(L, H, _path_graph(), V, **small),
         "graph-gcn": GraphPriorForecaster(L, H, _path_graph(), V, score="gcn", **small),
-        "graph-additive-mix": GraphPriorForecaster(L, H, _path_graph(), V, score="additive", mix_complete=True,
-                                                   **small),
+        "graph-additive-mix": GraphPriorForecaster(
+            L, H, _path_graph(), V, score="additive", mix_complete=True, **small
+        ),
     }
 
 
@@ -98,8 +99,7 @@ def test_itransformer_matches_a_torch_nn_reference():
         ref = torch.nn.TransformerEncoderLayer(16, 2, 32, 0.0, "gelu", batch_first=True)
         attn = lay.self_attn
         with torch.no_grad():
-            ref.self_attn.in_proj_weight.copy_(torch.cat([attn.q_proj.weight, attn.k_proj.weight,
-                                                          attn.v_proj.weight]))
+            ref.self_attn.in_proj_weight.copy_(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
             ref.self_attn.in_proj_bias.copy_(torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]))
             ref.self_attn.out_proj.load_state_dict(attn.out_proj.state_dict())
             ref.linear1.load_state_dict(lay.feedforward.linear1.state_dict())
@@ -162,7 +162,7 @@ def test_graph_prior_batches_windows_as_disjoint_graphs():
     x, _, _ = _inputs()
     with torch.no_grad():
         whole = model(x)
-        alone = torch.cat([model(x[b:b + 1]) for b in range(B)])
+        alone = torch.cat([model(x[b : b + 1]) for b in range(B)])
     torch.testing.assert_close(whole, alone, atol=1e-5, rtol=1e-5)
     graph = model.batched_graph(B)
     assert isinstance(graph, gf.SparseGraph)
@@ -191,8 +191,7 @@ def test_graph_prior_cache_follows_load_state_dict(mix_complete):
         target.edge_index.copy_(path)  # an in-place edit is a new prior too
         assert target.batched_graph(B) is not cached
         fresh = GraphPriorForecaster(L, H, path, V, **kw).eval()
-        fresh.load_state_dict({k: v for k, v in source.state_dict().items() if not k.startswith("edge_")},
-                              strict=False)
+        fresh.load_state_dict({k: v for k, v in source.state_dict().items() if not k.startswith("edge_")}, strict=False)
         torch.testing.assert_close(target(x), fresh(x))
         moved = target.to(torch.device("cpu"), dtype=torch.float64)  # .to keeps a correct graph
         torch.testing.assert_close(moved(x.double()).float(), fresh(x), atol=1e-5, rtol=1e-4)
@@ -200,8 +199,12 @@ def test_graph_prior_cache_follows_load_state_dict(mix_complete):
 
 def test_graph_prior_loads_checkpoints_with_the_older_mixed_layer_names():
     model = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32).eval()
-    new_names = {"local_attn.": "graph_attn.", "global_attn.": "complete_attn.", "norm_attn.": "norm1.",
-                 "norm_ff.": "norm2."}
+    new_names = {
+        "local_attn.": "graph_attn.",
+        "global_attn.": "complete_attn.",
+        "norm_attn.": "norm1.",
+        "norm_ff.": "norm2.",
+    }
     old_state = {}
     for key, value in model.state_dict().items():
         for new, old in new_names.items():
@@ -219,8 +222,9 @@ def test_graph_prior_equivariant_under_relabelling():
     model = GraphPriorForecaster(L, H, edge_index, V, weight, score="gcn", d_model=16, num_heads=2, d_ff=32).eval()
     perm = torch.tensor([2, 4, 0, 1, 3])  # new node i is old node perm[i]
     inverse = torch.argsort(perm)
-    relabelled = GraphPriorForecaster(L, H, inverse[edge_index], V, weight, score="gcn", d_model=16, num_heads=2,
-                                      d_ff=32).eval()
+    relabelled = GraphPriorForecaster(
+        L, H, inverse[edge_index], V, weight, score="gcn", d_model=16, num_heads=2, d_ff=32
+    ).eval()
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("edge_")}
     relabelled.load_state_dict(state, strict=False)
     x, _, _ = _inputs()

@@ -37,8 +37,10 @@ def reference_logits(model: GPT, idx, allowed=None):
     for blk in model.blocks:
         a = blk.self_attn
         h = ln(x, blk.norm1)
-        q, k, v = (F.linear(h, lin.weight, lin.bias).view(B, T, H, d // H).transpose(1, 2)
-                   for lin in (a.q_proj, a.k_proj, a.v_proj))
+        q, k, v = (
+            F.linear(h, lin.weight, lin.bias).view(B, T, H, d // H).transpose(1, 2)
+            for lin in (a.q_proj, a.k_proj, a.v_proj)
+        )
         att = (q @ k.transpose(-2, -1)) / math.sqrt(d // H)
         att = att.masked_fill(~allowed, float("-inf")).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, d)
@@ -115,7 +117,7 @@ def test_cached_logits_equal_recomputation(attention, window):
     logits, cache = model.forward_cached(idx[:, :5])  # prefill, then one node at a time
     steps = [logits]
     for t in range(5, 16):
-        logits, cache = model.forward_cached(idx[:, t:t + 1], cache)
+        logits, cache = model.forward_cached(idx[:, t : t + 1], cache)
         steps.append(logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
     assert cache.length == 16
@@ -151,7 +153,7 @@ def test_layer_step_equals_causal_forward():
         assert k.shape == v.shape == (2, 4, 7, 4)
         past, outs = None, []
         for t in range(7):
-            o, past = module.step(x[:, t:t + 1], past)
+            o, past = module.step(x[:, t : t + 1], past)
             outs.append(o)
         torch.testing.assert_close(torch.cat(outs, 1), ref, atol=1e-6, rtol=1e-5)
 
@@ -185,14 +187,17 @@ def test_wide_window_is_the_full_causal_graph():
 
 
 # ---------------------------------------------------------------- errors
-@pytest.mark.parametrize("kw,match", [
-    (dict(n_embd=10, n_head=3), "divisible"),
-    (dict(attention="window"), "window=W"),
-    (dict(window=4), "attention='window'"),
-    (dict(attention="local"), "'full' or 'window'"),
-    (dict(dropout=1.0), "dropout"),
-    (dict(n_layer=0), "n_layer"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(n_embd=10, n_head=3), "divisible"),
+        (dict(attention="window"), "window=W"),
+        (dict(window=4), "attention='window'"),
+        (dict(attention="local"), "'full' or 'window'"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(n_layer=0), "n_layer"),
+    ],
+)
 def test_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         small(**kw)
@@ -227,8 +232,7 @@ def test_plain_reference_is_nn_module_free_of_graph_code():
     torch.manual_seed(8)
     model = GPT(small(n_layer=1, n_head=1, n_embd=8)).eval()
     idx = torch.randint(11, (1, 5))
-    layer = nn.TransformerEncoderLayer(8, 1, 32, 0.0, activation="gelu", batch_first=True, norm_first=True,
-                                       bias=False)
+    layer = nn.TransformerEncoderLayer(8, 1, 32, 0.0, activation="gelu", batch_first=True, norm_first=True, bias=False)
     blk = model.blocks[0]
     a = blk.self_attn
     with torch.no_grad():
@@ -257,8 +261,10 @@ class _NanoBlock(nn.Module):
 
     def forward(self, x):
         B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2)
-                   for t in F.linear(self.ln_1(x), self.c_attn).split(C, dim=2))
+        q, k, v = (
+            t.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+            for t in F.linear(self.ln_1(x), self.c_attn).split(C, dim=2)
+        )
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
         x = x + F.linear(y, self.c_proj)
         return x + F.linear(F.gelu(F.linear(self.ln_2(x), self.c_fc)), self.mlp_proj)
@@ -281,14 +287,21 @@ def test_training_steps_equal_nanogpt_layout():
         return F.cross_entropy(F.linear(ln_f(h), wte).flatten(0, 1), y.flatten())
 
     opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99))
-    opt_plain = torch.optim.AdamW([{"params": [p for p in plain if p.dim() >= 2], "weight_decay": 0.1},
-                                   {"params": [p for p in plain if p.dim() < 2], "weight_decay": 0.0}],
-                                  lr=1e-2, betas=(0.9, 0.99))
+    opt_plain = torch.optim.AdamW(
+        [
+            {"params": [p for p in plain if p.dim() >= 2], "weight_decay": 0.1},
+            {"params": [p for p in plain if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=1e-2,
+        betas=(0.9, 0.99),
+    )
     for _ in range(5):
         x, y = torch.randint(11, (4, 16)), torch.randint(11, (4, 16))
         losses = []
-        for o, params, loss_of in ((opt, list(model.parameters()), lambda x=x, y=y: model(x, y)[1]),
-                                   (opt_plain, plain, lambda x=x, y=y: plain_loss(x, y))):
+        for o, params, loss_of in (
+            (opt, list(model.parameters()), lambda x=x, y=y: model(x, y)[1]),
+            (opt_plain, plain, lambda x=x, y=y: plain_loss(x, y)),
+        ):
             loss = loss_of()
             o.zero_grad()
             loss.backward()

@@ -100,8 +100,10 @@ def test_graph_transformer_node_shapes(attention):
 
 def test_graph_level_shapes():
     b = collate(_small_graphs("shortest-path"))
-    for model in (GraphTransformer(1, 16, 8, num_heads=2, attention="complete", max_distance=6, graph_level=True),
-                  GPS(1, 16, 8, num_heads=2, max_distance=6, graph_level=True)):
+    for model in (
+        GraphTransformer(1, 16, 8, num_heads=2, attention="complete", max_distance=6, graph_level=True),
+        GPS(1, 16, 8, num_heads=2, max_distance=6, graph_level=True),
+    ):
         assert model(b.x, b.edge_index, batch=b.batch, distance=b.distance).shape == (5, 8)
 
 
@@ -112,13 +114,16 @@ def test_mean_pool_matches_per_graph_mean():
 
 
 # ------------------------------------------------- a batch is its graphs one by one
-@pytest.mark.parametrize("encoding,kwargs", [
-    ("random-walk", {"cls": GraphTransformer, "attention": "complete", "pe_dim": 4}),
-    ("laplacian", {"cls": GraphTransformer, "attention": "edges", "pe_dim": 4}),
-    ("shortest-path", {"cls": GraphTransformer, "attention": "complete", "max_distance": 6}),
-    ("random-walk", {"cls": GPS, "pe_dim": 4}),
-    ("shortest-path", {"cls": GPS, "max_distance": 6}),
-])
+@pytest.mark.parametrize(
+    "encoding,kwargs",
+    [
+        ("random-walk", {"cls": GraphTransformer, "attention": "complete", "pe_dim": 4}),
+        ("laplacian", {"cls": GraphTransformer, "attention": "edges", "pe_dim": 4}),
+        ("shortest-path", {"cls": GraphTransformer, "attention": "complete", "max_distance": 6}),
+        ("random-walk", {"cls": GPS, "pe_dim": 4}),
+        ("shortest-path", {"cls": GPS, "max_distance": 6}),
+    ],
+)
 def test_batch_equals_graphs_one_by_one(encoding, kwargs):
     kwargs = dict(kwargs)
     cls = kwargs.pop("cls")
@@ -129,10 +134,18 @@ def test_batch_equals_graphs_one_by_one(encoding, kwargs):
             p.add_(0.1 * torch.randn_like(p))
         b = collate(graphs)
         together = model(b.x, b.edge_index, batch=b.batch, pe=b.pe, distance=b.distance)
-        alone = torch.cat([model(g.x, g.edge_index, batch=torch.zeros(g.num_nodes, dtype=torch.long),
-                                 pe=getattr(g, "pe", None),
-                                 distance=None if b.distance is None else g.distance.unsqueeze(0))
-                           for g in graphs])
+        alone = torch.cat(
+            [
+                model(
+                    g.x,
+                    g.edge_index,
+                    batch=torch.zeros(g.num_nodes, dtype=torch.long),
+                    pe=getattr(g, "pe", None),
+                    distance=None if b.distance is None else g.distance.unsqueeze(0),
+                )
+                for g in graphs
+            ]
+        )
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
 
 
@@ -162,9 +175,11 @@ def test_collate_offsets_edges_and_pads_distances():
     packed = encodings.shortest_path_distances(b.edge_index, b.x.size(0), max_distance=6, batch=b.batch)
     assert torch.equal(b.distance, packed)
     small = sizes.index(min(sizes))
-    assert bool((b.distance[small, min(sizes):] == 7).all()) and min(sizes) < max(sizes)
-    assert torch.equal(collate(graphs, unreachable=9).distance[small, :, min(sizes):],
-                       torch.full((max(sizes), max(sizes) - min(sizes)), 9))
+    assert bool((b.distance[small, min(sizes) :] == 7).all()) and min(sizes) < max(sizes)
+    assert torch.equal(
+        collate(graphs, unreachable=9).distance[small, :, min(sizes) :],
+        torch.full((max(sizes), max(sizes) - min(sizes)), 9),
+    )
 
 
 # ------------------------------------------------------ what each reduces to
@@ -297,7 +312,7 @@ def test_gt_sep_equals_explicit_self_neighbour_computation():
     h0 = F.gelu(model.input(x))
     h = _layer_norm(h0, layer.norm1)
     q, k, v = (lin(h).view(n, heads, c) for lin in (att.q_proj, att.k_proj, att.v_proj))
-    s = (q[dst] * k[src]).sum(-1) / c ** 0.5
+    s = (q[dst] * k[src]).sum(-1) / c**0.5
     a = _softmax_over_targets(s, dst, n)
     msg = torch.zeros(n, heads, c).index_add_(0, dst, a.unsqueeze(-1) * v[src]).reshape(n, d)
     h1 = h0 + att.out_proj(msg + h @ att.root.weight.T)  # neighbours through W_v, the node through W_r
@@ -332,12 +347,14 @@ def test_graph_model_registry_and_classify_factory():
 
 # ------------------------------------------------------------ one call for every model
 def _models_with_pe(pe_dim, graph_level):
-    return {"gcn": GCN(3, 8, 4, pe_dim=pe_dim, graph_level=graph_level),
-            "gat": GAT(3, 4, 4, heads=2, pe_dim=pe_dim, graph_level=graph_level),
-            "transformer": GraphTransformer(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
-            "gps": GPS(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
-            "gat-sep": GATSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
-            "gt-sep": GTSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level)}
+    return {
+        "gcn": GCN(3, 8, 4, pe_dim=pe_dim, graph_level=graph_level),
+        "gat": GAT(3, 4, 4, heads=2, pe_dim=pe_dim, graph_level=graph_level),
+        "transformer": GraphTransformer(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+        "gps": GPS(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+        "gat-sep": GATSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+        "gt-sep": GTSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+    }
 
 
 def test_every_graph_model_takes_one_call():
@@ -371,8 +388,12 @@ def test_message_passing_models_read_pe_as_features_and_pool(name):
         g.x = torch.randn(g.num_nodes, 3)
     b = collate(graphs)
     with_pe = _models_with_pe(4, True)[name].eval()
-    plain = {"gcn": GCN(7, 8, 4), "gat": GAT(7, 4, 4, heads=2), "gat-sep": GATSep(7, 8, 4, num_heads=2),
-             "gt-sep": GTSep(7, 8, 4, num_heads=2)}[name].eval()
+    plain = {
+        "gcn": GCN(7, 8, 4),
+        "gat": GAT(7, 4, 4, heads=2),
+        "gat-sep": GATSep(7, 8, 4, num_heads=2),
+        "gt-sep": GTSep(7, 8, 4, num_heads=2),
+    }[name].eval()
     plain.load_state_dict(with_pe.state_dict())
     expected = mean_pool(plain(torch.cat([b.x, b.pe], -1), b.edge_index), b.batch)
     torch.testing.assert_close(with_pe(b.x, b.edge_index, batch=b.batch, pe=b.pe), expected)

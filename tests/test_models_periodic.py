@@ -16,16 +16,11 @@ from graphformer.models import (
 B, L, H, V, F = 4, 24, 12, 5, 4
 
 
-
-
 def _path_graph():
     # 0 -> 1 -> 2 -> 3 -> 4 plus self-loops
     src = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 4])
     dst = torch.tensor([1, 2, 3, 4, 0, 1, 2, 3, 4])
     return torch.stack([src, dst])
-
-
-
 
 
 # ------------------------------------------------------------ periodic priors
@@ -87,8 +82,9 @@ def test_temporal_queries_attend_over_the_bipartite_graph():
     assert isinstance(attn, GraphAttention)
     msg = attn((nodes, queries))  # dense complete bipartite graph: V variable nodes -> V query nodes
     edges = torch.cartesian_prod(torch.arange(V), torch.arange(V)).T  # every source j -> every target i
-    flat = attn((nodes.reshape(B * V, L), queries.reshape(B * V, L)),
-                torch.cat([edges + b * V for b in range(B)], dim=1))  # the same graph, edge by edge
+    flat = attn(
+        (nodes.reshape(B * V, L), queries.reshape(B * V, L)), torch.cat([edges + b * V for b in range(B)], dim=1)
+    )  # the same graph, edge by edge
     torch.testing.assert_close(flat.view(B, V, L), msg, atol=1e-5, rtol=1e-5)
     # the sources are a set: permuting the variable nodes leaves every query node's message unchanged
     perm = torch.randperm(V)

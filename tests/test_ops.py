@@ -71,8 +71,13 @@ def segment_softmax_reference(scores, edge_index, num_dst):
 
 # ----------------------------------------------------------- forward values
 @FAST
-@given(graph=bipartite_graphs(), heads=st.integers(1, 3), channels=st.integers(1, 4), csr=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    graph=bipartite_graphs(),
+    heads=st.integers(1, 3),
+    channels=st.integers(1, 4),
+    csr=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_sddmm_equals_per_edge_dot_products(graph, heads, channels, csr, seed):
     num_src, num_dst, edge_index = graph
     g = _gen(seed)
@@ -86,8 +91,13 @@ def test_sddmm_equals_per_edge_dot_products(graph, heads, channels, csr, seed):
 
 
 @FAST
-@given(graph=bipartite_graphs(), heads=st.integers(1, 3), channels=st.integers(1, 4), csr=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    graph=bipartite_graphs(),
+    heads=st.integers(1, 3),
+    channels=st.integers(1, 4),
+    csr=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_spmm_equals_dense_matrix_product(graph, heads, channels, csr, seed):
     num_src, num_dst, edge_index = graph
     g = _gen(seed)
@@ -241,7 +251,7 @@ class _LargestTensor(torch.utils._python_dispatch.TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+        for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor) and t.layout == torch.strided:
                 self.largest = max(self.largest, t.numel())
         return out

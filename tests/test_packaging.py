@@ -20,8 +20,11 @@ def test_the_version_is_written_once_and_pyproject_reads_it():
     assert "version" not in project and "version" in project["dynamic"]
     expanded = read_configuration(PYPROJECT, expand=True)  # what setuptools puts in the wheel's metadata
     assert expanded["project"]["version"] == graphformer.__version__
-    literal = [n.value.value for n in ast.parse((SRC / "__init__.py").read_text(encoding="utf-8")).body
-               if isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["__version__"]]
+    literal = [
+        n.value.value
+        for n in ast.parse((SRC / "__init__.py").read_text(encoding="utf-8")).body
+        if isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["__version__"]
+    ]
     assert literal == [graphformer.__version__]  # a plain string setuptools reads without importing torch
     assert all(part.isdigit() for part in graphformer.__version__.split(".")[:2])
 

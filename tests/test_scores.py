@@ -50,8 +50,14 @@ def aggregate(weights, messages, target, n):
 # ------------------------------------------------------------------ registry
 def test_registry_lists_and_builds_the_built_in_scores():
     names = gf.available_scores()
-    for name, cls in [("dot", scores.DotScore), ("additive", scores.AdditiveScore), ("gat", scores.AdditiveScore),
-                      ("gatv2", scores.GATv2Score), ("gcn", scores.GCNScore), ("mean", scores.MeanScore)]:
+    for name, cls in [
+        ("dot", scores.DotScore),
+        ("additive", scores.AdditiveScore),
+        ("gat", scores.AdditiveScore),
+        ("gatv2", scores.GATv2Score),
+        ("gcn", scores.GCNScore),
+        ("mean", scores.MeanScore),
+    ]:
         assert name in names
         assert isinstance(scores.make_score(name, num_heads=2, head_dim=3), cls)
     instance = scores.DotScore(2, 3)
@@ -116,9 +122,11 @@ class BilinearScore(gf.Score):
 @pytest.fixture(autouse=True, scope="module")
 def _test_scores():
     """The user-defined scores of these tests, registered only while they run."""
-    with gf.registered_score("test_neg_l2", _scaled_l2), \
-            gf.registered_score("test_raw_product", _raw_product, softmax=False), \
-            gf.registered_score("test_bilinear", BilinearScore):
+    with (
+        gf.registered_score("test_neg_l2", _scaled_l2),
+        gf.registered_score("test_raw_product", _raw_product, softmax=False),
+        gf.registered_score("test_bilinear", BilinearScore),
+    ):
         yield
 
 
@@ -139,7 +147,8 @@ def test_custom_scores_run_on_both_paths(name, causal):
         expected = ((q @ layer.score.weight)[:, i] * k[:, j]).sum(-1).t()
     else:
         expected = globals()[{"test_neg_l2": "_scaled_l2", "test_raw_product": "_raw_product"}[name]](
-            q[:, i], k[:, j]).t()
+            q[:, i], k[:, j]
+        ).t()
     close(att.scores, expected)
     if name == "test_raw_product":  # without softmax the score is the weight
         close(att.weights, expected)
@@ -241,8 +250,9 @@ def test_fixed_weight_scores_take_one_weight_per_edge():
     with pytest.raises(ValueError, match=r"edge_attr with features needs the layer built with edge_dim"):
         layer(torch.randn(5, 4), EDGES, edge_attr=torch.randn(EDGES.size(1), 2))
     with pytest.raises(ValueError, match=r"one weight per edge, shape \[E\]"):
-        layer.score.sparse(None, torch.randn(1, 5, 4), SparseGraph.from_edge_index(EDGES, 5),
-                           torch.randn(1, EDGES.size(1), 4))
+        layer.score.sparse(
+            None, torch.randn(1, 5, 4), SparseGraph.from_edge_index(EDGES, 5), torch.randn(1, EDGES.size(1), 4)
+        )
 
 
 @pytest.mark.parametrize("name", ["dot", "additive", "gatv2"])

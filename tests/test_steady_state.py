@@ -45,9 +45,16 @@ from graphformer.structure import DenseBatch, SparseGraph
 
 aten = torch.ops.aten
 _DATA_DEPENDENT = {
-    aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default, aten._unique2.default,
-    aten.unique_dim.default, aten.unique_consecutive.default, aten.bincount.default, aten.is_nonzero.default,
-    aten.equal.default, aten.allclose.default,
+    aten._local_scalar_dense.default,
+    aten.nonzero.default,
+    aten.masked_select.default,
+    aten._unique2.default,
+    aten.unique_dim.default,
+    aten.unique_consecutive.default,
+    aten.bincount.default,
+    aten.is_nonzero.default,
+    aten.equal.default,
+    aten.allclose.default,
 }
 _INDEX = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
 
@@ -78,6 +85,7 @@ def count_host_reads():
         def read(self, *args, **kwargs):
             counter.reads[f"Tensor.{name}"] += 1
             return originals[name](self, *args, **kwargs)
+
         return read
 
     for name in originals:
@@ -100,10 +108,12 @@ def reads_of(step) -> collections.Counter:
 
 def fwd_bwd(module, *args, **kwargs):
     """A step: forward, a loss, backward into the parameters and any input that requires grad."""
+
     def step():
         out = module(*args, **kwargs)
         out = out[0] if isinstance(out, tuple) else out
         out.square().sum().backward()
+
     return step
 
 
@@ -256,13 +266,20 @@ def test_a_dense_batch_gives_what_the_batch_vector_gives():
     edges, batch, packed = _graph_batch()
     layout = DenseBatch.from_batch(batch)
     reference = gf.GraphAttention(6, 2).eval()
-    torch.testing.assert_close(layout.unpack(reference(layout.pack(x), key_padding_mask=layout.pad)),
-                               reference(x, batch=batch), atol=1e-6, rtol=1e-6)
-    for model in (GPS(6, 8, 3, num_heads=2, max_distance=3).eval(),
-                  GraphTransformer(6, 8, 3, num_heads=2, attention="complete", max_distance=3).eval()):
+    torch.testing.assert_close(
+        layout.unpack(reference(layout.pack(x), key_padding_mask=layout.pad)),
+        reference(x, batch=batch),
+        atol=1e-6,
+        rtol=1e-6,
+    )
+    for model in (
+        GPS(6, 8, 3, num_heads=2, max_distance=3).eval(),
+        GraphTransformer(6, 8, 3, num_heads=2, attention="complete", max_distance=3).eval(),
+    ):
         args = (x, edges) if isinstance(model, GPS) else (x,)
-        torch.testing.assert_close(model(*args, batch=layout, distance=packed),
-                                   model(*args, batch=batch, distance=packed))
+        torch.testing.assert_close(
+            model(*args, batch=layout, distance=packed), model(*args, batch=batch, distance=packed)
+        )
     with pytest.raises(ValueError, match="increasing order"):
         DenseBatch.from_batch(torch.tensor([0, 1, 0]))
     with pytest.raises(ValueError, match="increasing order"):
@@ -283,8 +300,9 @@ def _compiled_equals_eager(module, *args, backend="aot_eager", **kwargs):
     return compiled
 
 
-@pytest.mark.parametrize("score", ["dot", pytest.param("additive", marks=pytest.mark.slow),
-                                   pytest.param("gcn", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "score", ["dot", pytest.param("additive", marks=pytest.mark.slow), pytest.param("gcn", marks=pytest.mark.slow)]
+)
 def test_graph_attention_compiles_fullgraph_on_every_path(score):
     torch.manual_seed(8)
     layer = gf.GraphAttention(D, H, score=score).eval()
@@ -298,8 +316,12 @@ def test_graph_attention_compiles_fullgraph_on_every_path(score):
     torch.testing.assert_close(compiled(dense), layer(dense), atol=1e-5, rtol=1e-5)
     pad = torch.zeros(2, 6, dtype=torch.bool)
     pad[0, 5] = True
-    torch.testing.assert_close(compiled(dense, causal=True, key_padding_mask=pad),
-                               layer(dense, causal=True, key_padding_mask=pad), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        compiled(dense, causal=True, key_padding_mask=pad),
+        layer(dense, causal=True, key_padding_mask=pad),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_graph_attention_compiles_with_self_loops_and_half_precision():

@@ -102,7 +102,7 @@ def test_to_dense_batch_packs_each_graph_into_its_row(sizes, seed):
     assert dense.shape == (len(sizes), n_max, 3) and pad.shape == (len(sizes), n_max)
     start = 0
     for b, n in enumerate(sizes):
-        torch.testing.assert_close(dense[b, :n], x[start:start + n], rtol=0, atol=0)
+        torch.testing.assert_close(dense[b, :n], x[start : start + n], rtol=0, atol=0)
         assert not dense[b, n:].any()
         assert pad[b].tolist() == [False] * n + [True] * (n_max - n)
         start += n
@@ -110,15 +110,18 @@ def test_to_dense_batch_packs_each_graph_into_its_row(sizes, seed):
 
 
 # --------------------------------------------------------- edge checking
-@pytest.mark.parametrize("edge_index,error,match", [
-    ([[0, 1], [1, 0]], TypeError, "torch.Tensor"),
-    (torch.tensor([[0.0, 1.0], [1.0, 0.0]]), TypeError, "integer"),
-    (torch.tensor([[0, 1], [1, 0], [0, 0]]), ValueError, r"\[2, E\]"),
-    (torch.tensor([0, 1]), ValueError, r"\[2, E\]"),
-    (torch.tensor([[0, -1], [1, 0]]), ValueError, "negative"),
-    (torch.tensor([[0, 3], [1, 0]]), ValueError, r"edge_index\[0\]"),
-    (torch.tensor([[0, 1], [1, 2]]), ValueError, r"edge_index\[1\]"),
-])
+@pytest.mark.parametrize(
+    "edge_index,error,match",
+    [
+        ([[0, 1], [1, 0]], TypeError, "torch.Tensor"),
+        (torch.tensor([[0.0, 1.0], [1.0, 0.0]]), TypeError, "integer"),
+        (torch.tensor([[0, 1], [1, 0], [0, 0]]), ValueError, r"\[2, E\]"),
+        (torch.tensor([0, 1]), ValueError, r"\[2, E\]"),
+        (torch.tensor([[0, -1], [1, 0]]), ValueError, "negative"),
+        (torch.tensor([[0, 3], [1, 0]]), ValueError, r"edge_index\[0\]"),
+        (torch.tensor([[0, 1], [1, 2]]), ValueError, r"edge_index\[1\]"),
+    ],
+)
 def test_check_edge_index_rejects_bad_input(edge_index, error, match):
     with pytest.raises(error, match=match):
         structure.check_edge_index(edge_index, num_src=3, num_dst=2)
@@ -193,8 +196,12 @@ def _edge_set(edge_index):
 def _window_edges(n, window, causal=False, dilation=1):
     """The definition, pair by pair: j -> i for |i - j| <= window*dilation, dilation | (i - j)."""
     span = window * dilation
-    return sorted((j, i) for i in range(n) for j in range(n)
-                  if (i - j) % dilation == 0 and (0 <= i - j <= span if causal else abs(i - j) <= span))
+    return sorted(
+        (j, i)
+        for i in range(n)
+        for j in range(n)
+        if (i - j) % dilation == 0 and (0 <= i - j <= span if causal else abs(i - j) <= span)
+    )
 
 
 def _assert_csr_order(edge_index):
@@ -222,8 +229,7 @@ def test_sliding_window_at_the_issue_size_has_4_2m_edges():
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 30), window=st.integers(0, 4), causal=st.booleans(), dilation=st.integers(1, 3),
-       data=st.data())
+@given(n=st.integers(1, 30), window=st.integers(0, 4), causal=st.booleans(), dilation=st.integers(1, 3), data=st.data())
 def test_local_global_edges_match_the_definition(n, window, causal, dilation, data):
     ids = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=min(n, 4)))
     g = structure.local_global(n, window, ids, causal=causal, dilation=dilation)
@@ -258,20 +264,23 @@ def test_block_diagonal_edges_are_one_complete_graph_per_graph(sizes, causal):
     assert torch.equal(structure.block_diagonal(batch=batch, causal=causal).edge_index, g.edge_index)
 
 
-@pytest.mark.parametrize("build, error, match", [
-    (lambda: structure.sliding_window(10, -1), ValueError, "window must be >= 0"),
-    (lambda: structure.sliding_window(10, 2, dilation=0), ValueError, "dilation must be >= 1"),
-    (lambda: structure.sliding_window(10, 2.5), TypeError, "window must be an int"),
-    (lambda: structure.sliding_window(-3, 2), ValueError, "num_nodes must be >= 0"),
-    (lambda: structure.local_global(10, 2, [0, 10]), ValueError, r"global_nodes must be node ids in \[0, 10\)"),
-    (lambda: structure.local_global(10, 2, [1, 1]), ValueError, "lists a node twice"),
-    (lambda: structure.local_global(10, 2, 11), ValueError, "must lie in"),
-    (lambda: structure.local_global(10, 2, [0.5]), TypeError, "global_nodes must be an int"),
-    (lambda: structure.block_diagonal([2, -1]), ValueError, r"sizes\[i\] must be >= 0"),
-    (lambda: structure.block_diagonal(), ValueError, "exactly one of sizes"),
-    (lambda: structure.block_diagonal(batch=torch.tensor([0, 1, 0])), ValueError, "increasing order"),
-    (lambda: structure.block_diagonal(batch=torch.tensor([0.0, 1.0])), TypeError, "integer tensor"),
-])
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda: structure.sliding_window(10, -1), ValueError, "window must be >= 0"),
+        (lambda: structure.sliding_window(10, 2, dilation=0), ValueError, "dilation must be >= 1"),
+        (lambda: structure.sliding_window(10, 2.5), TypeError, "window must be an int"),
+        (lambda: structure.sliding_window(-3, 2), ValueError, "num_nodes must be >= 0"),
+        (lambda: structure.local_global(10, 2, [0, 10]), ValueError, r"global_nodes must be node ids in \[0, 10\)"),
+        (lambda: structure.local_global(10, 2, [1, 1]), ValueError, "lists a node twice"),
+        (lambda: structure.local_global(10, 2, 11), ValueError, "must lie in"),
+        (lambda: structure.local_global(10, 2, [0.5]), TypeError, "global_nodes must be an int"),
+        (lambda: structure.block_diagonal([2, -1]), ValueError, r"sizes\[i\] must be >= 0"),
+        (lambda: structure.block_diagonal(), ValueError, "exactly one of sizes"),
+        (lambda: structure.block_diagonal(batch=torch.tensor([0, 1, 0])), ValueError, "increasing order"),
+        (lambda: structure.block_diagonal(batch=torch.tensor([0.0, 1.0])), TypeError, "integer tensor"),
+    ],
+)
 def test_structures_validate_at_construction(build, error, match):
     with pytest.raises(error, match=match):
         build()
@@ -295,27 +304,51 @@ def _dense_edges(graph, batch_size):
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), batch_size=st.integers(1, 3), num_dst=st.integers(0, 5), num_src=st.integers(0, 5),
-       causal=st.booleans(), use_kpm=st.booleans(), use_qp=st.booleans(), use_adj=st.booleans(),
-       fused_causal=st.booleans())
-def test_dense_graph_keeps_exactly_the_edges_every_restriction_allows(data, batch_size, num_dst, num_src, causal,
-                                                                      use_kpm, use_qp, use_adj, fused_causal):
+@given(
+    data=st.data(),
+    batch_size=st.integers(1, 3),
+    num_dst=st.integers(0, 5),
+    num_src=st.integers(0, 5),
+    causal=st.booleans(),
+    use_kpm=st.booleans(),
+    use_qp=st.booleans(),
+    use_adj=st.booleans(),
+    fused_causal=st.booleans(),
+)
+def test_dense_graph_keeps_exactly_the_edges_every_restriction_allows(
+    data, batch_size, num_dst, num_src, causal, use_kpm, use_qp, use_adj, fused_causal
+):
     if causal:
         num_src = num_dst
     bools = st.booleans()
     kpm = [[data.draw(bools) for _ in range(num_src)] for _ in range(batch_size)] if use_kpm else None
     qp = [[data.draw(bools) for _ in range(num_dst)] for _ in range(batch_size)] if use_qp else None
-    adj = ([[[data.draw(bools) for _ in range(num_src)] for _ in range(num_dst)] for _ in range(batch_size)]
-           if use_adj else None)
+    adj = (
+        [[[data.draw(bools) for _ in range(num_src)] for _ in range(num_dst)] for _ in range(batch_size)]
+        if use_adj
+        else None
+    )
     graph = structure.dense_graph(
-        batch_size, num_dst, num_src, causal=causal, fused_causal=fused_causal,
+        batch_size,
+        num_dst,
+        num_src,
+        causal=causal,
+        fused_causal=fused_causal,
         key_padding_mask=None if kpm is None else torch.tensor(kpm, dtype=torch.bool).view(batch_size, num_src),
         query_padding=None if qp is None else torch.tensor(qp, dtype=torch.bool).view(batch_size, num_dst),
-        adjacency=None if adj is None else torch.tensor(adj, dtype=torch.bool).view(batch_size, 1, num_dst, num_src))
+        adjacency=None if adj is None else torch.tensor(adj, dtype=torch.bool).view(batch_size, 1, num_dst, num_src),
+    )
 
-    expected = {(b, j, i) for b in range(batch_size) for i in range(num_dst) for j in range(num_src)
-                if (not causal or j <= i) and (kpm is None or not kpm[b][j]) and (qp is None or not qp[b][i])
-                and (adj is None or adj[b][i][j])}
+    expected = {
+        (b, j, i)
+        for b in range(batch_size)
+        for i in range(num_dst)
+        for j in range(num_src)
+        if (not causal or j <= i)
+        and (kpm is None or not kpm[b][j])
+        and (qp is None or not qp[b][i])
+        and (adj is None or adj[b][i][j])
+    }
     assert _dense_edges(graph, batch_size) == expected
     assert (graph.num_dst, graph.num_src) == (num_dst, num_src)
 
@@ -327,11 +360,13 @@ def test_dense_graph_keeps_exactly_the_edges_every_restriction_allows(data, batc
     receiving = {(b, i) for b, _, i in expected}
     empty = graph.empty.expand(batch_size, 1, num_dst, 1)[:, 0, :, 0]
     assert {(b, i) for b, i in empty.nonzero().tolist()} == {
-        (b, i) for b in range(batch_size) for i in range(num_dst) if (b, i) not in receiving}
+        (b, i) for b in range(batch_size) for i in range(num_dst) if (b, i) not in receiving
+    }
     # the fused kernel sees the edges, with every empty row opened to all sources (zeroed by the caller)
     allowed = graph.allowed.expand(batch_size, 1, num_dst, num_src)[:, 0]
     assert {(b, j, i) for b, i, j in allowed.nonzero().tolist()} == expected | {
-        (b, j, i) for b, i in empty.nonzero().tolist() for j in range(num_src)}
+        (b, j, i) for b, i in empty.nonzero().tolist() for j in range(num_src)
+    }
 
 
 def test_dense_graph_of_the_complete_graph_has_no_mask():
@@ -362,13 +397,16 @@ def test_dense_graph_kernel_mask_puts_minus_infinity_off_the_edges():
     assert graph.kernel_mask() is graph.allowed and graph.allowed[0, 0, 0].tolist() == [True, False, True]
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(causal=True), ValueError, "as many targets as sources"),
-    (dict(key_padding_mask=torch.zeros(2, 3)), TypeError, "key_padding_mask must be bool"),
-    (dict(key_padding_mask=torch.zeros(2, 4, dtype=torch.bool)), ValueError, r"\[B, N\] = \[2, 3\]"),
-    (dict(adjacency=torch.ones(2, 3)), TypeError, "adjacency must be bool"),
-    (dict(adjacency=torch.ones(3, 2, dtype=torch.bool)), ValueError, r"\[M, N\] = \[2, 3\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(causal=True), ValueError, "as many targets as sources"),
+        (dict(key_padding_mask=torch.zeros(2, 3)), TypeError, "key_padding_mask must be bool"),
+        (dict(key_padding_mask=torch.zeros(2, 4, dtype=torch.bool)), ValueError, r"\[B, N\] = \[2, 3\]"),
+        (dict(adjacency=torch.ones(2, 3)), TypeError, "adjacency must be bool"),
+        (dict(adjacency=torch.ones(3, 2, dtype=torch.bool)), ValueError, r"\[M, N\] = \[2, 3\]"),
+    ],
+)
 def test_dense_graph_rejects_bad_masks(kwargs, error, match):
     with pytest.raises(error, match=match):
         structure.dense_graph(2, 2, 3, **kwargs)
@@ -390,13 +428,22 @@ def test_layer_self_loops_fills_features_with_the_mean_and_weights_with_one():
     weights = torch.tensor([2.0, 4.0, 6.0, 8.0])
     out, fill = structure.layer_self_loops(ei, 3, 3, weights, mode="add")
     assert {tuple(e): a for e, a in zip(out.t().tolist(), fill.tolist()) if e[0] == e[1]} == {
-        (0, 0): 1.0, (1, 1): 1.0, (2, 2): 1.0}
+        (0, 0): 1.0,
+        (1, 1): 1.0,
+        (2, 2): 1.0,
+    }
     out, fill = structure.layer_self_loops(ei, 3, 3, feats, mode="remaining")  # keeps (1, 1) with its value
     assert {tuple(e): a for e, a in zip(out.t().tolist(), fill.tolist()) if e[0] == e[1]} == {
-        (0, 0): [1.0], (1, 1): [8.0], (2, 2): [1.0]}
+        (0, 0): [1.0],
+        (1, 1): [8.0],
+        (2, 2): [1.0],
+    }
     out, fill = structure.layer_self_loops(ei, 3, 3, feats, mode="add", fill_value="max")
     assert {tuple(e): a for e, a in zip(out.t().tolist(), fill.tolist()) if e[0] == e[1]} == {
-        (0, 0): [4.0], (1, 1): [6.0], (2, 2): [0.0]}
+        (0, 0): [4.0],
+        (1, 1): [6.0],
+        (2, 2): [0.0],
+    }
 
 
 def test_layer_self_loops_loops_only_nodes_on_both_sides_and_checks_the_edges():

@@ -28,13 +28,19 @@ def _problem(n=90, seed=0):
 def _fit(cfg, run=None, progress=False, dropout=0.0, evaluate=True):
     x, y = _problem()
     engine.seed_everything(cfg.seed)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(dropout), torch.nn.Tanh(),
-                                torch.nn.Linear(8, 1))
-    result = engine.fit(model, cfg, loss_fn=lambda m, b: F.mse_loss(m(b[0]).squeeze(-1), b[1]),
-                        train_size=len(x), get_batch=lambda i: (x[i], y[i]),
-                        evaluate=(lambda m: {"loss": F.mse_loss(m(x[:30]).squeeze(-1), y[:30])}) if evaluate
-                        else None,
-                        run=run, progress=progress)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.Dropout(dropout), torch.nn.Tanh(), torch.nn.Linear(8, 1)
+    )
+    result = engine.fit(
+        model,
+        cfg,
+        loss_fn=lambda m, b: F.mse_loss(m(b[0]).squeeze(-1), b[1]),
+        train_size=len(x),
+        get_batch=lambda i: (x[i], y[i]),
+        evaluate=(lambda m: {"loss": F.mse_loss(m(x[:30]).squeeze(-1), y[:30])}) if evaluate else None,
+        run=run,
+        progress=progress,
+    )
     return model, result
 
 
@@ -43,8 +49,7 @@ def _fit(cfg, run=None, progress=False, dropout=0.0, evaluate=True):
 @pytest.mark.parametrize("n,batch,drop_last", [(10, 4, False), (10, 4, True), (7, 3, False), (5, 8, False)])
 def test_process_shares_make_up_the_one_process_batches(world, n, batch, drop_last):
     one = GlobalBatchSampler(n, batch, seed=3, drop_last=drop_last)
-    parts = [GlobalBatchSampler(n, batch, seed=3, drop_last=drop_last, rank=r, world_size=world)
-             for r in range(world)]
+    parts = [GlobalBatchSampler(n, batch, seed=3, drop_last=drop_last, rank=r, world_size=world) for r in range(world)]
     for epoch in range(3):
         ref = list(one.epoch(epoch))
         shares = [list(p.epoch(epoch)) for p in parts]
@@ -73,8 +78,9 @@ def test_data_order_comes_from_seed_and_epoch_only():
 
 def test_sampling_with_replacement_is_seeded_and_shared():
     one = GlobalBatchSampler(50, 6, seed=4, replacement=True, batches_per_epoch=7)
-    two = [GlobalBatchSampler(50, 6, seed=4, replacement=True, batches_per_epoch=7, rank=r, world_size=2)
-           for r in range(2)]
+    two = [
+        GlobalBatchSampler(50, 6, seed=4, replacement=True, batches_per_epoch=7, rank=r, world_size=2) for r in range(2)
+    ]
     ref = list(one.epoch(2))
     assert len(ref) == 7 and all(b.numel() == 6 and int(b.max()) < 50 for b, _ in ref)
     got = [torch.cat([two[0].local(b)[0], two[1].local(b)[0]]) for b in two[0].global_batches(2)]
@@ -193,8 +199,15 @@ def test_gradient_clipping_bounds_the_update():
             seen.append(torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item())
             return super().step(closure)
 
-    engine.fit(model, cfg, loss_fn=loss_fn, train_size=90, get_batch=lambda i: (x[i], y[i]),
-               optimizer=Spy(model.parameters(), lr=1.0), progress=False)
+    engine.fit(
+        model,
+        cfg,
+        loss_fn=loss_fn,
+        train_size=90,
+        get_batch=lambda i: (x[i], y[i]),
+        optimizer=Spy(model.parameters(), lr=1.0),
+        progress=False,
+    )
     assert seen and seen[0] <= 1e-3 * (1 + 1e-5)
 
 
@@ -238,8 +251,10 @@ class _Cfg(TrainConfig):
 def test_flags_come_from_the_config_dataclass():
     parser = argparse.ArgumentParser()
     engine.add_config_arguments(parser, _Cfg)
-    cfg, given = engine.config_from_args(_Cfg, parser.parse_args(["--batch-size", "7", "--causal", "--model", "b",
-                                                                  "--width", "3", "--grad-clip", "none"]))
+    cfg, given = engine.config_from_args(
+        _Cfg,
+        parser.parse_args(["--batch-size", "7", "--causal", "--model", "b", "--width", "3", "--grad-clip", "none"]),
+    )
     assert (cfg.batch_size, cfg.causal, cfg.model, cfg.width, cfg.grad_clip, cfg.lr) == (7, True, "b", 3, None, 1e-3)
     assert given == {"batch_size", "causal", "model", "width", "grad_clip"}
     engine.check_applicable(cfg, given)
@@ -254,15 +269,20 @@ def test_flags_come_from_the_config_dataclass():
 
 
 def test_impossible_settings_name_the_flag():
-    for kwargs, flag in [({"lr": float("nan")}, "--lr"), ({"batch_size": 0}, "--batch-size"),
-                         ({"steps": 5}, "exactly one"), ({"epochs": None, "steps": 5, "schedule": "halve"}, "halve"),
-                         ({"eval_every": 3}, "--eval-every"), ({"device": "tpu"}, "--device")]:
+    for kwargs, flag in [
+        ({"lr": float("nan")}, "--lr"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"steps": 5}, "exactly one"),
+        ({"epochs": None, "steps": 5, "schedule": "halve"}, "halve"),
+        ({"eval_every": 3}, "--eval-every"),
+        ({"device": "tpu"}, "--device"),
+    ]:
         with pytest.raises(ValueError, match=flag):
             TrainConfig(**kwargs).check()
 
 
 # ----------------------------------------------------------------- many processes
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import json, sys
     import torch, torch.nn.functional as F
     from graphformer import train as engine
@@ -298,7 +318,7 @@ WORKER = textwrap.dedent('''
         if ctx.is_main:
             torch.save({k: v for k, v in model.state_dict().items()}, out + "/weights.pt")
             json.dump({"best": result.best, "seen": [s.tolist() for s in seen]}, open(out + "/result.json", "w"))
-''')
+""")
 
 
 def _worker(tmp_path):
@@ -327,8 +347,7 @@ def test_two_processes_end_with_the_one_process_weights(tmp_path, monkeypatch):
     assert rb["best"]["count"] == ra["best"]["count"] == n
     assert all(sorted(s) == list(range(n)) for s in rb["seen"])
     # only rank 0 wrote: one set of files, no temporary leftovers
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "last.pt", "result.json",
-                                                                     "weights.pt"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "last.pt", "result.json", "weights.pt"]
 
 
 @pytest.mark.slow

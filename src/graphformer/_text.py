@@ -9,8 +9,13 @@ import torch
 __all__ = ["format_table"]
 
 
-def format_table(matrix, row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None,
-                 title: str | None = None, digits: int = 4) -> str:
+def format_table(
+    matrix,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    digits: int = 4,
+) -> str:
     """Format a 2-D tensor/array as an aligned text table with row and column labels.
 
     Example::

@@ -163,8 +163,10 @@ class GraphAttention(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if head_dim is None:
             if d_model % num_heads:
-                raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}; "
-                                 "pick num_heads dividing d_model or pass head_dim")
+                raise ValueError(
+                    f"d_model={d_model} is not divisible by num_heads={num_heads}; "
+                    "pick num_heads dividing d_model or pass head_dim"
+                )
             head_dim = d_model // num_heads
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
@@ -179,10 +181,12 @@ class GraphAttention(nn.Module):
         self.dropout, self.concat, self.self_loops = dropout, concat, self_loops
         self.score = make_score(score, num_heads, head_dim, edge_dim)
         if edge_dim is not None and not self.score.uses_edge_features:
-            raise ValueError(f"the {type(self.score).__name__} reads no edge features, so edge_dim={edge_dim} would "
-                             "build an edge projection that never gets a gradient; leave edge_dim out (the 'gcn', "
-                             "'mean' and 'sum' scores take edge_attr as one weight per edge, shape [E]) or use a "
-                             "score that reads edges ('dot', 'additive', 'gatv2', 'rotary')")
+            raise ValueError(
+                f"the {type(self.score).__name__} reads no edge features, so edge_dim={edge_dim} would "
+                "build an edge projection that never gets a gradient; leave edge_dim out (the 'gcn', "
+                "'mean' and 'sum' scores take edge_attr as one weight per edge, shape [E]) or use a "
+                "score that reads edges ('dot', 'additive', 'gatv2', 'rotary')"
+            )
         inner = num_heads * head_dim
         self.out_dim = inner if concat else head_dim
         proj_bias = bias and out_proj
@@ -200,8 +204,7 @@ class GraphAttention(nn.Module):
 
     def reset_parameters(self):
         """Xavier-uniform weights and zero biases (as ``nn.MultiheadAttention``)."""
-        for lin in (self.q_proj, self.k_proj, self.v_proj, self.edge_proj, self.root, self.out_proj,
-                    self.lin_beta):
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.edge_proj, self.root, self.out_proj, self.lin_beta):
             if lin is not None:
                 nn.init.xavier_uniform_(lin.weight)
                 if lin.bias is not None:
@@ -259,25 +262,39 @@ class GraphAttention(nn.Module):
         edge_index, batch, causal = self._route(edge_index, batch, causal, adjacency, value)
         if isinstance(edge_index, StructuredGraph):
             if causal or key_padding_mask is not None:
-                raise ValueError("causal and key_padding_mask describe the complete graph; a structure "
-                                 "already fixes the edges (build it with causal=True for a decoder)")
-            out, att = self._structured(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite,
-                                        return_attention)
+                raise ValueError(
+                    "causal and key_padding_mask describe the complete graph; a structure "
+                    "already fixes the edges (build it with causal=True for a decoder)"
+                )
+            out, att = self._structured(
+                x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite, return_attention
+            )
         elif edge_index is not None:
             if causal or key_padding_mask is not None:
-                raise ValueError("causal and key_padding_mask describe the complete graph; with an explicit "
-                                 "edge_index leave them out and list the edges you want instead")
-            out, att = self._sparse(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite,
-                                    return_attention)
+                raise ValueError(
+                    "causal and key_padding_mask describe the complete graph; with an explicit "
+                    "edge_index leave them out and list the edges you want instead"
+                )
+            out, att = self._sparse(x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite, return_attention)
         elif batch is not None:
-            out, att = self._batched_complete(x_src, x_dst, batch, bipartite, causal, attn_bias,
-                                              return_attention)
+            out, att = self._batched_complete(x_src, x_dst, batch, bipartite, causal, attn_bias, return_attention)
         else:
             if edge_attr is not None:
-                raise ValueError("edge_attr needs an explicit edge_index; on the complete graph "
-                                 "pass a structural bias as attn_bias instead")
-            out, att = self._dense(x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias,
-                                   return_attention, adjacency=adjacency, value=value)
+                raise ValueError(
+                    "edge_attr needs an explicit edge_index; on the complete graph "
+                    "pass a structural bias as attn_bias instead"
+                )
+            out, att = self._dense(
+                x_src,
+                x_dst,
+                bipartite,
+                causal,
+                key_padding_mask,
+                attn_bias,
+                return_attention,
+                adjacency=adjacency,
+                value=value,
+            )
         return (out, att) if return_attention else out
 
     def _route(self, edge_index, batch, causal, adjacency, value):
@@ -288,11 +305,14 @@ class GraphAttention(nn.Module):
                 raise ValueError("causal=True with a non-causal prepared structure; build it with causal=True")
             causal = False
         if value is None and self.vdim != self.kdim:
-            raise ValueError(f"the layer reads values of width vdim={self.vdim} != kdim={self.kdim}; pass them "
-                             "as value=")
+            raise ValueError(
+                f"the layer reads values of width vdim={self.vdim} != kdim={self.kdim}; pass them as value="
+            )
         if (adjacency is not None or value is not None) and (edge_index is not None or batch is not None):
-            raise ValueError("adjacency and value are dense-path inputs; with edge_index or batch leave them out "
-                             "(list the edges in edge_index instead)")
+            raise ValueError(
+                "adjacency and value are dense-path inputs; with edge_index or batch leave them out "
+                "(list the edges in edge_index instead)"
+            )
         return edge_index, batch, causal
 
     # ------------------------------------------------------------ plumbing
@@ -305,8 +325,10 @@ class GraphAttention(nn.Module):
         else:
             x_src = x_dst = x
             bipartite = False
-        for name, t, width in (("x_src" if bipartite else "x", x_src, self.kdim),
-                               ("x_dst" if bipartite else "x", x_dst, self.d_model)):
+        for name, t, width in (
+            ("x_src" if bipartite else "x", x_src, self.kdim),
+            ("x_dst" if bipartite else "x", x_dst, self.d_model),
+        ):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
             if not t.is_floating_point():
@@ -314,11 +336,15 @@ class GraphAttention(nn.Module):
             if t.dim() not in (2, 3):
                 raise ValueError(f"{name} must be [N, d] or [B, N, d], got shape {tuple(t.shape)}")
             if t.size(-1) != width:
-                raise ValueError(f"{name} has {t.size(-1)} features but the layer expects {width} "
-                                 f"({'kdim' if t is x_src and bipartite else 'd_model'})")
+                raise ValueError(
+                    f"{name} has {t.size(-1)} features but the layer expects {width} "
+                    f"({'kdim' if t is x_src and bipartite else 'd_model'})"
+                )
         if bipartite and x_src.dim() != x_dst.dim():
-            raise ValueError(f"x_src and x_dst must both be [N, d] or both [B, N, d], got "
-                             f"{tuple(x_src.shape)} and {tuple(x_dst.shape)}")
+            raise ValueError(
+                f"x_src and x_dst must both be [N, d] or both [B, N, d], got "
+                f"{tuple(x_src.shape)} and {tuple(x_dst.shape)}"
+            )
         return x_src, x_dst, bipartite
 
     def _heads(self, t: Tensor) -> Tensor:
@@ -330,8 +356,10 @@ class GraphAttention(nn.Module):
         q_lin = self.q_proj if self.q_proj is not None else self.v_proj
         if value is not None:
             if value.shape[:-1] != x_src.shape[:-1]:
-                raise ValueError(f"value must hold one row per key node, shape {tuple(x_src.shape[:-1])} + "
-                                 f"[vdim], got {tuple(value.shape)}")
+                raise ValueError(
+                    f"value must hold one row per key node, shape {tuple(x_src.shape[:-1])} + "
+                    f"[vdim], got {tuple(value.shape)}"
+                )
             v = self._heads(self.v_proj(value))
             q = self._heads(q_lin(x_dst)) if self.score.uses_query else None
             k = self._heads(self.k_proj(x_src)) if self.k_proj is not None else v
@@ -372,39 +400,43 @@ class GraphAttention(nn.Module):
     def _sparse(self, x_src, x_dst, edge_index, edge_attr, batch, attn_bias, bipartite, return_attention):
         """Explicit edges: sampled scores, a segment softmax and a sparse-dense product (``O(E H)`` memory)."""
         if x_src.dim() != 2:
-            raise ValueError(f"with edge_index, x must be [N, d] (stack graphs into one PyG-style batch), "
-                             f"got shape {tuple(x_src.shape)}")
+            raise ValueError(
+                f"with edge_index, x must be [N, d] (stack graphs into one PyG-style batch), "
+                f"got shape {tuple(x_src.shape)}"
+            )
         if batch is not None and not isinstance(batch, (tuple, list)):
             _check_batch(batch, x_dst.size(0))
-        graph, edge_attr = self._sparse_graph(edge_index, edge_attr, attn_bias, x_src.size(0), x_dst.size(0),
-                                              bipartite)
+        graph, edge_attr = self._sparse_graph(edge_index, edge_attr, attn_bias, x_src.size(0), x_dst.size(0), bipartite)
         q, k, v = self._project(x_src, x_dst, bipartite)  # [H, M, C], [H, N, C], [H, N, C]
         edge = self._edge_features(edge_attr, graph)
         scores, weights = self._sparse_weights(q, k, v, graph, edge, attn_bias)  # [H, E] each
         out = self._finish(self._sparse_aggregate(graph, weights, v, edge), x_dst)
         if not return_attention:
             return out, None
-        att = AttentionWeights(graph.to_edge_order(weights.t()), graph.edge_index,
-                               graph.to_edge_order(scores.t()))
+        att = AttentionWeights(graph.to_edge_order(weights.t()), graph.edge_index, graph.to_edge_order(scores.t()))
         return out, att
 
     def _sparse_graph(self, edge_index, edge_attr, attn_bias, num_src, num_dst, bipartite):
         """The CSR layout of the call's edges, with the layer's self-loops, and ``edge_attr`` to match."""
         if isinstance(edge_index, SparseGraph):
             if (edge_index.num_src, edge_index.num_dst) != (num_src, num_dst):
-                raise ValueError(f"the SparseGraph was built for {edge_index.num_src} -> {edge_index.num_dst} "
-                                 f"nodes, but x has {num_src} -> {num_dst}")
+                raise ValueError(
+                    f"the SparseGraph was built for {edge_index.num_src} -> {edge_index.num_dst} "
+                    f"nodes, but x has {num_src} -> {num_dst}"
+                )
             return edge_index, edge_attr
         if self.self_loops is None:
             return SparseGraph.from_edge_index(edge_index, num_src, num_dst, bipartite=bipartite), edge_attr
-        edge_index, edge_attr = layer_self_loops(edge_index, num_src, num_dst, edge_attr, self.self_loops,
-                                                 self.fill_value)
+        edge_index, edge_attr = layer_self_loops(
+            edge_index, num_src, num_dst, edge_attr, self.self_loops, self.fill_value
+        )
         if attn_bias is not None:
-            raise ValueError("attn_bias on edges cannot be combined with self_loops; add the loops to "
-                             "edge_index yourself and give them a bias")
+            raise ValueError(
+                "attn_bias on edges cannot be combined with self_loops; add the loops to "
+                "edge_index yourself and give them a bias"
+            )
         # checked by layer_self_loops; the loops were appended, so the edges need sorting (no second look)
-        graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, check=False, bipartite=bipartite,
-                                            sort=True)
+        graph = SparseGraph.from_edge_index(edge_index, num_src, num_dst, check=False, bipartite=bipartite, sort=True)
         return graph, edge_attr
 
     def _edge_features(self, edge_attr, graph):
@@ -416,8 +448,9 @@ class GraphAttention(nn.Module):
         edge_attr = graph.to_csr_order(edge_attr)
         if self.edge_proj is not None:
             if edge_attr.dim() != 2 or edge_attr.size(1) != self.edge_proj.in_features:
-                raise ValueError(f"edge_attr must be [E, {self.edge_proj.in_features}] (edge_dim), "
-                                 f"got {tuple(edge_attr.shape)}")
+                raise ValueError(
+                    f"edge_attr must be [E, {self.edge_proj.in_features}] (edge_dim), got {tuple(edge_attr.shape)}"
+                )
             return self._heads(self.edge_proj(edge_attr))  # [H, E, C]
         if edge_attr.dim() == 1:
             return edge_attr  # a scalar weight per edge
@@ -428,8 +461,9 @@ class GraphAttention(nn.Module):
         scores = self.score.sparse(q, k, graph, edge)  # [H, E]
         if not self.score.softmax:
             if attn_bias is not None:
-                raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
-                                 "has fixed weights")
+                raise ValueError(
+                    f"attn_bias is added to softmax scores; the {type(self.score).__name__} has fixed weights"
+                )
             return scores, scores
         if attn_bias is not None:
             scores = scores + _edge_bias(attn_bias, graph.num_edges, self.num_heads, graph)
@@ -444,8 +478,19 @@ class GraphAttention(nn.Module):
         return out
 
     # ---------------------------------------------------------- dense path
-    def _dense(self, x_src, x_dst, bipartite, causal, key_padding_mask, attn_bias, return_attention,
-               query_padding=None, adjacency=None, value=None):
+    def _dense(
+        self,
+        x_src,
+        x_dst,
+        bipartite,
+        causal,
+        key_padding_mask,
+        attn_bias,
+        return_attention,
+        query_padding=None,
+        adjacency=None,
+        value=None,
+    ):
         """Complete (bipartite) graphs, restricted by the masks of :func:`~graphformer.structure.dense_graph`."""
         unbatched = x_dst.dim() == 2
         if unbatched:
@@ -454,9 +499,17 @@ class GraphAttention(nn.Module):
         if x_src.size(0) != B:
             raise ValueError(f"x_src and x_dst have different batch sizes ({x_src.size(0)} and {B})")
         # the fused kernel applies a causal mask itself only without another mask (attn_bias is one)
-        graph = dense_graph(B, M, N, causal=causal, key_padding_mask=key_padding_mask,
-                            query_padding=query_padding, adjacency=adjacency,
-                            fused_causal=self._sdpa_ok() and attn_bias is None, device=x_dst.device)
+        graph = dense_graph(
+            B,
+            M,
+            N,
+            causal=causal,
+            key_padding_mask=key_padding_mask,
+            query_padding=query_padding,
+            adjacency=adjacency,
+            fused_causal=self._sdpa_ok() and attn_bias is None,
+            device=x_dst.device,
+        )
         attn_bias = _dense_bias(attn_bias, M, N, x_dst.dtype)
         q, k, v = self._project(x_src, x_dst, bipartite, value)
         out, att = self._dense_kernel(q, k, v, graph, attn_bias, bipartite, return_attention)
@@ -470,8 +523,14 @@ class GraphAttention(nn.Module):
         if not return_attention and self._sdpa_ok():
             q, k = self.score.transform(q, k)
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=graph.kernel_mask(attn_bias), dropout_p=self.dropout if self.training else 0.0,
-                is_causal=graph.is_causal, scale=self.score.scale)
+                q,
+                k,
+                v,
+                attn_mask=graph.kernel_mask(attn_bias),
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=graph.is_causal,
+                scale=self.score.scale,
+            )
             return out, None
         if self.score.softmax:
             edges = graph.edge_mask(v.device)
@@ -505,8 +564,9 @@ class GraphAttention(nn.Module):
                 weights = weights.to(v.dtype)
         else:
             if attn_bias is not None:
-                raise ValueError(f"attn_bias is added to softmax scores; the {type(self.score).__name__} "
-                                 "has fixed weights")
+                raise ValueError(
+                    f"attn_bias is added to softmax scores; the {type(self.score).__name__} has fixed weights"
+                )
             scores = weights = self.score.dense(q, k, allowed, bipartite=bipartite)
         out = F.dropout(weights, self.dropout, self.training) @ v
         return out, AttentionWeights(weights, None, scores)
@@ -529,11 +589,11 @@ class GraphAttention(nn.Module):
             return self._dense_explicit(q_rows, k, v, allowed_rows, bias_rows)[0]
 
         def rows_of(t, i):
-            return t if t is None or t.size(-2) == 1 else t[..., i:i + rows, :]
+            return t if t is None or t.size(-2) == 1 else t[..., i : i + rows, :]
 
         outs = []
         for i in range(0, M, rows):
-            args = (q[..., i:i + rows, :], rows_of(allowed, i), rows_of(attn_bias, i))
+            args = (q[..., i : i + rows, :], rows_of(allowed, i), rows_of(attn_bias, i))
             if torch.is_grad_enabled():
                 outs.append(torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False))
             else:
@@ -555,13 +615,21 @@ class GraphAttention(nn.Module):
         """A structured graph on dense tiles (:mod:`graphformer.blocked`); equal to the sparse path on its edges."""
         n = graph.num_nodes
         if x_src.size(-2) != n or x_dst.size(-2) != n:
-            raise ValueError(f"the structure has {graph.num_nodes} nodes but x has {x_src.size(-2)} -> "
-                             f"{x_dst.size(-2)}; build it for the number of rows of x")
+            raise ValueError(
+                f"the structure has {graph.num_nodes} nodes but x has {x_src.size(-2)} -> "
+                f"{x_dst.size(-2)}; build it for the number of rows of x"
+            )
         kind = self._tile_kind()
-        if (kind is None or edge_attr is not None or attn_bias is not None or bipartite
-                or (self.self_loops == "add" and return_attention)):
-            return self._structured_on_edges(x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite,
-                                             return_attention)
+        if (
+            kind is None
+            or edge_attr is not None
+            or attn_bias is not None
+            or bipartite
+            or (self.self_loops == "add" and return_attention)
+        ):
+            return self._structured_on_edges(
+                x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite, return_attention
+            )
         if batch is not None:
             _check_batch(batch, n)
         graph = graph.to(x_dst.device)
@@ -574,31 +642,38 @@ class GraphAttention(nn.Module):
         out = self._finish(out, xs)
         return _drop_batch_dim(out, att) if unbatched else (out, att)
 
-    def _structured_on_edges(self, x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite,
-                             return_attention):
+    def _structured_on_edges(self, x_src, x_dst, graph, edge_attr, batch, attn_bias, bipartite, return_attention):
         """A structure this call cannot run on tiles: its edges on the sparse path."""
         if x_src.dim() != 2:
-            raise ValueError("a structure with [B, N, d] input runs on dense tiles, which this call cannot "
-                             "use (edge_attr, attn_bias, cross-attention or a score without a tiled form); "
-                             "pass x as [N, d]")
+            raise ValueError(
+                "a structure with [B, N, d] input runs on dense tiles, which this call cannot "
+                "use (edge_attr, attn_bias, cross-attention or a score without a tiled form); "
+                "pass x as [N, d]"
+            )
         # every structure holds all self-loops, so self_loops changes the order of the edges, not the graph
         edges = graph.edge_index if self.self_loops is not None else graph.to(x_dst.device).sparse_graph
         return self._sparse(x_src, x_dst, edges, edge_attr, batch, attn_bias, bipartite, return_attention)
 
     def _tiles_fuse_qkv(self, kind, num_nodes, return_attention) -> bool:
         """Whether the tiles can read q, k, v from one fused projection (the plain dot score, no weights kept)."""
-        return bool(kind == "sdpa" and not return_attention and num_nodes and self.q_proj is not None
-                    and self.k_proj is not None and type(self.score).transform is DotScore.transform)
+        return bool(
+            kind == "sdpa"
+            and not return_attention
+            and num_nodes
+            and self.q_proj is not None
+            and self.k_proj is not None
+            and type(self.score).transform is DotScore.transform
+        )
 
     def _tiles_fused(self, xs, plan):
         """``[B, H, N, C]``: fused-kernel tiles fed by one matmul for q, k and v."""
         B, n = xs.size(0), xs.size(1)  # noqa: N806
         weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-        b = None if self.v_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias,
-                                                             self.v_proj.bias])
+        b = None if self.v_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
         qkv = F.linear(xs, weight, b).view(B, n, 3, self.num_heads, self.head_dim)  # [B, N, 3, H, C]
-        return blocked.blocked_attention(None, None, None, plan, self.score.scale,
-                                         self.dropout if self.training else 0.0, qkv=qkv)
+        return blocked.blocked_attention(
+            None, None, None, plan, self.score.scale, self.dropout if self.training else 0.0, qkv=qkv
+        )
 
     def _tiles(self, xs, graph, kind, return_attention):
         """``[B, H, N, C]`` and the weights on the structure's edges: fused tiles, or explicit tile scores."""
@@ -611,8 +686,9 @@ class GraphAttention(nn.Module):
             return v, att
         if kind == "sdpa" and not return_attention:
             q, k = self.score.transform(q, k)
-            out = blocked.blocked_attention(q, k, v, graph.plan, self.score.scale,
-                                            self.dropout if self.training else 0.0)
+            out = blocked.blocked_attention(
+                q, k, v, graph.plan, self.score.scale, self.dropout if self.training else 0.0
+            )
             return out, None
         return self._tiles_explicit(q, k, v, graph, kind, return_attention)
 
@@ -630,7 +706,8 @@ class GraphAttention(nn.Module):
         if not self.score.uses_query:
             q = None
         out, w_tiles, s_tiles = blocked.blocked_explicit(
-            q, k, v, plan, tile_scores, softmax, lambda w: F.dropout(w, self.dropout, self.training))
+            q, k, v, plan, tile_scores, softmax, lambda w: F.dropout(w, self.dropout, self.training)
+        )
         if not return_attention:
             return out, None
         B = v.size(0)  # noqa: N806
@@ -689,9 +766,9 @@ class GraphAttention(nn.Module):
         q, k, v = self._project(x.unsqueeze(0), x.unsqueeze(0), False)  # [1, H, N, C]
         if self._sdpa_ok():
             q, k = self.score.transform(q, k)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                                 dropout_p=self.dropout if self.training else 0.0,
-                                                 scale=self.score.scale)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0, scale=self.score.scale
+            )
         else:
             out, _ = self._dense_explicit(q, k, v, allowed.expand(1, self.num_heads, n, n), None)
         return self._finish(out, x.unsqueeze(0)).squeeze(0)
@@ -706,8 +783,16 @@ class GraphAttention(nn.Module):
         num_graphs = int(max(batch_src.max(), batch_dst.max())) + 1 if batch_dst.numel() else 0
         dense_src, pad_src = to_dense_batch(x_src, batch_src, num_graphs)
         dense_dst, pad_dst = to_dense_batch(x_dst, batch_dst, num_graphs) if bipartite else (dense_src, pad_src)
-        out, att = self._dense(dense_src, dense_dst, bipartite, causal, pad_src, attn_bias, return_attention,
-                               query_padding=pad_dst if bipartite else None)
+        out, att = self._dense(
+            dense_src,
+            dense_dst,
+            bipartite,
+            causal,
+            pad_src,
+            attn_bias,
+            return_attention,
+            query_padding=pad_dst if bipartite else None,
+        )
         return out[~pad_dst], att
 
     # ------------------------------------------- incremental decoding
@@ -736,18 +821,27 @@ class GraphAttention(nn.Module):
             the earlier and new nodes, ``[B, H, L + T, C]`` (trim them yourself,
             e.g. to the last ``W`` for a window).
         """
-        if not self._sdpa_ok() or type(self.score).transform is not DotScore.transform \
-                or self.q_proj is None or self.k_proj is None:
-            raise ValueError("step (cached decoding) needs the plain 'dot' score (position-free queries and "
-                             f"keys) with query and key projections, got {type(self.score).__name__}")
+        if (
+            not self._sdpa_ok()
+            or type(self.score).transform is not DotScore.transform
+            or self.q_proj is None
+            or self.k_proj is None
+        ):
+            raise ValueError(
+                "step (cached decoding) needs the plain 'dot' score (position-free queries and "
+                f"keys) with query and key projections, got {type(self.score).__name__}"
+            )
         if not isinstance(x, Tensor) or x.dim() != 3 or x.size(-1) != self.d_model:
-            raise ValueError(f"step takes new nodes x [B, T, {self.d_model}], got "
-                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"step takes new nodes x [B, T, {self.d_model}], got "
+                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
         if window is not None and (not isinstance(window, int) or window < 0):
             raise ValueError(f"window must be an int >= 0 (edges from the W previous nodes), got {window!r}")
         if x.size(-2) <= 8:  # a few new nodes: three small products beat concatenating the weights
-            q, k, v = (self._heads(F.linear(x, lin.weight, lin.bias))
-                       for lin in (self.q_proj, self.k_proj, self.v_proj))
+            q, k, v = (
+                self._heads(F.linear(x, lin.weight, lin.bias)) for lin in (self.q_proj, self.k_proj, self.v_proj)
+            )
         else:
             q, k, v = self._project(x, x, False)  # [B, H, T, C] each
         if past is not None and callable(getattr(past, "extend", None)):
@@ -765,9 +859,15 @@ class GraphAttention(nn.Module):
                 mask = mask & (i - j <= window)
             if L == 0 and window is None:
                 mask, is_causal = None, True
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                             dropout_p=self.dropout if self.training else 0.0,
-                                             scale=self.score.scale)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=self.score.scale,
+        )
         return self._finish(out, x), (k, v)
 
 
@@ -776,17 +876,28 @@ def _check_batch(batch, num_nodes: int, name: str = "batch", packed: bool = Fals
         raise TypeError(f"{name} must be an integer tensor of graph ids, one per node")
     if batch.dim() != 1 or batch.numel() != num_nodes:
         raise ValueError(f"{name} must have shape [{num_nodes}] (one graph id per node), got {tuple(batch.shape)}")
-    if packed and batch.numel() and not torch.compiler.is_compiling() and (
-            int(batch[0]) < 0 or bool((batch[1:] < batch[:-1]).any())):
-        raise ValueError(f"{name} must hold graph ids >= 0 in increasing order, the nodes of each graph "
-                         "contiguous (as in a PyG Batch); sort the nodes by graph id")
+    if (
+        packed
+        and batch.numel()
+        and not torch.compiler.is_compiling()
+        and (int(batch[0]) < 0 or bool((batch[1:] < batch[:-1]).any()))
+    ):
+        raise ValueError(
+            f"{name} must hold graph ids >= 0 in increasing order, the nodes of each graph "
+            "contiguous (as in a PyG Batch); sort the nodes by graph id"
+        )
 
 
 def _edge_bias(attn_bias: Tensor, num_edges: int, num_heads: int, graph: SparseGraph) -> Tensor:
-    if attn_bias.size(0) != num_edges or attn_bias.dim() > 2 or (
-            attn_bias.dim() == 2 and attn_bias.size(1) not in (1, num_heads)):
-        raise ValueError(f"with edge_index, attn_bias must be [E] or [E, H] = [{num_edges}, {num_heads}], "
-                         f"got {tuple(attn_bias.shape)}")
+    if (
+        attn_bias.size(0) != num_edges
+        or attn_bias.dim() > 2
+        or (attn_bias.dim() == 2 and attn_bias.size(1) not in (1, num_heads))
+    ):
+        raise ValueError(
+            f"with edge_index, attn_bias must be [E] or [E, H] = [{num_edges}, {num_heads}], "
+            f"got {tuple(attn_bias.shape)}"
+        )
     bias = graph.to_csr_order(attn_bias)
     return bias.t() if bias.dim() == 2 else bias.unsqueeze(0)
 
@@ -820,6 +931,8 @@ def _dense_bias(attn_bias: Tensor | None, num_dst: int, num_src: int, dtype: tor
         return None
     attn_bias = attn_bias.to(dtype)
     if attn_bias.dim() < 2 or attn_bias.shape[-2:] != (num_dst, num_src):
-        raise ValueError(f"attn_bias must end in [M, N] = [{num_dst}, {num_src}] and broadcast to [B, H, M, N], "
-                         f"got {tuple(attn_bias.shape)}")
+        raise ValueError(
+            f"attn_bias must end in [M, N] = [{num_dst}, {num_src}] and broadcast to [B, H, M, N], "
+            f"got {tuple(attn_bias.shape)}"
+        )
     return attn_bias

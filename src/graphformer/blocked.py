@@ -61,9 +61,17 @@ class TileGroup:
 
     def to(self, device) -> TileGroup:
         """The same group with its tensors on ``device``."""
-        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
-        return TileGroup(move(self.q_index), move(self.k_index), move(self.owned), move(self.mask),
-                         move(self.bias), self.causal, move(self.q_gather), move(self.k_gather))
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return TileGroup(
+            move(self.q_index),
+            move(self.k_index),
+            move(self.owned),
+            move(self.mask),
+            move(self.bias),
+            self.causal,
+            move(self.q_gather),
+            move(self.k_gather),
+        )
 
     def edge_mask(self) -> Tensor:
         """``[T, Q, K]`` True where an entry of an owned row is an edge."""
@@ -77,8 +85,9 @@ class TileGroup:
         return mask & self.owned.unsqueeze(-1)
 
 
-def make_group(q_index: Tensor, k_index: Tensor, owned: Tensor, mask: Tensor | None, num_nodes: int,
-               causal: bool = False) -> TileGroup:
+def make_group(
+    q_index: Tensor, k_index: Tensor, owned: Tensor, mask: Tensor | None, num_nodes: int, causal: bool = False
+) -> TileGroup:
     """A :class:`TileGroup`; rows that are not owned get an all-True mask row.
 
     A mask ``[1, Q, K]`` is shared by every tile (it broadcasts).
@@ -237,8 +246,11 @@ def _tile_inputs(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, qkv: Te
         for g, part in zip(plan.groups, rows):
             T, Q, _ = g.shape  # noqa: N806
             parts = part.view(B * T, Q, S, H, C).unbind(2)  # unbind: its backward is one stack
-            yield (None if S == 2 else parts[0].transpose(1, 2)), parts[S - 2].transpose(1, 2), \
-                parts[S - 1].transpose(1, 2)
+            yield (
+                (None if S == 2 else parts[0].transpose(1, 2)),
+                parts[S - 2].transpose(1, 2),
+                parts[S - 1].transpose(1, 2),
+            )
         return
     # keys overlap between tiles: each group's queries, keys and values gathered into their own
     # tensors, their gradients scattered into one buffer
@@ -308,12 +320,19 @@ def _assemble(outs: list[Tensor], plan: TilePlan, batch: int) -> Tensor:
     flat = [o.transpose(1, 2).reshape(batch, -1, o.size(1), o.size(3)) for o in outs]  # [B, T*Q, H, C]
     rows = flat[0] if len(flat) == 1 else torch.cat(flat, dim=1)
     if plan.inverse_is_prefix:
-        return rows[:, :plan.num_nodes].transpose(1, 2)
+        return rows[:, : plan.num_nodes].transpose(1, 2)
     return rows.index_select(1, plan.inverse).transpose(1, 2)
 
 
-def blocked_attention(q: Tensor | None, k: Tensor | None, v: Tensor | None, plan: TilePlan,
-                      scale: float | None = None, dropout_p: float = 0.0, qkv: Tensor | None = None) -> Tensor:
+def blocked_attention(
+    q: Tensor | None,
+    k: Tensor | None,
+    v: Tensor | None,
+    plan: TilePlan,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    qkv: Tensor | None = None,
+) -> Tensor:
     """Softmax attention along the plan's edges with the fused SDPA kernel.
 
     Args:
@@ -333,14 +352,21 @@ def blocked_attention(q: Tensor | None, k: Tensor | None, v: Tensor | None, plan
     outs = []
     for g, (qt, kt, vt) in zip(plan.groups, _tile_inputs(q, k, v, plan, qkv)):
         out = F.scaled_dot_product_attention(
-            qt, kt, vt, attn_mask=_mask_for(g, B, dtype),
-            dropout_p=dropout_p, is_causal=g.mask is None and g.causal, scale=scale)
+            qt,
+            kt,
+            vt,
+            attn_mask=_mask_for(g, B, dtype),
+            dropout_p=dropout_p,
+            is_causal=g.mask is None and g.causal,
+            scale=scale,
+        )
         outs.append(out)
     return _assemble(outs, plan, B)
 
 
-def blocked_explicit(q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, tile_scores,
-                     softmax: bool = True, dropout=None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+def blocked_explicit(
+    q: Tensor | None, k: Tensor, v: Tensor, plan: TilePlan, tile_scores, softmax: bool = True, dropout=None
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """The readable blocked path: scores and weights of every tile as matrices.
 
     Args:
@@ -389,8 +415,15 @@ def _tile_size(window: int, length: int) -> int:
     return max(1, min(max(window, 32), 256, length))
 
 
-def window_groups(num_nodes: int, window: int, causal: bool, dilation: int, device=None,
-                  global_mask: Tensor | None = None, global_nodes: Tensor | None = None) -> list[TileGroup]:
+def window_groups(
+    num_nodes: int,
+    window: int,
+    causal: bool,
+    dilation: int,
+    device=None,
+    global_mask: Tensor | None = None,
+    global_nodes: Tensor | None = None,
+) -> list[TileGroup]:
     """Tiles of the (dilated) sliding window ``j -> i`` for ``|i - j| <= window * dilation``,
     ``dilation | (i - j)`` (causal: ``0 <= i - j``).
 

@@ -30,8 +30,8 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand."""
     parser = argparse.ArgumentParser(
-        prog="graphformer",
-        description="A Transformer is a graph neural network on a complete graph.")
+        prog="graphformer", description="A Transformer is a graph neural network on a complete graph."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -67,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         if world <= 1:
             raise
         # a collective failed: usually another process stopped first (its own error names the cause)
-        print(f"graphformer {args.command}: error{where}: {err}".rstrip() + "\n(if another process reported an "
-              "error, that is the cause)", file=sys.stderr)
+        print(
+            f"graphformer {args.command}: error{where}: {err}".rstrip() + "\n(if another process reported an "
+            "error, that is the cause)",
+            file=sys.stderr,
+        )
         return 1
     if rank == 0:
         from .train import dumps

@@ -111,8 +111,13 @@ def to_edge_index(graph, num_nodes: int | None = None, *, weight: str | None = N
         ei, w = from_sparse_adjacency(graph)
         ei = ei.flip(0)  # from_sparse_adjacency reads adj_t (row = target); here row = source
         size = _square(tuple(graph.shape[:2]))
-    elif isinstance(graph, Tensor) and not graph.is_floating_point() and graph.dtype != torch.bool \
-            and graph.dim() == 2 and graph.size(0) == 2:
+    elif (
+        isinstance(graph, Tensor)
+        and not graph.is_floating_point()
+        and graph.dtype != torch.bool
+        and graph.dim() == 2
+        and graph.size(0) == 2
+    ):
         ei = _check_index(graph)
     elif isinstance(graph, (Tensor, np.ndarray)):
         ei, w = from_dense(graph)
@@ -121,9 +126,11 @@ def to_edge_index(graph, num_nodes: int | None = None, *, weight: str | None = N
         pairs = torch.as_tensor(graph, dtype=torch.long).reshape(-1, 2) if len(graph) else torch.zeros(0, 2)
         ei = _check_index(pairs.long().t().contiguous())
     else:
-        raise TypeError("graph must be an edge_index [2, E], a list of (source, target) pairs, a dense or sparse "
-                        "adjacency matrix (torch, numpy, scipy), a networkx graph or a PyG Data object, got "
-                        f"{type(graph).__name__}")
+        raise TypeError(
+            "graph must be an edge_index [2, E], a list of (source, target) pairs, a dense or sparse "
+            "adjacency matrix (torch, numpy, scipy), a networkx graph or a PyG Data object, got "
+            f"{type(graph).__name__}"
+        )
     n = _num_nodes(ei, size if num_nodes is None else num_nodes, None)
     return EdgeList(ei, w, n)
 
@@ -167,8 +174,12 @@ def from_dense(adj) -> tuple[Tensor, Tensor]:
     return torch.stack([src, dst]), w
 
 
-def to_dense(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None,
-             edge_weight: Tensor | None = None, dtype: torch.dtype | None = None) -> Tensor:
+def to_dense(
+    edge_index: Tensor,
+    num_nodes: int | tuple[int, int] | None = None,
+    edge_weight: Tensor | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """The dense adjacency ``A`` with ``A[j, i]`` = the weight of edge j -> i (1 without weights).
 
     Parallel edges are summed (as ``torch_geometric.utils.to_dense_adj``).
@@ -184,16 +195,21 @@ def to_dense(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None,
     if edge_index.numel() and (int(edge_index[0].max()) >= shape[0] or int(edge_index[1].max()) >= shape[1]):
         raise ValueError(f"edge_index refers to node ids beyond the matrix shape {shape}; raise num_nodes")
     if edge_weight is None:
-        edge_weight = torch.ones(edge_index.size(1), dtype=dtype or torch.get_default_dtype(),
-                                 device=edge_index.device)
+        edge_weight = torch.ones(edge_index.size(1), dtype=dtype or torch.get_default_dtype(), device=edge_index.device)
     elif edge_weight.shape != (edge_index.size(1),):
         raise ValueError(f"edge_weight must have shape [E] = [{edge_index.size(1)}], got {tuple(edge_weight.shape)}")
     out = torch.zeros(shape, dtype=dtype or edge_weight.dtype, device=edge_index.device)
     return out.index_put_((edge_index[0], edge_index[1]), edge_weight.to(out.dtype), accumulate=True)
 
 
-def coalesce(edge_index: Tensor, edge_weight: Tensor | None = None, num_nodes: int | None = None, *,
-             by: str = "target", reduce: str = "sum") -> tuple[Tensor, Tensor | None]:
+def coalesce(
+    edge_index: Tensor,
+    edge_weight: Tensor | None = None,
+    num_nodes: int | None = None,
+    *,
+    by: str = "target",
+    reduce: str = "sum",
+) -> tuple[Tensor, Tensor | None]:
     """Edges sorted and each (source, target) pair kept once.
 
     Args:
@@ -227,13 +243,15 @@ def coalesce(edge_index: Tensor, edge_weight: Tensor | None = None, num_nodes: i
         first = first.scatter_reduce(0, inverse, position, "amin")  # the first occurrence of each pair
         return out, edge_weight[first]
     index = inverse.view(-1, *([1] * (edge_weight.dim() - 1))).expand_as(edge_weight)
-    merged = edge_weight.new_zeros(shape).scatter_reduce(0, index, edge_weight, "sum" if reduce == "sum" else "amax",
-                                                         include_self=False)
+    merged = edge_weight.new_zeros(shape).scatter_reduce(
+        0, index, edge_weight, "sum" if reduce == "sum" else "amax", include_self=False
+    )
     return out, merged
 
 
-def to_undirected(edge_index: Tensor, edge_weight: Tensor | None = None, num_nodes: int | None = None, *,
-                  self_loops: bool = True) -> tuple[Tensor, Tensor | None]:
+def to_undirected(
+    edge_index: Tensor, edge_weight: Tensor | None = None, num_nodes: int | None = None, *, self_loops: bool = True
+) -> tuple[Tensor, Tensor | None]:
     """Every edge in both directions, coalesced by (source, target) (as ``torch_geometric.utils.to_undirected``).
 
     A pair given both ways, or twice, keeps one edge; its weights are summed
@@ -250,7 +268,7 @@ def to_undirected(edge_index: Tensor, edge_weight: Tensor | None = None, num_nod
     loops = both[0] == both[1]
     if bool(loops.any()):  # a loop reversed is itself: count it once
         keep = torch.ones_like(loops)
-        keep[edge_index.size(1):] = ~loops[edge_index.size(1):]
+        keep[edge_index.size(1) :] = ~loops[edge_index.size(1) :]
         both = both[:, keep]
         weight = None if weight is None else weight[keep]
     return coalesce(both, weight, num_nodes, by="source")
@@ -275,8 +293,7 @@ def binary_adjacency(edge_index: Tensor, num_nodes: int, undirected: bool = Fals
     return adj
 
 
-def to_data(edge_index: Tensor, x: Tensor | None = None, edge_attr: Tensor | None = None,
-            num_nodes: int | None = None):
+def to_data(edge_index: Tensor, x: Tensor | None = None, edge_attr: Tensor | None = None, num_nodes: int | None = None):
     """A PyG ``Data`` holding ``edge_index``, ``x`` and ``edge_attr`` (the inverse of :func:`from_data`)."""
     from torch_geometric.data import Data
 
@@ -301,8 +318,9 @@ def from_sparse_adjacency(adj_t) -> tuple[Tensor, Tensor | None]:
         row, col, value = adj_t.coo()
         return torch.stack([col, row]), value
     if not isinstance(adj_t, Tensor):
-        raise TypeError(f"adj_t must be a torch.sparse tensor, an EdgeIndex or a SparseTensor, got "
-                        f"{type(adj_t).__name__}")
+        raise TypeError(
+            f"adj_t must be a torch.sparse tensor, an EdgeIndex or a SparseTensor, got {type(adj_t).__name__}"
+        )
     if adj_t.layout == torch.strided:
         if hasattr(adj_t, "as_tensor"):  # PyG's EdgeIndex: already [2, E]
             return adj_t.as_tensor(), None
@@ -328,7 +346,6 @@ def _is_sparse_tensor(obj) -> bool:
     except ImportError:
         return False
     return isinstance(obj, SparseTensor)
-
 
 
 def _names(attrs: str | Sequence[str] | None, what: str) -> list[str]:
@@ -357,8 +374,9 @@ def _column_block(values: list[Any], name: str, what: str) -> tuple[Tensor, bool
     return torch.stack([r.reshape(-1) for r in rows]), scalar
 
 
-def from_networkx(graph, node_attrs: str | Sequence[str] | None = None,
-                  edge_attr: str | Sequence[str] | None = None) -> tuple[Tensor | None, Tensor, Tensor | None]:
+def from_networkx(
+    graph, node_attrs: str | Sequence[str] | None = None, edge_attr: str | Sequence[str] | None = None
+) -> tuple[Tensor | None, Tensor, Tensor | None]:
     """Node features, ``edge_index`` and edge features of a networkx graph.
 
     Nodes are numbered in ``graph.nodes`` order. An undirected graph gives
@@ -414,8 +432,10 @@ def from_networkx(graph, node_attrs: str | Sequence[str] | None = None,
             missing = [i for i, attrs in enumerate(data) if name not in attrs]
             if missing:
                 i = missing[0]
-                raise ValueError(f"edge ({nodes[src[i]]!r}, {nodes[dst[i]]!r}) has no attribute {name!r} "
-                                 "(edge_attr); give every edge one")
+                raise ValueError(
+                    f"edge ({nodes[src[i]]!r}, {nodes[dst[i]]!r}) has no attribute {name!r} "
+                    "(edge_attr); give every edge one"
+                )
             block, scalar = _column_block([attrs[name] for attrs in data], name, "edge")
             blocks.append(block)
         features = torch.cat(blocks, dim=1)
@@ -424,9 +444,16 @@ def from_networkx(graph, node_attrs: str | Sequence[str] | None = None,
     return x, edge_index, features
 
 
-def to_networkx(edge_index, num_nodes: int | None = None, *, x: Tensor | None = None,
-                edge_attr: Tensor | None = None, node_attr_name: str = "x", edge_attr_name: str = "weight",
-                to_undirected: bool = False):
+def to_networkx(
+    edge_index,
+    num_nodes: int | None = None,
+    *,
+    x: Tensor | None = None,
+    edge_attr: Tensor | None = None,
+    node_attr_name: str = "x",
+    edge_attr_name: str = "weight",
+    to_undirected: bool = False,
+):
     """A networkx graph with nodes ``0 .. N-1`` and the edges of ``edge_index``.
 
     Args:
@@ -552,8 +579,10 @@ def from_data(data) -> tuple[Tensor | None, Tensor, Tensor | None, Tensor | None
     if not _is_data(data):
         raise TypeError(f"data must be a torch_geometric Data or Batch object, got {type(data).__name__}")
     if getattr(data, "edge_index", None) is None:
-        raise ValueError("data has no edge_index; graphformer's sparse path needs one (or call the "
-                         "module on data.x alone for the complete graph)")
+        raise ValueError(
+            "data has no edge_index; graphformer's sparse path needs one (or call the "
+            "module on data.x alone for the complete graph)"
+        )
     return data.x, data.edge_index, _data_edge_attr(data), getattr(data, "batch", None)
 
 

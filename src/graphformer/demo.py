@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> dict:
         dinv = adj.sum(1).rsqrt()
         by_hand = dinv[:, None] * adj * dinv[None, :] @ feats
         nodes = [str(n) for n in graph.nodes]
-        print(format_table(torch.cat([feats, out_g, by_hand], 1).T, ["x", "layer", "D^-1/2 (A+I) D^-1/2 x"],
-                           nodes))
+        print(format_table(torch.cat([feats, out_g, by_hand], 1).T, ["x", "layer", "D^-1/2 (A+I) D^-1/2 x"], nodes))
         metrics["gcn_outputs"] = out_g.squeeze(-1).tolist()
         metrics["gcn_max_abs_error"] = float((out_g - by_hand).abs().max())
     return metrics

@@ -63,15 +63,18 @@ def _features(x, name: str = "x") -> Tensor:
         try:
             x = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor or array of node features [N, d], got {type(x).__name__}") \
-                from err
+            raise TypeError(
+                f"{name} must be a tensor or array of node features [N, d], got {type(x).__name__}"
+            ) from err
     if not x.is_floating_point():
         x = x.double()
     if x.dim() == 1:
         x = x.unsqueeze(-1)
     if x.dim() not in (2, 3):
-        raise ValueError(f"{name} must be [N, d] (one graph) or [B, N, d] (a batch of graphs with the same "
-                         f"nodes), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be [N, d] (one graph) or [B, N, d] (a batch of graphs with the same "
+            f"nodes), got shape {tuple(x.shape)}"
+        )
     return x
 
 
@@ -85,10 +88,16 @@ def _edges(edge_index) -> Tensor:
     """A ``[2, E]`` long tensor from an edge_index, a SparseGraph or any structure with ``.edge_index``."""
     if not isinstance(edge_index, Tensor) and hasattr(edge_index, "edge_index"):
         edge_index = edge_index.edge_index
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2 \
-            or edge_index.is_floating_point():
-        raise ValueError("edge_index must be an integer tensor [2, E] (row 0 sources j, row 1 targets i), "
-                         "a SparseGraph, or None for the complete graph")
+    if (
+        not isinstance(edge_index, Tensor)
+        or edge_index.dim() != 2
+        or edge_index.size(0) != 2
+        or edge_index.is_floating_point()
+    ):
+        raise ValueError(
+            "edge_index must be an integer tensor [2, E] (row 0 sources j, row 1 targets i), "
+            "a SparseGraph, or None for the complete graph"
+        )
     return edge_index.long()
 
 
@@ -154,8 +163,9 @@ def dirichlet_energy(x, edge_index=None, *, batch=None) -> Tensor:
         return 2.0 * centred.pow(2).sum((-2, -1))
     ei = _edges(edge_index).to(x.device)
     if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
-        raise ValueError(f"edge_index refers to node {int(ei.max()) if int(ei.max()) >= n else int(ei.min())}, "
-                         f"but x has {n} nodes")
+        raise ValueError(
+            f"edge_index refers to node {int(ei.max()) if int(ei.max()) >= n else int(ei.min())}, but x has {n} nodes"
+        )
     diff = x.index_select(-2, ei[1]) - x.index_select(-2, ei[0])  # [.., E, d]
     return diff.pow(2).sum((-2, -1)) / n
 
@@ -230,8 +240,7 @@ def _plogp_bits(w: Tensor) -> Tensor:
     return torch.where(pos, w * torch.log2(torch.where(pos, w, torch.ones_like(w))), torch.zeros_like(w))
 
 
-def attention_entropy(attention, edge_index=None, *, num_nodes: int | None = None,
-                      reduction: str = "mean") -> Tensor:
+def attention_entropy(attention, edge_index=None, *, num_nodes: int | None = None, reduction: str = "mean") -> Tensor:
     r"""Shannon entropy of each target node's attention, in bits: :math:`H_i = -\sum_{j} a_{ij} \log_2 a_{ij}`.
 
     ``log2(deg_i)`` for uniform attention over ``deg_i`` sources (a GCN-like
@@ -269,8 +278,10 @@ def attention_entropy(attention, edge_index=None, *, num_nodes: int | None = Non
         if weights.dim() == 1:
             weights = weights.unsqueeze(-1)
         if weights.dim() != 2 or weights.size(0) != ei.size(1):
-            raise ValueError(f"sparse attention weights must be [E] or [E, H] with E = {ei.size(1)} edges, "
-                             f"got {tuple(weights.shape)}")
+            raise ValueError(
+                f"sparse attention weights must be [E] or [E, H] with E = {ei.size(1)} edges, "
+                f"got {tuple(weights.shape)}"
+            )
         m = num_nodes if num_nodes is not None else (int(ei[1].max()) + 1 if ei.numel() else 0)
         target = ei[1]
         total = weights.new_zeros(m, weights.size(1)).index_add_(0, target, weights)  # [M, H]
@@ -281,8 +292,9 @@ def attention_entropy(attention, edge_index=None, *, num_nodes: int | None = Non
         has = receives.any(-1)
     else:
         if weights.dim() not in (3, 4):
-            raise ValueError("dense attention weights must be [H, M, N] or [B, H, M, N]; sparse weights [E, H] "
-                             "need their edge_index")
+            raise ValueError(
+                "dense attention weights must be [H, M, N] or [B, H, M, N]; sparse weights [E, H] need their edge_index"
+            )
         total = weights.sum(-1, keepdim=True)
         p = _safe_div(weights, total.expand_as(weights))
         ent = -_plogp_bits(p).sum(-1)  # [.., H, M]
@@ -382,16 +394,16 @@ class Recorder:
     After the pass, :attr:`records` holds one :class:`LayerRecord` per hooked call, in call order.
     """
 
-    def __init__(self, model: nn.Module, modules=None, *, edge_index=None, attention: bool = True,
-                 include_input: bool = True):
+    def __init__(
+        self, model: nn.Module, modules=None, *, edge_index=None, attention: bool = True, include_input: bool = True
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model, self.edge_index = model, edge_index
         self.attention, self.include_input = attention, include_input
         self.modules = self._select(model, modules)
         if not self.modules:
-            raise ValueError("no module to hook: pass modules= (a class, modules or names from "
-                             "model.named_modules())")
+            raise ValueError("no module to hook: pass modules= (a class, modules or names from model.named_modules())")
         self.records: list[LayerRecord] = []
         self._handles: list = []
         self._pending_entropy: dict[int, float] = {}
@@ -409,8 +421,9 @@ class Recorder:
             chosen = [(n, m) for n, m in named if isinstance(m, blocks)]
             if not chosen:
                 chosen = [(n, m) for n, m in named if isinstance(m, GraphAttention)]
-        elif isinstance(modules, type) or (isinstance(modules, tuple) and modules
-                                           and all(isinstance(t, type) for t in modules)):
+        elif isinstance(modules, type) or (
+            isinstance(modules, tuple) and modules and all(isinstance(t, type) for t in modules)
+        ):
             chosen = [(n, m) for n, m in named if isinstance(m, modules)]
         elif isinstance(modules, nn.Module):
             chosen = [(n, m) for n, m in named if m is modules]
@@ -419,8 +432,9 @@ class Recorder:
             for item in modules:
                 if isinstance(item, str):
                     if item not in by_name:
-                        raise ValueError(f"model has no submodule named {item!r}; names are those of "
-                                         "model.named_modules()")
+                        raise ValueError(
+                            f"model has no submodule named {item!r}; names are those of model.named_modules()"
+                        )
                     chosen.append((item, by_name[item]))
                 elif isinstance(item, nn.Module):
                     match = [n for n, m in named if m is item]
@@ -430,23 +444,26 @@ class Recorder:
                 else:
                     raise TypeError(f"modules must hold submodules or their names, got {type(item).__name__}")
         else:
-            raise TypeError("modules must be None, a module class (or tuple of classes), or a sequence of "
-                            f"submodules or names, got {type(modules).__name__}")
+            raise TypeError(
+                "modules must be None, a module class (or tuple of classes), or a sequence of "
+                f"submodules or names, got {type(modules).__name__}"
+            )
         # drop modules nested inside another chosen module (their calls are part of the outer layer)
         names = [n for n, _ in chosen]
-        return [(n, m) for n, m in chosen
-                if not any(o != n and (o == "" or n.startswith(o + ".")) for o in names)]
+        return [(n, m) for n, m in chosen if not any(o != n and (o == "" or n.startswith(o + ".")) for o in names)]
 
     # -------------------------------------------------------------- hooks
     def __enter__(self) -> Recorder:
         self.records.clear()
         for name, module in self.modules:
             if self.attention:  # registered first: on a hooked GraphAttention it must run before the layer hook
-                attn = module if isinstance(module, GraphAttention) else next(
-                    (m for m in module.modules() if isinstance(m, GraphAttention)), None)
+                attn = (
+                    module
+                    if isinstance(module, GraphAttention)
+                    else next((m for m in module.modules() if isinstance(m, GraphAttention)), None)
+                )
                 if attn is not None:
-                    self._handles.append(attn.register_forward_hook(self._attention_hook(module),
-                                                                    with_kwargs=True))
+                    self._handles.append(attn.register_forward_hook(self._attention_hook(module), with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._hook(name), with_kwargs=True))
         return self
 
@@ -475,6 +492,7 @@ class Recorder:
             if att is not None:
                 self._pending_entropy[id(owner)] = self._entropy(att, args, kwargs)
             return None
+
         return hook
 
     @staticmethod
@@ -507,18 +525,23 @@ class Recorder:
             index = sum(r.name != "input" or r.index != 0 for r in self.records) + 1
             self.records.append(self._measure(index, name, out, graph, entropy, batch))
             return None
+
         return hook
 
     @staticmethod
-    def _measure(index: int, name: str, x: Tensor, graph, entropy: float | None,
-                 batch: Tensor | None = None) -> LayerRecord:
+    def _measure(
+        index: int, name: str, x: Tensor, graph, entropy: float | None, batch: Tensor | None = None
+    ) -> LayerRecord:
         with torch.no_grad():
             x = x.detach().double()
             if batch is not None and x.size(0) != batch.numel():
                 batch = None
             energy = dirichlet_energy(x, graph, batch=batch)
-            norm2 = x.pow(2).sum((-2, -1)) if batch is None else x.new_zeros(energy.numel()).index_add_(
-                0, batch.to(x.device).long(), x.pow(2).sum(-1))
+            norm2 = (
+                x.pow(2).sum((-2, -1))
+                if batch is None
+                else x.new_zeros(energy.numel()).index_add_(0, batch.to(x.device).long(), x.pow(2).sum(-1))
+            )
             values = {
                 "dirichlet_energy": energy,
                 "dirichlet_energy_normalized": _safe_div(energy, norm2),
@@ -526,8 +549,7 @@ class Recorder:
                 "numerical_rank": numerical_rank(x, batch=batch),
                 "effective_rank": effective_rank(x, batch=batch),
             }
-        return LayerRecord(index, name, **{k: float(v.mean()) for k, v in values.items()},
-                           attention_entropy=entropy)
+        return LayerRecord(index, name, **{k: float(v.mean()) for k, v in values.items()}, attention_entropy=entropy)
 
     # ------------------------------------------------------------ results
     def curves(self) -> dict[str, list[float | None]]:
@@ -538,9 +560,24 @@ class Recorder:
     def table(self, digits: int = 4) -> str:
         """The records as an aligned text table, one row per layer."""
         head = ["layer", "module", "energy", "energy/|X|^2", "rank1 dist", "num. rank", "eff. rank", "entropy"]
-        rows = [[str(r.index), r.name or "(model)", *(_fmt(v, digits) for v in (
-            r.dirichlet_energy, r.dirichlet_energy_normalized, r.rank_one_distance, r.numerical_rank,
-            r.effective_rank, r.attention_entropy))] for r in self.records]
+        rows = [
+            [
+                str(r.index),
+                r.name or "(model)",
+                *(
+                    _fmt(v, digits)
+                    for v in (
+                        r.dirichlet_energy,
+                        r.dirichlet_energy_normalized,
+                        r.rank_one_distance,
+                        r.numerical_rank,
+                        r.effective_rank,
+                        r.attention_entropy,
+                    )
+                ),
+            ]
+            for r in self.records
+        ]
         widths = [max(len(h), *(len(row[k]) for row in rows)) if rows else len(h) for k, h in enumerate(head)]
         lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
@@ -550,7 +587,7 @@ class Recorder:
 def _fmt(v: float | None, digits: int) -> str:
     if v is None:
         return "-"
-    if v != 0 and (abs(v) < 10 ** -digits or abs(v) >= 1e6) and math.isfinite(v):
+    if v != 0 and (abs(v) < 10**-digits or abs(v) >= 1e6) and math.isfinite(v):
         return f"{v:.{max(digits - 1, 1)}e}"
     return f"{v:.{digits}f}"
 
@@ -558,4 +595,3 @@ def _fmt(v: float | None, digits: int) -> str:
 def record(model: nn.Module, modules=None, **kwargs) -> Recorder:
     """A :class:`Recorder` to use as a context manager: ``with record(model) as rec: model(x)``."""
     return Recorder(model, modules, **kwargs)
-

@@ -156,8 +156,9 @@ class LearnablePositions(nn.Module):
         if isinstance(positions, int):
             positions = torch.arange(positions, device=self.embedding.weight.device)
         if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= self.num_positions):
-            raise ValueError(f"positions must lie in [0, {self.num_positions}); build the encoding with a larger "
-                             "num_positions")
+            raise ValueError(
+                f"positions must lie in [0, {self.num_positions}); build the encoding with a larger num_positions"
+            )
         return self.embedding(positions)
 
 
@@ -235,8 +236,14 @@ def fix_sign(vectors: Tensor | np.ndarray, rtol: float = 1e-6):
     return torch.from_numpy(out).to(dtype=vectors.dtype, device=vectors.device) if is_tensor else out
 
 
-def laplacian_pe(edge_index: Tensor, num_nodes: int, k: int, normalized: bool = True,
-                 solver: str = "auto", return_eigenvalues: bool = False):
+def laplacian_pe(
+    edge_index: Tensor,
+    num_nodes: int,
+    k: int,
+    normalized: bool = True,
+    solver: str = "auto",
+    return_eigenvalues: bool = False,
+):
     r"""Laplacian eigenvector positional encoding (Dwivedi & Bresson 2020), ``[num_nodes, k]``.
 
     The eigenvectors of the k smallest non-trivial eigenvalues of the
@@ -351,8 +358,9 @@ def degree(edge_index: Tensor, num_nodes: int, direction: str = "in") -> Tensor:
     return deg
 
 
-def degree_encoding(edge_index: Tensor, num_nodes: int, max_degree: int, one_hot: bool = True,
-                    direction: str = "in") -> Tensor:
+def degree_encoding(
+    edge_index: Tensor, num_nodes: int, max_degree: int, one_hot: bool = True, direction: str = "in"
+) -> Tensor:
     """Node degrees clipped to ``max_degree``: one-hot ``[N, max_degree + 1]`` float, or
     (``one_hot=False``) the index ``[N]`` long ready for an ``nn.Embedding(max_degree + 1, dim)``.
 
@@ -394,12 +402,18 @@ class DegreeEncoding(nn.Module):
         h = self.in_embedding(degree_encoding(edge_index, num_nodes, self.max_degree, one_hot=False, direction="in"))
         if self.out_embedding is not None:
             h = h + self.out_embedding(
-                degree_encoding(edge_index, num_nodes, self.max_degree, one_hot=False, direction="out"))
+                degree_encoding(edge_index, num_nodes, self.max_degree, one_hot=False, direction="out")
+            )
         return h
 
 
-def shortest_path_distances(edge_index: Tensor, num_nodes: int, max_distance: int | None = None,
-                            directed: bool = False, batch: Tensor | None = None) -> Tensor:
+def shortest_path_distances(
+    edge_index: Tensor,
+    num_nodes: int,
+    max_distance: int | None = None,
+    directed: bool = False,
+    batch: Tensor | None = None,
+) -> Tensor:
     """Hop distances between every pair of nodes (breadth-first search, ``scipy.sparse.csgraph``).
 
     ``D[i, j]`` is the number of edges on a shortest path from j to i (the
@@ -527,9 +541,11 @@ class ShortestPathBias(nn.Module):
             raise TypeError(f"distances must be an integer tensor, got {distances.dtype}")
         if distances.numel() and not torch.compiler.is_compiling() and not self._checked_already(distances):
             if _out_of_range(distances, self.max_distance + 1):
-                raise ValueError(f"distances must lie in [0, {self.max_distance + 1}] "
-                                 "(max_distance + 1 = unreachable); compute them with "
-                                 "shortest_path_distances(..., max_distance=module.max_distance)")
+                raise ValueError(
+                    f"distances must lie in [0, {self.max_distance + 1}] "
+                    "(max_distance + 1 = unreachable); compute them with "
+                    "shortest_path_distances(..., max_distance=module.max_distance)"
+                )
             self._last_checked = (weakref.ref(distances), distances._version)
         return self.embedding(distances.long().to(self.embedding.weight.device))
 

@@ -90,20 +90,40 @@ def _common(cfg: ForecastConfig) -> dict:
 # name -> builder(cfg, V variables, F time features, edges (graph model) or None)
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "itransformer": lambda cfg, v, f, e: ITransformer(cfg.seq_len, cfg.pred_len, **_common(cfg)),
-    "temporal": lambda cfg, v, f, e: TemporalTransformer(cfg.seq_len, cfg.pred_len, v, f, causal=cfg.causal,
-                                                         **_common(cfg)),
-    "patch": lambda cfg, v, f, e: PatchTransformer(cfg.seq_len, cfg.pred_len, cfg.patch_len, cfg.stride,
-                                                   **_common(cfg)),
-    "graph": lambda cfg, v, f, e: GraphPriorForecaster(cfg.seq_len, cfg.pred_len, e[0], v, e[1], score=cfg.score,
-                                                       mix_complete=cfg.mix_complete, **_common(cfg)),
+    "temporal": lambda cfg, v, f, e: TemporalTransformer(
+        cfg.seq_len, cfg.pred_len, v, f, causal=cfg.causal, **_common(cfg)
+    ),
+    "patch": lambda cfg, v, f, e: PatchTransformer(
+        cfg.seq_len, cfg.pred_len, cfg.patch_len, cfg.stride, **_common(cfg)
+    ),
+    "graph": lambda cfg, v, f, e: GraphPriorForecaster(
+        cfg.seq_len, cfg.pred_len, e[0], v, e[1], score=cfg.score, mix_complete=cfg.mix_complete, **_common(cfg)
+    ),
     # factor 3: Autoformer's scripts
-    "autoformer": lambda cfg, v, f, e: Autoformer(cfg.seq_len, _label_len(cfg), cfg.pred_len, v, f, cfg.d_model,
-                                                  cfg.heads, cfg.d_ff, cfg.layers, 1, cfg.dropout, factor=3.0),
-    "cycle": lambda cfg, v, f, e: CycleForecaster(ITransformer(cfg.seq_len, cfg.pred_len, use_norm=False,
-                                                               **_common(cfg)),
-                                                  cfg.seq_len, cfg.pred_len, v, _cycle_len(cfg)),
-    "tqnet": lambda cfg, v, f, e: TemporalQueryForecaster(cfg.seq_len, cfg.pred_len, v, _cycle_len(cfg),
-                                                          cfg.d_model, dropout=cfg.dropout),
+    "autoformer": lambda cfg, v, f, e: Autoformer(
+        cfg.seq_len,
+        _label_len(cfg),
+        cfg.pred_len,
+        v,
+        f,
+        cfg.d_model,
+        cfg.heads,
+        cfg.d_ff,
+        cfg.layers,
+        1,
+        cfg.dropout,
+        factor=3.0,
+    ),
+    "cycle": lambda cfg, v, f, e: CycleForecaster(
+        ITransformer(cfg.seq_len, cfg.pred_len, use_norm=False, **_common(cfg)),
+        cfg.seq_len,
+        cfg.pred_len,
+        v,
+        _cycle_len(cfg),
+    ),
+    "tqnet": lambda cfg, v, f, e: TemporalQueryForecaster(
+        cfg.seq_len, cfg.pred_len, v, _cycle_len(cfg), cfg.d_model, dropout=cfg.dropout
+    ),
 }
 GRAPH_MODELS = ("graph",)  # models built on a graph over the variables (``edges``)
 
@@ -147,8 +167,9 @@ class ForecastConfig(engine.TrainConfig):
     epochs: int | None = option(10, "training epochs")
     batch_size: int = option(32, "global batch size (the sum over processes under torchrun)")
     lr: float = option(1e-4, "Adam learning rate, halved every epoch after the first with --schedule halve")
-    schedule: str = option("halve", "learning-rate schedule (halve: the reference code's 'type1')",
-                           choices=engine.SCHEDULES)
+    schedule: str = option(
+        "halve", "learning-rate schedule (halve: the reference code's 'type1')", choices=engine.SCHEDULES
+    )
     patience: int | None = option(3, "early stopping: epochs without a lower validation loss")
     seed: int = option(2021, "seeds random, numpy, torch and the data order")
     d_model: int = option(256, "model width")
@@ -156,37 +177,56 @@ class ForecastConfig(engine.TrainConfig):
     layers: int = option(2, "encoder layers")
     heads: int = option(8, "attention heads")
     dropout: float = option(0.1, "dropout")
-    split: str = option("auto", "auto: ETT 12/4/4 months by file name, else 70/10/20; tgcn: 80/20, no validation",
-                        choices=("auto", "ett_hour", "ett_minute", "ratio", "tgcn"))
+    split: str = option(
+        "auto",
+        "auto: ETT 12/4/4 months by file name, else 70/10/20; tgcn: 80/20, no validation",
+        choices=("auto", "ett_hour", "ett_minute", "ratio", "tgcn"),
+    )
     scale: str = option("standard", "scaling fitted on the training rows", choices=("standard", "max", "none"))
     freq: str = option("h", "time-feature frequency: h, t, d, b, w, m, or none (h as the reference code)")
-    fill: str | None = option(None, "fill missing values instead of failing",
-                              choices=("ffill", "bfill", "interpolate", "zero"))
-    layout: str = option("autoformer", "header-less .txt files: column order and dates",
-                         choices=("autoformer", "lstnet"), applies=(lambda c: not _csv(c), "header-less .txt data"))
-    date_column: str | None = option(None, "name of the CSV's timestamp column (default: 'date' if present)",
-                                     applies=(_csv, ".csv data"))
-    date_format: str | None = option(None, "strftime format of the timestamps, e.g. '%d.%m.%Y %H:%M' "
-                                     "(default: inferred)", applies=(_csv, ".csv data"))
+    fill: str | None = option(
+        None, "fill missing values instead of failing", choices=("ffill", "bfill", "interpolate", "zero")
+    )
+    layout: str = option(
+        "autoformer",
+        "header-less .txt files: column order and dates",
+        choices=("autoformer", "lstnet"),
+        applies=(lambda c: not _csv(c), "header-less .txt data"),
+    )
+    date_column: str | None = option(
+        None, "name of the CSV's timestamp column (default: 'date' if present)", applies=(_csv, ".csv data")
+    )
+    date_format: str | None = option(
+        None,
+        "strftime format of the timestamps, e.g. '%d.%m.%Y %H:%M' (default: inferred)",
+        applies=(_csv, ".csv data"),
+    )
     sep: str = option(",", "CSV column separator (\\t for tabs)", applies=(_csv, ".csv data"))
-    limit_rows: int | None = option(None, "use the first N rows only (quick runs; the split falls back to "
-                                    "70/10/20 when the standard one does not fit)")
-    graph: str | None = option(None, "V x V adjacency (header-less csv or .npy) of the variables",
-                               applies=_model_is(*GRAPH_MODELS))
+    limit_rows: int | None = option(
+        None,
+        "use the first N rows only (quick runs; the split falls back to 70/10/20 when the standard one does not fit)",
+    )
+    graph: str | None = option(
+        None, "V x V adjacency (header-less csv or .npy) of the variables", applies=_model_is(*GRAPH_MODELS)
+    )
     knn: int = option(3, "without --graph: neighbours by training correlation", applies=_model_is(*GRAPH_MODELS))
-    score: str = option("dot", "attention score on the graph", choices=("dot", "additive", "gcn"),
-                        applies=_model_is(*GRAPH_MODELS))
+    score: str = option(
+        "dot", "attention score on the graph", choices=("dot", "additive", "gcn"), applies=_model_is(*GRAPH_MODELS)
+    )
     mix_complete: bool = option(False, "add complete-graph attention", applies=_model_is(*GRAPH_MODELS))
     causal: bool = option(False, "causal graph over time steps", applies=_model_is("temporal"))
     patch_len: int = option(16, "patch length", applies=_model_is("patch"))
     stride: int = option(8, "patch stride", applies=_model_is("patch"))
-    cycle_len: int | None = option(None, "period W in rows (default: the data's protocol, e.g. 24 for ETTh, 52 for "
-                                   "ILI)", applies=_model_is(*PERIODIC))
-    label_len: int | None = option(None, "decoder start length (default: seq_len // 2)",
-                                   applies=_model_is("autoformer"))
+    cycle_len: int | None = option(
+        None,
+        "period W in rows (default: the data's protocol, e.g. 24 for ETTh, 52 for ILI)",
+        applies=_model_is(*PERIODIC),
+    )
+    label_len: int | None = option(
+        None, "decoder start length (default: seq_len // 2)", applies=_model_is("autoformer")
+    )
     original_units: bool = option(False, "also report RMSE / MAE in the data's units")
-    extra: dict = option(help="free-form settings of a model added by a script", flag=False,
-                         default_factory=dict)
+    extra: dict = option(help="free-form settings of a model added by a script", flag=False, default_factory=dict)
 
     def check(self) -> None:
         """Raise ``ValueError`` on an impossible setting (before anything is loaded or written)."""
@@ -211,8 +251,13 @@ class ForecastConfig(engine.TrainConfig):
     def model_kwargs(self) -> dict:
         """The settings that define the network."""
         keys = ["model", "seq_len", "pred_len", "d_model", "d_ff", "layers", "heads", "dropout"]
-        keys += [f.name for f in _fields() if f.metadata.get("applies") and f.metadata["applies"][1].startswith(
-            "--model") and f.metadata["applies"][0](self)]
+        keys += [
+            f.name
+            for f in _fields()
+            if f.metadata.get("applies")
+            and f.metadata["applies"][1].startswith("--model")
+            and f.metadata["applies"][0](self)
+        ]
         return {k: getattr(self, k) for k in keys}
 
 
@@ -225,8 +270,14 @@ def _fields():
 # ------------------------------------------------------------ data and model
 def load_data(cfg: ForecastConfig) -> ForecastData:
     """Read, split, scale and window the series of ``cfg``."""
-    series = load_series(cfg.data, fill=cfg.fill, layout=cfg.layout, date_column=cfg.date_column,
-                         date_format=cfg.date_format, sep=cfg.sep)
+    series = load_series(
+        cfg.data,
+        fill=cfg.fill,
+        layout=cfg.layout,
+        date_column=cfg.date_column,
+        date_format=cfg.date_format,
+        sep=cfg.sep,
+    )
     split = cfg.split
     if cfg.limit_rows is not None and cfg.limit_rows < len(series):
         series = series.head(cfg.limit_rows)
@@ -248,8 +299,9 @@ def variable_graph(cfg: ForecastConfig, data: ForecastData) -> tuple[Tensor, Ten
     return correlation_knn_edges(data.train_values(), min(cfg.knn, data.num_variables - 1))
 
 
-def build_model(cfg: ForecastConfig, num_variables: int, num_time_features: int,
-                edges: tuple[Tensor, Tensor] | None = None) -> nn.Module:
+def build_model(
+    cfg: ForecastConfig, num_variables: int, num_time_features: int, edges: tuple[Tensor, Tensor] | None = None
+) -> nn.Module:
     """The network of ``cfg`` for V variables and F time features (see :data:`MODELS`)."""
     if cfg.model not in MODELS:
         raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {cfg.model!r}")
@@ -277,12 +329,19 @@ def window_batches(dataset, indices: Iterable[int], batch_size: int):
     """Batches ``(x, y, x_mark, y_mark)`` of the windows ``indices`` of a ``WindowDataset``, in order."""
     idx = torch.as_tensor(list(indices), dtype=torch.long)
     for k in range(0, idx.numel(), batch_size):
-        yield dataset[idx[k:k + batch_size]]
+        yield dataset[idx[k : k + batch_size]]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, scaler: Scaler | None = None, keep: int = 0, *,
-             ctx: engine.Context | None = None, device: torch.device | str | None = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    loader,
+    scaler: Scaler | None = None,
+    keep: int = 0,
+    *,
+    ctx: engine.Context | None = None,
+    device: torch.device | str | None = None,
+) -> dict:
     """MSE and MAE over every window of ``loader``, overall and per horizon step.
 
     Args:
@@ -313,7 +372,7 @@ def evaluate(model: nn.Module, loader, scaler: Scaler | None = None, keep: int =
         sq = err.square().sum((0, 2)) + (0 if sq is None else sq)  # [H]
         ab = err.abs().sum((0, 2)) + (0 if ab is None else ab)
         if scaler is not None:
-            err = (scaler.inverse_transform(pred.double()) - scaler.inverse_transform(y.double()))
+            err = scaler.inverse_transform(pred.double()) - scaler.inverse_transform(y.double())
             sq_orig = err.square().sum((0, 2)) + (0 if sq_orig is None else sq_orig)
             ab_orig = err.abs().sum((0, 2)) + (0 if ab_orig is None else ab_orig)
         if len(examples) < keep:
@@ -328,16 +387,25 @@ def evaluate(model: nn.Module, loader, scaler: Scaler | None = None, keep: int =
         dist.all_reduce(shape, op=dist.ReduceOp.MAX)
         horizon, num_vars = int(shape[0]), int(shape[1])
         zero = torch.zeros(horizon, dtype=torch.float64)
-        flat = torch.cat([torch.tensor([float(windows)], dtype=torch.float64),
-                          *[t if t is not None else zero for t in (sq, ab, sq_orig, ab_orig)]])
+        flat = torch.cat(
+            [
+                torch.tensor([float(windows)], dtype=torch.float64),
+                *[t if t is not None else zero for t in (sq, ab, sq_orig, ab_orig)],
+            ]
+        )
         flat = engine.all_reduce_sum(flat, ctx)
         windows = int(flat[0])
         sq, ab, sq_orig, ab_orig = flat[1:].split(horizon)
     if windows == 0:
         raise ValueError("no windows to evaluate")
     count = windows * num_vars
-    out = {"mse": float(sq.sum() / (count * sq.numel())), "mae": float(ab.sum() / (count * ab.numel())),
-           "mse_per_step": (sq / count).tolist(), "mae_per_step": (ab / count).tolist(), "windows": windows}
+    out = {
+        "mse": float(sq.sum() / (count * sq.numel())),
+        "mae": float(ab.sum() / (count * ab.numel())),
+        "mse_per_step": (sq / count).tolist(),
+        "mae_per_step": (ab / count).tolist(),
+        "windows": windows,
+    }
     if scaler is not None:
         out["rmse_original"] = math.sqrt(float(sq_orig.sum() / (count * sq_orig.numel())))
         out["mae_original"] = float(ab_orig.sum() / (count * ab_orig.numel()))
@@ -378,8 +446,16 @@ def _plot(examples, scaler: Scaler, columns: list[str], run: engine.RunDir, max_
 
 
 # ------------------------------------------------------------ training
-def train(cfg: ForecastConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
-          overwrite: bool = False, progress: bool = True, plot: bool = True, given: set[str] | None = None) -> dict:
+def train(
+    cfg: ForecastConfig,
+    out: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    plot: bool = True,
+    given: set[str] | None = None,
+) -> dict:
     """Train, early-stop and test one forecaster; returns the metrics (also written to ``out/metrics.json``).
 
     Everything is checked (settings, ``out``, data, graph, resume state)
@@ -397,8 +473,10 @@ def train(cfg: ForecastConfig, out: str | os.PathLike | None = None, *, resume: 
         data = load_data(cfg)
         edges = variable_graph(cfg, data) if cfg.model in GRAPH_MODELS else None
         if len(data.train) < cfg.batch_size:
-            raise ValueError(f"the training block has {len(data.train)} windows, fewer than one batch of "
-                             f"{cfg.batch_size}; lower --batch-size or use more rows")
+            raise ValueError(
+                f"the training block has {len(data.train)} windows, fewer than one batch of "
+                f"{cfg.batch_size}; lower --batch-size or use more rows"
+            )
         run.prepare(ctx)
         engine.seed_everything(cfg.seed)
         model = build_model(cfg, data.num_variables, data.num_time_features, edges).to(ctx.device)
@@ -415,31 +493,61 @@ def train(cfg: ForecastConfig, out: str | os.PathLike | None = None, *, resume: 
             return {"val_loss": evaluate(net, batches(data.val), ctx=ctx, device=dev)["mse"]}
 
         saved_cfg = cfg.to_dict()
-        meta = {"format": CHECKPOINT_FORMAT, "config": saved_cfg, "num_variables": data.num_variables,
-                "num_time_features": data.num_time_features, "scaler": data.scaler.state_dict()}
-        result = engine.fit(model, cfg, ctx, loss_fn=loss_fn, train_size=len(data.train),
-                            get_batch=lambda idx: data.train[idx], evaluate=validate if data.val is not None else None,
-                            monitor="val_loss", run=run, meta=meta, drop_last=True,
-                            resume_ignore=("original_units", "extra"), progress=progress, desc=cfg.model)
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "config": saved_cfg,
+            "num_variables": data.num_variables,
+            "num_time_features": data.num_time_features,
+            "scaler": data.scaler.state_dict(),
+        }
+        result = engine.fit(
+            model,
+            cfg,
+            ctx,
+            loss_fn=loss_fn,
+            train_size=len(data.train),
+            get_batch=lambda idx: data.train[idx],
+            evaluate=validate if data.val is not None else None,
+            monitor="val_loss",
+            run=run,
+            meta=meta,
+            drop_last=True,
+            resume_ignore=("original_units", "extra"),
+            progress=progress,
+            desc=cfg.model,
+        )
         keep = 1 if plot and run and ctx.is_main else 0
         model.eval()
         with torch.no_grad(), engine.autocast(dev, cfg.precision):
-            test = evaluate(model, batches(data.test), data.scaler if cfg.original_units else None, keep=keep,
-                            ctx=ctx, device=dev)
+            test = evaluate(
+                model, batches(data.test), data.scaler if cfg.original_units else None, keep=keep, ctx=ctx, device=dev
+            )
         examples = test.pop("examples", None)
         best_val = result.best.get("val_loss")
         metrics = {
-            "data": os.path.basename(cfg.data), "model": cfg.model, "seq_len": cfg.seq_len, "pred_len": cfg.pred_len,
-            "seed": cfg.seed, "split": data.scheme, "num_variables": data.num_variables,
-            "mse": test["mse"], "mae": test["mae"],
+            "data": os.path.basename(cfg.data),
+            "model": cfg.model,
+            "seq_len": cfg.seq_len,
+            "pred_len": cfg.pred_len,
+            "seed": cfg.seed,
+            "split": data.scheme,
+            "num_variables": data.num_variables,
+            "mse": test["mse"],
+            "mae": test["mae"],
             **{k: v for k, v in test.items() if k not in ("mse", "mae", "windows")},
-            "test_windows": test["windows"], "train_windows": len(data.train),
+            "test_windows": test["windows"],
+            "train_windows": len(data.train),
             "val_windows": 0 if data.val is None else len(data.val),
-            "best_epoch": result.best_epoch, "best_val_loss": best_val,
-            "epochs_run": result.epochs, "early_stopped": result.stopped_early,
+            "best_epoch": result.best_epoch,
+            "best_val_loss": best_val,
+            "epochs_run": result.epochs,
+            "early_stopped": result.stopped_early,
             "seconds_per_epoch": result.seconds_per_epoch,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "device": str(dev), "precision": cfg.precision, "processes": ctx.world_size, "threads": threads,
+            "device": str(dev),
+            "precision": cfg.precision,
+            "processes": ctx.world_size,
+            "threads": threads,
             "history": result.history,
         }
         if run and ctx.is_main:
@@ -467,6 +575,13 @@ def run(args: argparse.Namespace) -> dict:
     cfg, given = engine.config_from_args(ForecastConfig, args)
     if args.no_plot and args.out is None:
         raise ValueError("--no-plot applies with --out (without --out nothing is written)")
-    metrics = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                    plot=not args.no_plot, given=given)
+    metrics = train(
+        cfg,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        plot=not args.no_plot,
+        given=given,
+    )
     return {k: v for k, v in metrics.items() if k != "history"}

@@ -59,15 +59,28 @@ __all__ = [
     "sentence_features",
 ]
 
-DEFAULT_SENTENCE = ("a transformer is a graph neural network on the complete graph of its tokens and every "
-                    "layer of attention averages what the tokens hear")
+DEFAULT_SENTENCE = (
+    "a transformer is a graph neural network on the complete graph of its tokens and every "
+    "layer of attention averages what the tokens hear"
+)
 SENTENCE_VARIANTS = ("attn", "attn+res", "attn+ff", "attn+ln", "attn+res+ff", "attn+res+ff+ln")
 GRAPH_VARIANTS = ("gcn", "gcn+res", "attn", "attn+res")
-MEASURES = ("rank_one_distance", "dirichlet_energy_normalized", "dirichlet_energy", "numerical_rank",
-            "effective_rank", "attention_entropy")
-_LABELS = {"rank_one_distance": "rank1 dist", "dirichlet_energy_normalized": "E/|X|^2",
-           "dirichlet_energy": "energy", "numerical_rank": "num. rank", "effective_rank": "eff. rank",
-           "attention_entropy": "entropy (bits)"}
+MEASURES = (
+    "rank_one_distance",
+    "dirichlet_energy_normalized",
+    "dirichlet_energy",
+    "numerical_rank",
+    "effective_rank",
+    "attention_entropy",
+)
+_LABELS = {
+    "rank_one_distance": "rank1 dist",
+    "dirichlet_energy_normalized": "E/|X|^2",
+    "dirichlet_energy": "energy",
+    "numerical_rank": "num. rank",
+    "effective_rank": "eff. rank",
+    "attention_entropy": "entropy (bits)",
+}
 _PARTS = ("res", "ff", "ln")
 _LOG = ("rank_one_distance", "dirichlet_energy", "dirichlet_energy_normalized")
 
@@ -82,8 +95,10 @@ def parse_variant(name: str) -> dict:
         raise ValueError(f"variant {name!r} must start with attn or gcn, e.g. attn+res+ff+ln")
     bad = [p for p in parts[1:] if p not in _PARTS]
     if bad or len(set(parts[1:])) != len(parts[1:]):
-        raise ValueError(f"variant {name!r}: after attn/gcn use each of {', '.join(_PARTS)} at most once "
-                         f"(got {', '.join(parts[1:])})")
+        raise ValueError(
+            f"variant {name!r}: after attn/gcn use each of {', '.join(_PARTS)} at most once "
+            f"(got {', '.join(parts[1:])})"
+        )
     return {"mix": parts[0], **{p: p in parts[1:] for p in _PARTS}}
 
 
@@ -100,15 +115,15 @@ class InspectBlock(nn.Module):
     -> same as x.
     """
 
-    def __init__(self, width: int, heads: int, mix: str = "attn", res: bool = False, ff: bool = False,
-                 ln: bool = False):
+    def __init__(
+        self, width: int, heads: int, mix: str = "attn", res: bool = False, ff: bool = False, ln: bool = False
+    ):
         super().__init__()
         self.mix_kind, self.res, self.use_ff, self.use_ln = mix, res, ff, ln
         if mix == "attn":
             self.mix = GraphAttention(width, heads, self_loops="add")
         else:
-            self.mix = GraphAttention(width, 1, score="gcn", head_dim=width, out_proj=False,
-                                      self_loops="remaining")
+            self.mix = GraphAttention(width, 1, score="gcn", head_dim=width, out_proj=False, self_loops="remaining")
         self.feedforward = FeedForward(width, 2 * width, 0.0) if ff else None
         self.norm1 = nn.LayerNorm(width) if ln else nn.Identity()
         self.norm2 = nn.LayerNorm(width) if ln and ff else nn.Identity()
@@ -146,8 +161,9 @@ class InspectStack(nn.Module):
 def sentence_features(tokens: list[str], width: int, seed: int = 0) -> Tensor:
     """Token embeddings (one random vector per distinct token, seeded) plus sinusoidal positions: ``[N, d]``."""
     if len(tokens) < 2:
-        raise ValueError("--sentence needs at least two space-separated tokens (rank collapse is about many "
-                         "tokens becoming one)")
+        raise ValueError(
+            "--sentence needs at least two space-separated tokens (rank collapse is about many tokens becoming one)"
+        )
     vocab = {t: k for k, t in enumerate(dict.fromkeys(tokens))}
     gen = torch.Generator().manual_seed(seed)
     table = torch.randn(len(vocab), width, generator=gen)
@@ -169,13 +185,17 @@ def load_graph(name: str, root: str | os.PathLike | None = None):
     if key not in graphs.PLANETOID:
         raise ValueError(f"unknown graph {name!r}; --graph takes karate, Cora, CiteSeer or PubMed")
     if root is None:
-        raise ValueError(f"--graph {name} needs --root DIR holding {graphs.PLANETOID[key]}/raw/ (the Planetoid "
-                         "raw files; nothing is downloaded)")
+        raise ValueError(
+            f"--graph {name} needs --root DIR holding {graphs.PLANETOID[key]}/raw/ (the Planetoid "
+            "raw files; nothing is downloaded)"
+        )
     files = graphs.planetoid_raw_files(root, key)
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"{graphs.PLANETOID[key]} raw files not found under {files[0].parent}: missing "
-                                f"{', '.join(missing)} (nothing is downloaded)")
+        raise FileNotFoundError(
+            f"{graphs.PLANETOID[key]} raw files not found under {files[0].parent}: missing "
+            f"{', '.join(missing)} (nothing is downloaded)"
+        )
     with tempfile.TemporaryDirectory(prefix="graphformer-inspect-") as tmp:
         raw = Path(tmp) / graphs.PLANETOID[key] / "raw"
         raw.mkdir(parents=True)
@@ -184,9 +204,19 @@ def load_graph(name: str, root: str | os.PathLike | None = None):
         return graphs.load_planetoid(tmp, key)
 
 
-def inspect_curves(x: Tensor, edge_index: Tensor | None, variants, *, layers: int = 24, width: int = 64,
-                   heads: int = 4, seeds: int = 3, seed: int = 0, features=None,
-                   dtype: torch.dtype = torch.float64) -> dict[str, dict[str, list]]:
+def inspect_curves(
+    x: Tensor,
+    edge_index: Tensor | None,
+    variants,
+    *,
+    layers: int = 24,
+    width: int = 64,
+    heads: int = 4,
+    seeds: int = 3,
+    seed: int = 0,
+    features=None,
+    dtype: torch.dtype = torch.float64,
+) -> dict[str, dict[str, list]]:
     """Per-layer curves of every variant, averaged over ``seeds`` random initialisations.
 
     Args:
@@ -292,9 +322,18 @@ def write_csv(curves: dict[str, dict[str, list]], path: str | os.PathLike, sourc
     return path
 
 
-def plot_curves(curves: dict[str, dict[str, list]], path: str | os.PathLike, title: str = "",
-                measures=("rank_one_distance", "dirichlet_energy", "dirichlet_energy_normalized", "effective_rank",
-                          "attention_entropy")) -> Path:
+def plot_curves(
+    curves: dict[str, dict[str, list]],
+    path: str | os.PathLike,
+    title: str = "",
+    measures=(
+        "rank_one_distance",
+        "dirichlet_energy",
+        "dirichlet_energy_normalized",
+        "effective_rank",
+        "attention_entropy",
+    ),
+) -> Path:
     """Draw each measure against depth, one line per variant (written atomically).
 
     The Dirichlet energy is drawn relative to layer 0; it and the other two decaying measures on a log scale.
@@ -328,8 +367,14 @@ def plot_curves(curves: dict[str, dict[str, list]], path: str | os.PathLike, tit
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png",
-                                          metadata={"Software": None} if path.suffix in ("", ".png") else None))
+    _atomic(
+        path,
+        lambda tmp: fig.savefig(
+            tmp,
+            format=path.suffix.lstrip(".") or "png",
+            metadata={"Software": None} if path.suffix in ("", ".png") else None,
+        ),
+    )
     return path
 
 
@@ -337,21 +382,32 @@ def plot_curves(curves: dict[str, dict[str, list]], path: str | os.PathLike, tit
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``graphformer inspect``."""
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--sentence", help="space-separated tokens; attention over their complete graph "
-                                        f"(default: a {len(DEFAULT_SENTENCE.split())}-token sentence)")
+    src.add_argument(
+        "--sentence",
+        help="space-separated tokens; attention over their complete graph "
+        f"(default: a {len(DEFAULT_SENTENCE.split())}-token sentence)",
+    )
     src.add_argument("--graph", metavar="NAME", help="karate, Cora, CiteSeer or PubMed (with --root)")
-    parser.add_argument("--root", help="folder holding <Name>/raw/ for Planetoid graphs (read only; copied to "
-                                       "a temporary folder)")
-    parser.add_argument("--variants", help="comma-separated variants, parts joined by '+': attn|gcn, then any "
-                                           f"of res, ff, ln (default: {','.join(SENTENCE_VARIANTS)} for a "
-                                           f"sentence, {','.join(GRAPH_VARIANTS)} for a graph)")
+    parser.add_argument(
+        "--root", help="folder holding <Name>/raw/ for Planetoid graphs (read only; copied to a temporary folder)"
+    )
+    parser.add_argument(
+        "--variants",
+        help="comma-separated variants, parts joined by '+': attn|gcn, then any "
+        f"of res, ff, ln (default: {','.join(SENTENCE_VARIANTS)} for a "
+        f"sentence, {','.join(GRAPH_VARIANTS)} for a graph)",
+    )
     parser.add_argument("--layers", type=int, default=24, help="blocks per stack (default: %(default)s)")
     parser.add_argument("--width", type=int, default=64, help="feature width d (default: %(default)s)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=3, help="random initialisations averaged (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default: %(default)s)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                        help="precision of the stacks (default: %(default)s; float32 stops a collapse at ~1e-7)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="precision of the stacks (default: %(default)s; float32 stops a collapse at ~1e-7)",
+    )
     parser.add_argument("--every", type=int, default=1, help="print every k-th layer (default: %(default)s)")
     parser.add_argument("--png", metavar="FILE", help="draw the curves (needs matplotlib)")
     parser.add_argument("--csv", metavar="FILE", help="write the curves, one row per variant and layer")
@@ -385,19 +441,39 @@ def run(args: argparse.Namespace) -> dict:
         def features(s):
             return sentence_features(tokens, args.width, s)
 
-    curves = inspect_curves(x, edge_index, variants, layers=args.layers, width=args.width, heads=args.heads,
-                            seeds=args.seeds, seed=args.seed, features=features, dtype=getattr(torch, args.dtype))
-    print(f"{source}: {num_nodes} nodes, {args.layers} layers, width {args.width}, {args.heads} heads, random "
-          f"weights, {args.dtype}, mean of {args.seeds} seed(s)\n")
+    curves = inspect_curves(
+        x,
+        edge_index,
+        variants,
+        layers=args.layers,
+        width=args.width,
+        heads=args.heads,
+        seeds=args.seeds,
+        seed=args.seed,
+        features=features,
+        dtype=getattr(torch, args.dtype),
+    )
+    print(
+        f"{source}: {num_nodes} nodes, {args.layers} layers, width {args.width}, {args.heads} heads, random "
+        f"weights, {args.dtype}, mean of {args.seeds} seed(s)\n"
+    )
     print(format_curves(curves, args.every))
     if args.csv:
         print(f"wrote {write_csv(curves, args.csv, source)}")
     if args.png:
         print(f"wrote {plot_curves(curves, args.png, f'{source}: {args.layers} layers, random weights')}")
-    return {"input": source, "num_nodes": num_nodes, "layers": args.layers, "width": args.width,
-            "heads": args.heads, "seeds": args.seeds, "dtype": args.dtype, "curves": curves,
-            "rank_one_distance_final": {v: c["rank_one_distance"][-1] for v, c in curves.items()},
-            "rank_one_rate_per_layer": {v: _rate(c["rank_one_distance"]) for v, c in curves.items()}}
+    return {
+        "input": source,
+        "num_nodes": num_nodes,
+        "layers": args.layers,
+        "width": args.width,
+        "heads": args.heads,
+        "seeds": args.seeds,
+        "dtype": args.dtype,
+        "curves": curves,
+        "rank_one_distance_final": {v: c["rank_one_distance"][-1] for v, c in curves.items()},
+        "rank_one_rate_per_layer": {v: _rate(c["rank_one_distance"]) for v, c in curves.items()},
+    }
 
 
 def _variants(given: str | None, default: tuple[str, ...]) -> list[str]:

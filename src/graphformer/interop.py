@@ -92,8 +92,9 @@ def _param(t: Tensor | None, requires_grad: bool = True) -> nn.Parameter | None:
 def _load_linear(dst: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
     """Give ``dst`` copies of ``weight`` ``[out, in]`` and ``bias`` ``[out]`` (or no bias)."""
     if tuple(dst.weight.shape) != tuple(weight.shape):
-        raise ValueError(f"cannot copy a weight of shape {tuple(weight.shape)} into a Linear of shape "
-                         f"{tuple(dst.weight.shape)}")
+        raise ValueError(
+            f"cannot copy a weight of shape {tuple(weight.shape)} into a Linear of shape {tuple(dst.weight.shape)}"
+        )
     dst.weight = _param(weight, weight.requires_grad)
     dst.bias = _param(bias, bias is not None and bias.requires_grad)
 
@@ -185,17 +186,24 @@ def from_torch(module: nn.Module, *, batch_first: bool | None = None) -> nn.Modu
     """
     if batch_first is not None and not isinstance(batch_first, bool):
         raise TypeError(f"batch_first must be None, True or False, got {batch_first!r}")
-    converters = {nn.MultiheadAttention: _from_mha, nn.TransformerEncoderLayer: _from_encoder_layer,
-                  nn.TransformerEncoder: _from_encoder, nn.TransformerDecoderLayer: _from_decoder_layer,
-                  nn.TransformerDecoder: _from_decoder, nn.Transformer: _from_transformer}
+    converters = {
+        nn.MultiheadAttention: _from_mha,
+        nn.TransformerEncoderLayer: _from_encoder_layer,
+        nn.TransformerEncoder: _from_encoder,
+        nn.TransformerDecoderLayer: _from_decoder_layer,
+        nn.TransformerDecoder: _from_decoder,
+        nn.Transformer: _from_transformer,
+    }
     for kind, convert in converters.items():
         if isinstance(module, kind):
             m = convert(module)
             m.batch_first = _source_batch_first(module) if batch_first is None else batch_first
             return _like(m, module)
-    raise TypeError("from_torch converts nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder, "
-                    "nn.TransformerDecoderLayer, nn.TransformerDecoder and nn.Transformer, "
-                    f"got {type(module).__name__}")
+    raise TypeError(
+        "from_torch converts nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder, "
+        "nn.TransformerDecoderLayer, nn.TransformerDecoder and nn.Transformer, "
+        f"got {type(module).__name__}"
+    )
 
 
 def _source_batch_first(module: nn.Module) -> bool:
@@ -213,15 +221,26 @@ def _is_dense(t) -> bool:
 
 def _to_batch_first(batch_first: bool, *xs):
     """Transpose ``[N, B, d]`` tensors (and pairs of them) to ``[B, N, d]`` unless already batch-first."""
+
     def flip(x):
         if isinstance(x, (tuple, list)):
             return type(x)(flip(t) for t in x)
         return x.transpose(0, 1) if (not batch_first and isinstance(x, Tensor) and x.dim() == 3) else x
+
     return flip(xs[0]) if len(xs) == 1 else tuple(flip(x) for x in xs)
 
 
-def _torch_masks(attn_mask: Tensor | None, key_padding_mask: Tensor | None, is_causal: bool, *,
-                 batch: int, heads: int, targets: int, sources: int, unbatched: bool) -> dict[str, Any]:
+def _torch_masks(
+    attn_mask: Tensor | None,
+    key_padding_mask: Tensor | None,
+    is_causal: bool,
+    *,
+    batch: int,
+    heads: int,
+    targets: int,
+    sources: int,
+    unbatched: bool,
+) -> dict[str, Any]:
     """GraphAttention keyword arguments for torch's masks.
 
     torch's bool masks are True where attention is *not* allowed, float masks
@@ -284,26 +303,50 @@ class TorchMultiheadAttention(GraphAttention):
 
     batch_first: bool = True
 
-    def forward(self, query, key=None, value=None, key_padding_mask=None, need_weights=None, attn_mask=None,
-                average_attn_weights=True, is_causal=False, **kwargs):
+    def forward(
+        self,
+        query,
+        key=None,
+        value=None,
+        key_padding_mask=None,
+        need_weights=None,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+        **kwargs,
+    ):
         """Attend; torch's form when ``key`` is a feature tensor, graphformer's otherwise (see the class)."""
         if not _is_dense(key):  # graphformer's form: the second argument is edge_index (or nothing)
             if need_weights is not None:
-                raise TypeError("need_weights belongs to torch's call form m(query, key, value, ...); in "
-                                "graphformer's form pass return_attention=True")
+                raise TypeError(
+                    "need_weights belongs to torch's call form m(query, key, value, ...); in "
+                    "graphformer's form pass return_attention=True"
+                )
             x = _to_batch_first(self.batch_first, query)
             edge_index = kwargs.pop("edge_index", key)
             if value is not None:
                 kwargs["value"] = _to_batch_first(self.batch_first, value)
             kw = kwargs
-            if attn_mask is not None or is_causal or (key_padding_mask is not None
-                                                       and key_padding_mask.dtype != torch.bool):
+            if (
+                attn_mask is not None
+                or is_causal
+                or (key_padding_mask is not None and key_padding_mask.dtype != torch.bool)
+            ):
                 x_dst = x[1] if isinstance(x, (tuple, list)) else x
                 x_src = x[0] if isinstance(x, (tuple, list)) else x
-                kw = {**_torch_masks(attn_mask, key_padding_mask, is_causal,
-                                     batch=x_dst.size(0) if x_dst.dim() == 3 else 1, heads=self.num_heads,
-                                     targets=x_dst.size(-2), sources=x_src.size(-2), unbatched=x_dst.dim() == 2),
-                      **kwargs}
+                kw = {
+                    **_torch_masks(
+                        attn_mask,
+                        key_padding_mask,
+                        is_causal,
+                        batch=x_dst.size(0) if x_dst.dim() == 3 else 1,
+                        heads=self.num_heads,
+                        targets=x_dst.size(-2),
+                        sources=x_src.size(-2),
+                        unbatched=x_dst.dim() == 2,
+                    ),
+                    **kwargs,
+                }
                 if kw.pop("causal", False) or kwargs.get("causal", False):
                     kw["causal"] = True
             elif key_padding_mask is not None:
@@ -317,8 +360,16 @@ class TorchMultiheadAttention(GraphAttention):
         need_weights = True if need_weights is None else need_weights
         q, k, v = _to_batch_first(self.batch_first, query, key, value)
         unbatched = q.dim() == 2
-        kw = _torch_masks(attn_mask, key_padding_mask, is_causal, batch=1 if unbatched else q.size(0),
-                          heads=self.num_heads, targets=q.size(-2), sources=k.size(-2), unbatched=unbatched)
+        kw = _torch_masks(
+            attn_mask,
+            key_padding_mask,
+            is_causal,
+            batch=1 if unbatched else q.size(0),
+            heads=self.num_heads,
+            targets=q.size(-2),
+            sources=k.size(-2),
+            unbatched=unbatched,
+        )
         if key is query and value is key:
             x, value_arg = q, None  # self-attention: one fused projection, as torch
         else:
@@ -333,18 +384,28 @@ class TorchMultiheadAttention(GraphAttention):
 
 def _from_mha(mha: nn.MultiheadAttention) -> TorchMultiheadAttention:
     if mha.bias_k is not None:
-        raise ValueError("nn.MultiheadAttention with add_bias_kv=True appends a learned key/value node to every "
-                         "sequence after the projections, which no graph over the given nodes expresses; build "
-                         "the module with add_bias_kv=False")
+        raise ValueError(
+            "nn.MultiheadAttention with add_bias_kv=True appends a learned key/value node to every "
+            "sequence after the projections, which no graph over the given nodes expresses; build "
+            "the module with add_bias_kv=False"
+        )
     if mha.add_zero_attn:
-        raise ValueError("nn.MultiheadAttention with add_zero_attn=True appends a zero key/value node after the "
-                         "projections, which no graph over the given nodes expresses; build the module with "
-                         "add_zero_attn=False")
+        raise ValueError(
+            "nn.MultiheadAttention with add_zero_attn=True appends a zero key/value node after the "
+            "projections, which no graph over the given nodes expresses; build the module with "
+            "add_zero_attn=False"
+        )
     d = mha.embed_dim
     bias = mha.in_proj_bias is not None
-    attn = TorchMultiheadAttention(d, mha.num_heads, score="dot", dropout=mha.dropout, bias=bias,
-                                   kdim=None if mha.kdim == d else mha.kdim,
-                                   vdim=None if mha.vdim == mha.kdim else mha.vdim)
+    attn = TorchMultiheadAttention(
+        d,
+        mha.num_heads,
+        score="dot",
+        dropout=mha.dropout,
+        bias=bias,
+        kdim=None if mha.kdim == d else mha.kdim,
+        vdim=None if mha.vdim == mha.kdim else mha.vdim,
+    )
     if mha._qkv_same_embed_dim:
         w = mha.in_proj_weight
         weights = [(t, w.requires_grad) for t in w.chunk(3)]
@@ -394,8 +455,7 @@ class TorchEncoderLayer(GraphformerLayer):
 
     batch_first: bool = True
 
-    def forward(self, src, edge_index=None, src_key_padding_mask=None, is_causal=False, *, src_mask=None,
-                **kwargs):
+    def forward(self, src, edge_index=None, src_key_padding_mask=None, is_causal=False, *, src_mask=None, **kwargs):
         """Apply the block (see the class docstring for the call forms)."""
         edge_index, src_mask = _split_mask(edge_index, src_mask)
         x = _to_batch_first(self.batch_first, src)
@@ -413,9 +473,16 @@ class TorchEncoderLayer(GraphformerLayer):
 
 def _from_encoder_layer(layer: nn.TransformerEncoderLayer) -> TorchEncoderLayer:
     d, ff = layer.linear1.in_features, layer.linear1.out_features
-    m = TorchEncoderLayer(d, layer.self_attn.num_heads, ff, dropout=layer.dropout.p,
-                          activation=_activation_of(layer), norm_first=layer.norm_first,
-                          layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None)
+    m = TorchEncoderLayer(
+        d,
+        layer.self_attn.num_heads,
+        ff,
+        dropout=layer.dropout.p,
+        activation=_activation_of(layer),
+        norm_first=layer.norm_first,
+        layer_norm_eps=layer.norm1.eps,
+        bias=layer.linear1.bias is not None,
+    )
     m.self_attn = _from_mha(layer.self_attn)
     _load_feedforward(m, layer)
     _load_norm(m.norm1, layer.norm1)
@@ -457,8 +524,16 @@ def _from_encoder(encoder: nn.TransformerEncoder) -> TorchEncoder:
     return _like(m, encoder)
 
 
-def _decoder_masks(tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
-                   memory_is_causal, causal, key_padding_mask):
+def _decoder_masks(
+    tgt_mask,
+    memory_mask,
+    tgt_key_padding_mask,
+    memory_key_padding_mask,
+    tgt_is_causal,
+    memory_is_causal,
+    causal,
+    key_padding_mask,
+):
     """Self- and cross-attention keywords of a decoder call in either form."""
     if isinstance(tgt_mask, bool):  # graphformer's positional m(x, memory, causal)
         causal, tgt_mask = tgt_mask, None
@@ -466,10 +541,16 @@ def _decoder_masks(tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_paddi
         if tgt_key_padding_mask is not None:
             raise TypeError("give the target padding as key_padding_mask or tgt_key_padding_mask, not both")
         tgt_key_padding_mask = key_padding_mask
-    self_kw = {"attn_mask": tgt_mask, "key_padding_mask": tgt_key_padding_mask,
-               "is_causal": bool(tgt_is_causal) or bool(causal)}
-    cross_kw = {"attn_mask": memory_mask, "key_padding_mask": memory_key_padding_mask,
-                "is_causal": bool(memory_is_causal)}
+    self_kw = {
+        "attn_mask": tgt_mask,
+        "key_padding_mask": tgt_key_padding_mask,
+        "is_causal": bool(tgt_is_causal) or bool(causal),
+    }
+    cross_kw = {
+        "attn_mask": memory_mask,
+        "key_padding_mask": memory_key_padding_mask,
+        "is_causal": bool(memory_is_causal),
+    }
     return self_kw, cross_kw
 
 
@@ -487,17 +568,37 @@ class TorchDecoderLayer(GraphformerDecoderLayer):
 
     batch_first: bool = True
 
-    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False, *, causal=False,
-                key_padding_mask=None):
+    def forward(
+        self,
+        tgt,
+        memory,
+        tgt_mask=None,
+        memory_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        tgt_is_causal=False,
+        memory_is_causal=False,
+        *,
+        causal=False,
+        key_padding_mask=None,
+    ):
         """Decode ``tgt`` attending to itself and to ``memory`` (see the class docstring)."""
-        self_kw, cross_kw = _decoder_masks(tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
-                                           tgt_is_causal, memory_is_causal, causal, key_padding_mask)
+        self_kw, cross_kw = _decoder_masks(
+            tgt_mask,
+            memory_mask,
+            tgt_key_padding_mask,
+            memory_key_padding_mask,
+            tgt_is_causal,
+            memory_is_causal,
+            causal,
+            key_padding_mask,
+        )
         x, mem = _to_batch_first(self.batch_first, tgt, memory)
         return _to_batch_first(self.batch_first, self._decode(x, mem, self_kw, cross_kw))
 
     def _decode(self, x: Tensor, memory: Tensor, self_kw: dict, cross_kw: dict) -> Tensor:
         """The parent's block on batch-first tensors, with torch-style masks for both attentions."""
+
         def self_block(h):
             return self.dropout1(self.self_attn(h, **self_kw))
 
@@ -515,9 +616,16 @@ class TorchDecoderLayer(GraphformerDecoderLayer):
 
 def _from_decoder_layer(layer: nn.TransformerDecoderLayer) -> TorchDecoderLayer:
     d, ff = layer.linear1.in_features, layer.linear1.out_features
-    m = TorchDecoderLayer(d, layer.self_attn.num_heads, ff, dropout=layer.dropout.p,
-                          activation=_activation_of(layer), norm_first=layer.norm_first,
-                          layer_norm_eps=layer.norm1.eps, bias=layer.linear1.bias is not None)
+    m = TorchDecoderLayer(
+        d,
+        layer.self_attn.num_heads,
+        ff,
+        dropout=layer.dropout.p,
+        activation=_activation_of(layer),
+        norm_first=layer.norm_first,
+        layer_norm_eps=layer.norm1.eps,
+        bias=layer.linear1.bias is not None,
+    )
     m.self_attn = _from_mha(layer.self_attn)
     m.cross_attn = _from_mha(layer.multihead_attn)
     _load_feedforward(m, layer)
@@ -549,12 +657,31 @@ class TorchDecoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norm = norm
 
-    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False, *, causal=False,
-                key_padding_mask=None):
+    def forward(
+        self,
+        tgt,
+        memory,
+        tgt_mask=None,
+        memory_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        tgt_is_causal=None,
+        memory_is_causal=False,
+        *,
+        causal=False,
+        key_padding_mask=None,
+    ):
         """Run every layer in turn (see :class:`TorchDecoderLayer` for the arguments)."""
-        self_kw, cross_kw = _decoder_masks(tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
-                                           tgt_is_causal, memory_is_causal, causal, key_padding_mask)
+        self_kw, cross_kw = _decoder_masks(
+            tgt_mask,
+            memory_mask,
+            tgt_key_padding_mask,
+            memory_key_padding_mask,
+            tgt_is_causal,
+            memory_is_causal,
+            causal,
+            key_padding_mask,
+        )
         x, mem = _to_batch_first(self.batch_first, tgt, memory)
         for layer in self.layers:
             x = layer._decode(x, mem, self_kw, cross_kw)
@@ -564,8 +691,9 @@ class TorchDecoder(nn.Module):
 
 
 def _from_decoder(decoder: nn.TransformerDecoder) -> TorchDecoder:
-    return _like(TorchDecoder([_from_decoder_layer(lay) for lay in decoder.layers], copy.deepcopy(decoder.norm)),
-                 decoder)
+    return _like(
+        TorchDecoder([_from_decoder_layer(lay) for lay in decoder.layers], copy.deepcopy(decoder.norm)), decoder
+    )
 
 
 class TorchTransformer(nn.Module):
@@ -590,20 +718,44 @@ class TorchTransformer(nn.Module):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
 
-    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
-                tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
-                memory_is_causal=False, *, causal=False, key_padding_mask=None):
+    def forward(
+        self,
+        src,
+        tgt,
+        src_mask=None,
+        tgt_mask=None,
+        memory_mask=None,
+        src_key_padding_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        src_is_causal=None,
+        tgt_is_causal=None,
+        memory_is_causal=False,
+        *,
+        causal=False,
+        key_padding_mask=None,
+    ):
         """Encode ``src``, then decode ``tgt`` against it (see the class docstring)."""
         if key_padding_mask is not None:
             if src_key_padding_mask is not None:
                 raise TypeError("give the source padding as key_padding_mask or src_key_padding_mask, not both")
             src_key_padding_mask = key_padding_mask
         src, tgt = _to_batch_first(self.batch_first, src, tgt)
-        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
-                              is_causal=src_is_causal)
-        return _to_batch_first(self.batch_first, self.decoder(
-            tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
-            memory_is_causal, causal=causal))
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
+        return _to_batch_first(
+            self.batch_first,
+            self.decoder(
+                tgt,
+                memory,
+                tgt_mask,
+                memory_mask,
+                tgt_key_padding_mask,
+                memory_key_padding_mask,
+                tgt_is_causal,
+                memory_is_causal,
+                causal=causal,
+            ),
+        )
 
 
 def _from_transformer(model: nn.Transformer) -> TorchTransformer:
@@ -685,8 +837,10 @@ def from_pyg(conv: nn.Module) -> PygConv:
             m = convert(conv)
             m.conv_type = kind.__name__
             return _like(m, conv)
-    raise TypeError("from_pyg converts torch_geometric.nn GCNConv, GATConv, GATv2Conv and TransformerConv, "
-                    f"got {type(conv).__name__}")
+    raise TypeError(
+        "from_pyg converts torch_geometric.nn GCNConv, GATConv, GATv2Conv and TransformerConv, "
+        f"got {type(conv).__name__}"
+    )
 
 
 def _is_adjacency(obj) -> bool:
@@ -749,13 +903,24 @@ class PygConv(GraphAttention):
         """Forget the graph kept by ``cached=True``; the next call normalises its own graph."""
         self._cache = None
 
-    def forward(self, x, edge_index=None, edge_attr=None, *, edge_weight=None, size=None,
-                return_attention_weights=None, **kwargs):
+    def forward(
+        self,
+        x,
+        edge_index=None,
+        edge_attr=None,
+        *,
+        edge_weight=None,
+        size=None,
+        return_attention_weights=None,
+        **kwargs,
+    ):
         """Run the conv (see the class docstring for the call forms)."""
         if isinstance(x, (tuple, list)) and len(x) == 2 and x[1] is None:
-            raise ValueError(f"{self.conv_type or 'the conv'} called on (x_src, None) (targets without features) "
-                             "has no counterpart here: the converted layer reads the targets' features; pass "
-                             "(x_src, x_dst)")
+            raise ValueError(
+                f"{self.conv_type or 'the conv'} called on (x_src, None) (targets without features) "
+                "has no counterpart here: the converted layer reads the targets' features; pass "
+                "(x_src, x_dst)"
+            )
         if edge_weight is not None:
             if edge_attr is not None:
                 raise TypeError("give the edge weights once, as edge_attr or edge_weight")
@@ -763,15 +928,21 @@ class PygConv(GraphAttention):
         if size is not None:
             x_src, x_dst = x if isinstance(x, (tuple, list)) else (x, x)
             if (x_src.size(0), x_dst.size(0)) != tuple(size):
-                raise ValueError(f"size={tuple(size)} disagrees with the node features "
-                                 f"({x_src.size(0)} sources, {x_dst.size(0)} targets)")
+                raise ValueError(
+                    f"size={tuple(size)} disagrees with the node features "
+                    f"({x_src.size(0)} sources, {x_dst.size(0)} targets)"
+                )
         adjacency_shape = None
         if edge_index is not None and _is_adjacency(edge_index):
             if isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
                 adjacency_shape = tuple(edge_index.shape[:2])
             edge_index, edge_attr = self._from_adjacency(x, edge_index, edge_attr)
-        if edge_attr is not None and edge_attr.dim() == 1 and self.edge_proj is not None \
-                and self.edge_proj.in_features == 1:
+        if (
+            edge_attr is not None
+            and edge_attr.dim() == 1
+            and self.edge_proj is not None
+            and self.edge_proj.in_features == 1
+        ):
             edge_attr = edge_attr.unsqueeze(-1)  # PyG takes [E] for edge_dim=1
         want = return_attention_weights is not None or kwargs.get("return_attention", False) or self.cached
         if edge_index is None:
@@ -795,13 +966,17 @@ class PygConv(GraphAttention):
         if values is None:
             return edge_index, edge_attr
         if self.conv_type == "TransformerConv" and self.edge_proj is not None and edge_attr is None:
-            raise ValueError("TransformerConv with edge_dim reads edge features from edge_attr; PyG does not take "
-                             "them from a sparse adjacency's values either: pass edge_index and edge_attr")
+            raise ValueError(
+                "TransformerConv with edge_dim reads edge features from edge_attr; PyG does not take "
+                "them from a sparse adjacency's values either: pass edge_index and edge_attr"
+            )
         if self.conv_type != "GCNConv":
             return edge_index, edge_attr  # only GCN reads the values (as weights), as in PyG
         if edge_attr is not None:
-            raise ValueError("GCNConv reads the edge weights from the sparse adjacency's values; do not pass "
-                             "edge_attr / edge_weight as well")
+            raise ValueError(
+                "GCNConv reads the edge weights from the sparse adjacency's values; do not pass "
+                "edge_attr / edge_weight as well"
+            )
         if self.self_loops is not None:
             fill = 2.0 if self.improved else 1.0
             loop = edge_index[0] == edge_index[1]
@@ -822,27 +997,36 @@ class PygConv(GraphAttention):
             self._cache = (key, weight, n)
             return
         cached_key, cached_weight, cached_n = self._cache
-        same = cached_n == n and torch.equal(cached_key, key) and torch.allclose(
-            cached_weight.to(weight), weight, rtol=1e-5, atol=1e-6)
+        same = (
+            cached_n == n
+            and torch.equal(cached_key, key)
+            and torch.allclose(cached_weight.to(weight), weight, rtol=1e-5, atol=1e-6)
+        )
         if not same:
             raise ValueError(
                 "GCNConv(cached=True) normalised the graph of its first call and PyG silently reuses it for "
                 "every later edge_index; this call passes a different graph, where the PyG conv would answer "
                 "for the cached one. Call m.reset_cache() to normalise the new graph, or convert a conv built "
-                "with cached=False")
+                "with cached=False"
+            )
 
 
 def _check_message_passing(conv: nn.Module) -> None:
     name = type(conv).__name__
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in conv.parameters()):
-        raise ValueError(f"{name} has lazily initialised weights (in_channels=-1); call it once on data "
-                         "to materialise them, or build it with explicit in_channels")
+        raise ValueError(
+            f"{name} has lazily initialised weights (in_channels=-1); call it once on data "
+            "to materialise them, or build it with explicit in_channels"
+        )
     if not isinstance(conv.aggr, str) or conv.aggr not in ("add", "sum"):
-        raise ValueError(f"{name} with aggr={conv.aggr!r} cannot be converted: GraphAttention sums weighted "
-                         "messages (aggr='add')")
+        raise ValueError(
+            f"{name} with aggr={conv.aggr!r} cannot be converted: GraphAttention sums weighted messages (aggr='add')"
+        )
     if conv.flow != "source_to_target":
-        raise ValueError(f"{name} with flow={conv.flow!r} cannot be converted: GraphAttention sends messages "
-                         "edge_index[0] -> edge_index[1] (flow='source_to_target'); flip edge_index instead")
+        raise ValueError(
+            f"{name} with flow={conv.flow!r} cannot be converted: GraphAttention sends messages "
+            "edge_index[0] -> edge_index[1] (flow='source_to_target'); flip edge_index instead"
+        )
 
 
 def _channels(in_channels: int | Sequence[int]) -> tuple[int, int]:
@@ -855,9 +1039,16 @@ def _channels(in_channels: int | Sequence[int]) -> tuple[int, int]:
 def _from_gcn(conv) -> PygConv:
     score = "gcn" if conv.normalize else "sum"
     loops = conv.normalize and conv.add_self_loops
-    attn = PygConv(conv.in_channels, 1, score=score, bias=conv.bias is not None, head_dim=conv.out_channels,
-                   out_proj=False, self_loops="remaining" if loops else None,
-                   fill_value=2.0 if conv.improved else None)
+    attn = PygConv(
+        conv.in_channels,
+        1,
+        score=score,
+        bias=conv.bias is not None,
+        head_dim=conv.out_channels,
+        out_proj=False,
+        self_loops="remaining" if loops else None,
+        fill_value=2.0 if conv.improved else None,
+    )
     attn.improved = bool(conv.improved)
     attn.cached = bool(conv.cached)
     _load_linear(attn.v_proj, conv.lin.weight, conv.lin.bias)
@@ -893,14 +1084,27 @@ def _load_root_and_bias(attn: GraphAttention, conv) -> None:
 
 def _from_gat(conv) -> PygConv:
     if getattr(conv, "normalize", False):
-        raise ValueError("GATConv(normalize=True) renormalises the attention coefficients with GCN weights, which "
-                         "GraphAttention's softmax does not model; build the conv with normalize=False")
+        raise ValueError(
+            "GATConv(normalize=True) renormalises the attention coefficients with GCN weights, which "
+            "GraphAttention's softmax does not model; build the conv with normalize=False"
+        )
     src, dst = _channels(conv.in_channels)
     shared = getattr(conv, "lin", None) is not None or conv.lin_src is conv.lin_dst
-    attn = PygConv(dst, conv.heads, score="additive", dropout=conv.dropout, bias=conv.bias is not None,
-                   kdim=None if shared else src, head_dim=conv.out_channels, concat=conv.concat,
-                   out_proj=False, root_weight=conv.res is not None, edge_dim=conv.edge_dim,
-                   self_loops="add" if conv.add_self_loops else None, fill_value=_pyg_fill_value(conv))
+    attn = PygConv(
+        dst,
+        conv.heads,
+        score="additive",
+        dropout=conv.dropout,
+        bias=conv.bias is not None,
+        kdim=None if shared else src,
+        head_dim=conv.out_channels,
+        concat=conv.concat,
+        out_proj=False,
+        root_weight=conv.res is not None,
+        edge_dim=conv.edge_dim,
+        self_loops="add" if conv.add_self_loops else None,
+        fill_value=_pyg_fill_value(conv),
+    )
     attn.score.negative_slope = conv.negative_slope
     if shared:
         lin = conv.lin if getattr(conv, "lin", None) is not None else conv.lin_src
@@ -919,10 +1123,21 @@ def _from_gat(conv) -> PygConv:
 
 def _from_gatv2(conv) -> PygConv:
     src, dst = _channels(conv.in_channels)
-    attn = PygConv(dst, conv.heads, score="gatv2", dropout=conv.dropout, bias=conv.bias is not None,
-                   kdim=None if src == dst else src, head_dim=conv.out_channels, concat=conv.concat,
-                   out_proj=False, root_weight=conv.res is not None, edge_dim=conv.edge_dim,
-                   self_loops="add" if conv.add_self_loops else None, fill_value=_pyg_fill_value(conv))
+    attn = PygConv(
+        dst,
+        conv.heads,
+        score="gatv2",
+        dropout=conv.dropout,
+        bias=conv.bias is not None,
+        kdim=None if src == dst else src,
+        head_dim=conv.out_channels,
+        concat=conv.concat,
+        out_proj=False,
+        root_weight=conv.res is not None,
+        edge_dim=conv.edge_dim,
+        self_loops="add" if conv.add_self_loops else None,
+        fill_value=_pyg_fill_value(conv),
+    )
     attn.score.negative_slope = conv.negative_slope
     _load_linear(attn.v_proj, conv.lin_l.weight, conv.lin_l.bias)
     if conv.share_weights:
@@ -940,9 +1155,20 @@ def _from_transformer_conv(conv) -> PygConv:
     src, dst = _channels(conv.in_channels)
     beta = bool(conv.beta) and conv.root_weight  # PyG's gate acts only on the skip
     # bias=False: PyG's TransformerConv has no bias after aggregation; its projections' biases are copied below
-    attn = PygConv(dst, conv.heads, score="dot", dropout=conv.dropout, bias=False,
-                   kdim=None if src == dst else src, head_dim=conv.out_channels, concat=conv.concat,
-                   out_proj=False, root_weight=conv.root_weight, edge_dim=conv.edge_dim, beta=beta)
+    attn = PygConv(
+        dst,
+        conv.heads,
+        score="dot",
+        dropout=conv.dropout,
+        bias=False,
+        kdim=None if src == dst else src,
+        head_dim=conv.out_channels,
+        concat=conv.concat,
+        out_proj=False,
+        root_weight=conv.root_weight,
+        edge_dim=conv.edge_dim,
+        beta=beta,
+    )
     _load_linear(attn.q_proj, conv.lin_query.weight, conv.lin_query.bias)
     _load_linear(attn.k_proj, conv.lin_key.weight, conv.lin_key.bias)
     _load_linear(attn.v_proj, conv.lin_value.weight, conv.lin_value.bias)

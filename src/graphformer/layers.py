@@ -49,8 +49,14 @@ class FeedForward(nn.Module):
     Shapes: ``[..., d] -> [..., d]``.
     """
 
-    def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.1,
-                 activation: str | Callable = "relu", bias: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        dim_feedforward: int,
+        dropout: float = 0.1,
+        activation: str | Callable = "relu",
+        bias: bool = True,
+    ):
         super().__init__()
         self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias)
         self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias)
@@ -72,8 +78,14 @@ class ConvFeedForward(nn.Module):
     Shapes: ``[B, N, d] -> [B, N, d]`` (or ``[N, d] -> [N, d]``).
     """
 
-    def __init__(self, d_model: int, dim_feedforward: int, kernel_size: int = 3, dropout: float = 0.1,
-                 activation: str | Callable = "relu"):
+    def __init__(
+        self,
+        d_model: int,
+        dim_feedforward: int,
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+        activation: str | Callable = "relu",
+    ):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep the sequence length, got {kernel_size}")
@@ -123,28 +135,45 @@ class GraphformerLayer(nn.Module):
     Shapes: as :class:`~graphformer.GraphAttention`, output width ``d_model``.
     """
 
-    def __init__(self, d_model: int, num_heads: int = 1, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable = "relu", norm_first: bool = False, score: str | Score = "dot", *,
-                 layer_norm_eps: float = 1e-5, bias: bool = True, feedforward: nn.Module | None = None,
-                 attn_dropout: float | None = None, **attention_kwargs):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int = 1,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable = "relu",
+        norm_first: bool = False,
+        score: str | Score = "dot",
+        *,
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+        feedforward: nn.Module | None = None,
+        attn_dropout: float | None = None,
+        **attention_kwargs,
+    ):
         super().__init__()
         if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
             raise ValueError(f"attn_dropout must lie in [0, 1), got {attn_dropout}")
-        self.self_attn = GraphAttention(d_model, num_heads, score=score,
-                                        dropout=dropout if attn_dropout is None else attn_dropout, bias=bias,
-                                        **attention_kwargs)
+        self.self_attn = GraphAttention(
+            d_model,
+            num_heads,
+            score=score,
+            dropout=dropout if attn_dropout is None else attn_dropout,
+            bias=bias,
+            **attention_kwargs,
+        )
         if self.self_attn.out_proj is None and self.self_attn.out_dim != d_model:
             raise ValueError("GraphformerLayer needs attention output of width d_model; keep out_proj=True")
-        self.feedforward = feedforward if feedforward is not None else FeedForward(
-            d_model, dim_feedforward, dropout, activation, bias)
+        self.feedforward = (
+            feedforward if feedforward is not None else FeedForward(d_model, dim_feedforward, dropout, activation, bias)
+        )
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Tensor | SparseGraph | None = None,
-                **kwargs):
+    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Tensor | SparseGraph | None = None, **kwargs):
         """Apply the block; keyword arguments as :meth:`GraphAttention.forward`."""
         return_attention = kwargs.get("return_attention", False)
         pair = isinstance(x, (tuple, list))
@@ -194,8 +223,11 @@ class GraphformerEncoder(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, **kwargs):
         """Run every layer in turn; keyword arguments as :meth:`GraphAttention.forward`."""
         return_attention = kwargs.get("return_attention", False)
-        if isinstance(edge_index, Tensor) and all(lay.self_attn.self_loops is None for lay in self.layers) \
-                and not isinstance(x, (tuple, list)):
+        if (
+            isinstance(edge_index, Tensor)
+            and all(lay.self_attn.self_loops is None for lay in self.layers)
+            and not isinstance(x, (tuple, list))
+        ):
             edge_index = SparseGraph.from_edge_index(edge_index, x.size(0))
         records = []
         for layer in self.layers:
@@ -226,14 +258,26 @@ class GraphformerDecoderLayer(nn.Module):
     Shapes: x ``[B, M, d]``, memory ``[B, N, d]`` -> ``[B, M, d]``.
     """
 
-    def __init__(self, d_model: int, num_heads: int = 1, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable = "relu", norm_first: bool = False, score: str | Score = "dot", *,
-                 layer_norm_eps: float = 1e-5, bias: bool = True, feedforward: nn.Module | None = None):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int = 1,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable = "relu",
+        norm_first: bool = False,
+        score: str | Score = "dot",
+        *,
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+        feedforward: nn.Module | None = None,
+    ):
         super().__init__()
         self.self_attn = GraphAttention(d_model, num_heads, score=score, dropout=dropout, bias=bias)
         self.cross_attn = GraphAttention(d_model, num_heads, score=score, dropout=dropout, bias=bias)
-        self.feedforward = feedforward if feedforward is not None else FeedForward(
-            d_model, dim_feedforward, dropout, activation, bias)
+        self.feedforward = (
+            feedforward if feedforward is not None else FeedForward(d_model, dim_feedforward, dropout, activation, bias)
+        )
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
@@ -242,8 +286,14 @@ class GraphformerDecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: Tensor, memory: Tensor, causal: bool = True, key_padding_mask: Tensor | None = None,
-                memory_key_padding_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        causal: bool = True,
+        key_padding_mask: Tensor | None = None,
+        memory_key_padding_mask: Tensor | None = None,
+    ) -> Tensor:
         """Decode ``x`` attending causally to itself and fully to ``memory``.
 
         Args:
@@ -253,6 +303,7 @@ class GraphformerDecoderLayer(nn.Module):
             key_padding_mask: ``[B, M]``, True = padded target position.
             memory_key_padding_mask: ``[B, N]``, True = padded memory position.
         """
+
         def self_block(h):
             return self.dropout1(self.self_attn(h, causal=causal, key_padding_mask=key_padding_mask))
 
@@ -314,13 +365,24 @@ class LocalGlobalLayer(nn.Module):
         (``[B, H, n, n]``, as :meth:`GraphAttention.forward`) to the global part.
     """
 
-    def __init__(self, d_model: int, num_heads: int = 4, dim_feedforward: int | None = None, dropout: float = 0.1,
-                 local_score: str | Score = "dot", activation: str | Callable = "relu",
-                 attn_dropout: float | None = None, *, norm: str = "branch"):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int = 4,
+        dim_feedforward: int | None = None,
+        dropout: float = 0.1,
+        local_score: str | Score = "dot",
+        activation: str | Callable = "relu",
+        attn_dropout: float | None = None,
+        *,
+        norm: str = "branch",
+    ):
         super().__init__()
         if norm not in ("branch", "sum"):
-            raise ValueError(f"norm must be 'branch' (GPS: a norm per attention branch) or 'sum' (one norm after "
-                             f"the summed attentions), got {norm!r}")
+            raise ValueError(
+                f"norm must be 'branch' (GPS: a norm per attention branch) or 'sum' (one norm after "
+                f"the summed attentions), got {norm!r}"
+            )
         if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
             raise ValueError(f"attn_dropout must lie in [0, 1), got {attn_dropout}")
         attn_dropout = dropout if attn_dropout is None else attn_dropout
@@ -336,8 +398,15 @@ class LocalGlobalLayer(nn.Module):
         self.norm_ff = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, *, batch: Tensor | None = None,
-                attn_bias: Tensor | None = None, edge_attr: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | SparseGraph,
+        *,
+        batch: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+    ) -> Tensor:
         """Apply the layer (see the class docstring for shapes)."""
         if x.dim() == 3:
             if batch is not None:

@@ -92,10 +92,12 @@ class LMConfig(TrainConfig):
     d_model: int = option(128, "width")
     dropout: float = option(0.0, "dropout")
     bias: bool = option(False, "biases in linear maps and LayerNorms")
-    attention: str = option("full", "full causal graph, or a causal sliding window of --window W",
-                            choices=("full", "window"))
-    window: int | None = option(None, "W: edges from the W previous characters",
-                                applies=(_window_given, "--attention window"))
+    attention: str = option(
+        "full", "full causal graph, or a causal sliding window of --window W", choices=("full", "window")
+    )
+    window: int | None = option(
+        None, "W: edges from the W previous characters", applies=(_window_given, "--attention window")
+    )
     max_iters: int = option(2000, "training iterations")
     lr: float = option(1e-3, "peak AdamW learning rate")
     min_lr: float = option(1e-4, "learning rate at the end of the cosine decay (about lr / 10)")
@@ -124,8 +126,16 @@ class LMConfig(TrainConfig):
         """Raise ``ValueError`` naming the flag of the first invalid setting."""
         if not self.data:
             raise ValueError("--data FILE is required (a plain text file)")
-        for name in ("block_size", "batch_size", "layers", "heads", "d_model", "max_iters", "eval_interval",
-                     "eval_iters"):
+        for name in (
+            "block_size",
+            "batch_size",
+            "layers",
+            "heads",
+            "d_model",
+            "max_iters",
+            "eval_interval",
+            "eval_iters",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value!r}")
@@ -143,9 +153,17 @@ class LMConfig(TrainConfig):
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         """The :class:`GPTConfig` of this run."""
-        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.layers,
-                         n_head=self.heads, n_embd=self.d_model, dropout=self.dropout, bias=self.bias,
-                         attention=self.attention, window=self.window if self.attention == "window" else None)
+        return GPTConfig(
+            vocab_size=vocab_size,
+            block_size=self.block_size,
+            n_layer=self.layers,
+            n_head=self.heads,
+            n_embd=self.d_model,
+            dropout=self.dropout,
+            bias=self.bias,
+            attention=self.attention,
+            window=self.window if self.attention == "window" else None,
+        )
 
 
 # ------------------------------------------------------------------ data
@@ -167,8 +185,10 @@ class CharData:
         """Read a UTF-8 text file and split it (nanoGPT's ``prepare.py``)."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"--data {path}: no such file (give a plain text file, e.g. "
-                                    "../shared/data/text/tinyshakespeare/input.txt)")
+            raise FileNotFoundError(
+                f"--data {path}: no such file (give a plain text file, e.g. "
+                "../shared/data/text/tinyshakespeare/input.txt)"
+            )
         text = path.read_text(encoding="utf-8")
         return cls.from_text(text)
 
@@ -184,18 +204,27 @@ class CharData:
         """Each split must hold at least one window of ``block_size + 1`` characters."""
         for name, split in (("training", self.train), ("validation", self.val)):
             if split.numel() <= block_size:
-                raise ValueError(f"the {name} split has {split.numel()} characters, fewer than --block-size "
-                                 f"{block_size} + 1; use a longer text or a smaller --block-size")
+                raise ValueError(
+                    f"the {name} split has {split.numel()} characters, fewer than --block-size "
+                    f"{block_size} + 1; use a longer text or a smaller --block-size"
+                )
 
-    def windows(self, split: str, start: Tensor, block_size: int,
-                device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    def windows(
+        self, split: str, start: Tensor, block_size: int, device: torch.device | str = "cpu"
+    ) -> tuple[Tensor, Tensor]:
         """The windows starting at ``start`` ``[B]``: inputs ``[B, T]`` and next-character targets ``[B, T]``."""
         data = self.train if split == "train" else self.val
         chunk = data[start.unsqueeze(1) + torch.arange(block_size + 1)]  # [B, T+1]
         return chunk[:, :-1].to(device), chunk[:, 1:].to(device)
 
-    def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator,
-              device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    def batch(
+        self,
+        split: str,
+        batch_size: int,
+        block_size: int,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> tuple[Tensor, Tensor]:
         """``batch_size`` windows at random offsets (nanoGPT's ``get_batch``)."""
         data = self.train if split == "train" else self.val
         start = torch.randint(data.numel() - block_size, (batch_size,), generator=generator)
@@ -207,8 +236,9 @@ def encode(text: str, chars: str) -> Tensor:
     stoi = {c: i for i, c in enumerate(chars)}
     unknown = sorted(set(text) - stoi.keys())
     if unknown:
-        raise ValueError(f"characters {''.join(unknown)!r} are not in the model's vocabulary; "
-                         f"use only these: {chars!r}")
+        raise ValueError(
+            f"characters {''.join(unknown)!r} are not in the model's vocabulary; use only these: {chars!r}"
+        )
     return torch.tensor([stoi[c] for c in text], dtype=torch.long)
 
 
@@ -231,8 +261,10 @@ def estimate_loss(model: GPT, data: CharData, cfg: LMConfig, device) -> dict[str
     out = {}
     for k, split in enumerate(("train", "val")):
         gen = torch.Generator().manual_seed(cfg.seed * 2 + 1 + k)  # a stream of its own per split
-        losses = [model(*data.batch(split, cfg.batch_size, cfg.block_size, gen, device))[1].item()
-                  for _ in range(cfg.eval_iters)]
+        losses = [
+            model(*data.batch(split, cfg.batch_size, cfg.block_size, gen, device))[1].item()
+            for _ in range(cfg.eval_iters)
+        ]
         out[split] = sum(losses) / len(losses)
     model.train(was_training)
     return out
@@ -261,8 +293,15 @@ def _steps_done(optimizer: torch.optim.Optimizer) -> int:
     return max((int(state["step"]) for state in optimizer.state.values() if "step" in state), default=0)
 
 
-def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, plot: bool = True) -> dict:
+def train(
+    cfg: LMConfig,
+    out: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    plot: bool = True,
+) -> dict:
     """Train a :class:`GPT` on ``cfg.data`` with the engine; return the metrics (also ``out/metrics.json``).
 
     ``resume`` continues the interrupted run in ``out`` (it ends as the
@@ -290,27 +329,55 @@ def train(cfg: LMConfig, out: str | os.PathLike | None = None, *, resume: bool =
 
         tic = time.perf_counter()
         result = engine.fit(
-            model, cfg, ctx, loss_fn=lambda net, batch: net(*batch)[1],
+            model,
+            cfg,
+            ctx,
+            loss_fn=lambda net, batch: net(*batch)[1],
             train_size=data.train.numel() - cfg.block_size,  # window offsets, drawn at random (nanoGPT)
-            get_batch=get_batch, replacement=True, evaluate=evaluate, monitor="val_loss", run=run,
-            optimizer=optimizer, meta={"model_config": dataclasses.asdict(model.config), "chars": data.chars},
-            resume_ignore=("max_iters",), progress=progress, desc="lm")
+            get_batch=get_batch,
+            replacement=True,
+            evaluate=evaluate,
+            monitor="val_loss",
+            run=run,
+            optimizer=optimizer,
+            meta={"model_config": dataclasses.asdict(model.config), "chars": data.chars},
+            resume_ignore=("max_iters",),
+            progress=progress,
+            desc="lm",
+        )
         wall = time.perf_counter() - tic
-        history = [{"iter": h["step"], "train_loss": h["eval_train_loss"], "val_loss": h["val_loss"],
-                    "running_train_loss": h["train_loss"], "lr": h["lr"], "seconds": h["seconds"]}
-                   for h in result.history]
+        history = [
+            {
+                "iter": h["step"],
+                "train_loss": h["eval_train_loss"],
+                "val_loss": h["val_loss"],
+                "running_train_loss": h["train_loss"],
+                "lr": h["lr"],
+                "seconds": h["seconds"],
+            }
+            for h in result.history
+        ]
         last = history[-1]
         train_seconds = sum(h["seconds"] for h in history)
         metrics = {
-            "val_loss": last["val_loss"], "train_loss": last["train_loss"], "iter": last["iter"],
+            "val_loss": last["val_loss"],
+            "train_loss": last["train_loss"],
+            "iter": last["iter"],
             "val_loss_full": result.history[-1].get("val_loss_full"),
-            "best_val_loss": result.best.get("val_loss"), "best_iter": result.best_step, "seed": cfg.seed,
-            "params": model.num_params(), "vocab_size": len(data.chars),
+            "best_val_loss": result.best.get("val_loss"),
+            "best_iter": result.best_step,
+            "seed": cfg.seed,
+            "params": model.num_params(),
+            "vocab_size": len(data.chars),
             "wall_time_s": round(wall, 2) if not resume else None,
             "train_tokens_per_s": round(cfg.max_iters * cfg.batch_size * cfg.block_size / train_seconds, 1)
-            if train_seconds > 0 and not resume else None,
-            "device": str(ctx.device), "processes": ctx.world_size, "threads": result.threads,
-            "config": cfg.to_dict(), "history": history,
+            if train_seconds > 0 and not resume
+            else None,
+            "device": str(ctx.device),
+            "processes": ctx.world_size,
+            "threads": result.threads,
+            "config": cfg.to_dict(),
+            "history": history,
         }
         metrics = json.loads(engine.dumps(metrics))
         if run and ctx.is_main:
@@ -332,8 +399,16 @@ def load_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[GPT, str]:
     return model.eval(), ckpt["chars"]
 
 
-def sample(model: GPT, chars: str, prompt: str, tokens: int, temperature: float = 0.8, top_k: int | None = 200,
-           seed: int = 1337, device="cpu") -> str:
+def sample(
+    model: GPT,
+    chars: str,
+    prompt: str,
+    tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = 200,
+    seed: int = 1337,
+    device="cpu",
+) -> str:
     """``prompt`` followed by ``tokens`` generated characters (cached decoding)."""
     if not prompt:
         raise ValueError("--prompt must hold at least one character, e.g. --prompt 'ROMEO:' or --prompt $'\\n'")
@@ -378,8 +453,9 @@ def run(args: argparse.Namespace) -> dict:
     """Run ``graphformer lm``; the metrics (without the history) are the last stdout line."""
     cfg, given = engine.config_from_args(LMConfig, args)
     engine.check_applicable(cfg, given)
-    metrics = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                    plot=not args.no_plot)
+    metrics = train(
+        cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, plot=not args.no_plot
+    )
     return {k: v for k, v in metrics.items() if k != "history"}
 
 
@@ -412,5 +488,11 @@ def run_sample(args: argparse.Namespace) -> dict:
     text = sample(model, chars, args.prompt, args.tokens, args.temperature, args.top_k, args.seed, device)
     seconds = time.perf_counter() - tic
     print(text)
-    return {"prompt": args.prompt, "tokens": args.tokens, "seed": args.seed, "seconds": round(seconds, 3),
-            "tokens_per_s": round(args.tokens / seconds, 1) if seconds > 0 else None, "text": text}
+    return {
+        "prompt": args.prompt,
+        "tokens": args.tokens,
+        "seed": args.seed,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(args.tokens / seconds, 1) if seconds > 0 else None,
+        "text": text,
+    }

@@ -50,8 +50,9 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> T
 
 
 def _rows(crow: Tensor, num_edges: int) -> Tensor:
-    return torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff(),
-                                   output_size=num_edges)
+    return torch.repeat_interleave(
+        torch.arange(crow.numel() - 1, device=crow.device), crow.diff(), output_size=num_edges
+    )
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -69,7 +70,7 @@ def _no_autocast(t: Tensor):
 def _per_head(fn, out: Tensor, work: torch.dtype, *tensors: Tensor) -> Tensor:
     """``out[h] = fn(*(t[h:h+1] in work dtype))[0]`` one head at a time: float32 copies of a single head only."""
     for h in range(out.size(0)):
-        out[h] = fn(*(t[h:h + 1].to(work) for t in tensors))[0]
+        out[h] = fn(*(t[h : h + 1].to(work) for t in tensors))[0]
     return out
 
 
@@ -90,18 +91,22 @@ def _sddmm(crow: Tensor, col: Tensor, a: Tensor, b: Tensor, dtype: torch.dtype |
         row = _rows(crow, E)
         return (a[:, row] * b[:, col]).sum(-1)
     if a.is_cuda:  # one batched cuSPARSE call
-        pattern = _csr(crow.expand(H, -1).contiguous(), col.expand(H, -1).contiguous(), a.new_zeros(H, E),
-                       (H, M, N))
+        pattern = _csr(crow.expand(H, -1).contiguous(), col.expand(H, -1).contiguous(), a.new_zeros(H, E), (H, M, N))
         return torch.sparse.sampled_addmm(pattern, a, b.transpose(1, 2), beta=0.0).values()
     pattern = _csr(crow, col, a.new_zeros(E), (M, N))
     if H == 1:
         return torch.sparse.sampled_addmm(pattern, a[0], b[0].t(), beta=0.0).values().unsqueeze(0)
-    return torch.stack([torch.sparse.sampled_addmm(pattern, a[h], b[h].t(), beta=0.0).values()
-                        for h in range(H)])
+    return torch.stack([torch.sparse.sampled_addmm(pattern, a[h], b[h].t(), beta=0.0).values() for h in range(H)])
 
 
-def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor, perm: Tensor | None = None,
-          dtype: torch.dtype | None = None) -> Tensor:
+def _spmm(
+    crow: Tensor,
+    col: Tensor,
+    values: Tensor,
+    dense: Tensor,
+    perm: Tensor | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """``[H, M, C]`` aggregation of ``values[:, perm]`` (``perm`` applied one head at a time)."""
     H, N, C = dense.shape  # noqa: N806
     M, E = crow.numel() - 1, col.numel()  # noqa: N806
@@ -114,8 +119,13 @@ def _spmm(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor, perm: Tensor
     if values.dtype != work or dense.dtype != work or dtype != work:  # half precision (or mixed): float32 sums
         if dense.is_cuda:
             return _spmm(crow, col, values.to(work), dense.to(work), perm).to(dtype)
-        return _per_head(lambda v1, d1: _spmm(crow, col, v1, d1, perm), dense.new_empty(H, M, C, dtype=dtype),
-                         work, values.expand(H, -1), dense)
+        return _per_head(
+            lambda v1, d1: _spmm(crow, col, v1, d1, perm),
+            dense.new_empty(H, M, C, dtype=dtype),
+            work,
+            values.expand(H, -1),
+            dense,
+        )
     if E * C < _SMALL:
         row = _rows(crow, E)
         msg = dense[:, col] * (values if perm is None else values[:, perm]).unsqueeze(-1)
@@ -191,8 +201,7 @@ def _save_inputs(ctx, inputs, output):
 
 
 @torch.library.custom_op("graphformer::sddmm", mutates_args=())
-def _sddmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor,
-              a: Tensor, b: Tensor) -> Tensor:
+def _sddmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor, a: Tensor, b: Tensor) -> Tensor:
     with _no_autocast(a):
         return _sddmm(crow, col, a.contiguous(), b.contiguous())
 
@@ -203,8 +212,9 @@ def _(crow, col, t_crow, t_col, t_perm, a, b):
 
 
 @torch.library.custom_op("graphformer::spmm", mutates_args=())
-def _spmm_op(crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor,
-             values: Tensor, dense: Tensor) -> Tensor:
+def _spmm_op(
+    crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor, t_perm: Tensor, values: Tensor, dense: Tensor
+) -> Tensor:
     with _no_autocast(dense):
         return _spmm(crow, col, values.contiguous(), dense.contiguous())
 
@@ -290,8 +300,9 @@ def _segment_softmax(scores: Tensor, crow: Tensor, row: Tensor, dtype: torch.dty
         return scores.to(dtype, copy=True)
     work = _work_dtype(torch.promote_types(scores.dtype, dtype))
     if scores.dtype != work or dtype != work:  # maxima, exponentials and normalisers in float32, one head at a time
-        return _per_head(lambda s1: _segment_softmax(s1, crow, row), torch.empty_like(scores, dtype=dtype), work,
-                         scores)
+        return _per_head(
+            lambda s1: _segment_softmax(s1, crow, row), torch.empty_like(scores, dtype=dtype), work, scores
+        )
     offsets = crow.expand(scores.size(0), -1)
     top = torch.segment_reduce(scores, "max", offsets=offsets, axis=1, unsafe=True)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
@@ -300,14 +311,20 @@ def _segment_softmax(scores: Tensor, crow: Tensor, row: Tensor, dtype: torch.dty
     return ex / total.clamp(min=torch.finfo(total.dtype).tiny).index_select(1, row)
 
 
-def _segment_softmax_grad(weights: Tensor, grad: Tensor, crow: Tensor, row: Tensor,
-                          dtype: torch.dtype | None = None) -> Tensor:
+def _segment_softmax_grad(
+    weights: Tensor, grad: Tensor, crow: Tensor, row: Tensor, dtype: torch.dtype | None = None
+) -> Tensor:
     """d softmax: a_e (g_e - sum_{e' into the same target} a_e' g_e'), the sums in float32; result in ``dtype``."""
     dtype = weights.dtype if dtype is None else dtype
     work = _work_dtype(torch.promote_types(weights.dtype, grad.dtype))
     if weights.dtype != work or grad.dtype != work or dtype != work:
-        return _per_head(lambda w1, g1: _segment_softmax_grad(w1, g1, crow, row),
-                         torch.empty_like(weights, dtype=dtype), work, weights, grad)
+        return _per_head(
+            lambda w1, g1: _segment_softmax_grad(w1, g1, crow, row),
+            torch.empty_like(weights, dtype=dtype),
+            work,
+            weights,
+            grad,
+        )
     gw = grad * weights
     return gw - weights * _segment_sum(gw, crow).index_select(1, row)
 
@@ -335,8 +352,9 @@ def _segment_softmax_backward(ctx, grad):
     return _segment_softmax_grad(weights, grad.contiguous(), crow, row, ctx.scores_dtype), None, None, None
 
 
-torch.library.register_autograd("graphformer::segment_softmax", _segment_softmax_backward,
-                                setup_context=_segment_softmax_setup)
+torch.library.register_autograd(
+    "graphformer::segment_softmax", _segment_softmax_backward, setup_context=_segment_softmax_setup
+)
 
 
 class _SegmentSoftmax(torch.autograd.Function):

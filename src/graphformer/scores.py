@@ -227,8 +227,7 @@ class AdditiveScore(Score):
     pairwise_channels = False
     row_blocks = True
 
-    def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None,
-                 negative_slope: float = 0.2):
+    def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None, negative_slope: float = 0.2):
         super().__init__()
         self.negative_slope = negative_slope
         self.att_src = nn.Parameter(torch.empty(num_heads, head_dim))
@@ -270,8 +269,7 @@ class GATv2Score(Score):
     uses_edge_features = True
     row_blocks = True
 
-    def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None,
-                 negative_slope: float = 0.2):
+    def __init__(self, num_heads: int, head_dim: int, edge_dim: int | None = None, negative_slope: float = 0.2):
         super().__init__()
         self.negative_slope = negative_slope
         self.att = nn.Parameter(torch.empty(num_heads, head_dim))
@@ -294,8 +292,10 @@ class GATv2Score(Score):
 
 def _edge_features(edge: Tensor | None, name: str) -> Tensor | None:
     if edge is not None and edge.dim() != 3:
-        raise ValueError(f"the {name!r} score takes edge features, not one weight per edge: build the layer "
-                         f"with edge_dim=... and pass edge_attr of shape [E, edge_dim] (got {tuple(edge.shape)})")
+        raise ValueError(
+            f"the {name!r} score takes edge features, not one weight per edge: build the layer "
+            f"with edge_dim=... and pass edge_attr of shape [E, edge_dim] (got {tuple(edge.shape)})"
+        )
     return edge
 
 
@@ -303,8 +303,10 @@ def _edge_weight(edge: Tensor | None, num_edges: int, like: Tensor) -> Tensor:
     if edge is None:
         return like.new_ones(num_edges)
     if edge.dim() != 1:
-        raise ValueError("the 'gcn' and 'mean' scores take edge_attr as one weight per edge, shape [E]; "
-                         f"got shape {tuple(edge.shape)}")
+        raise ValueError(
+            "the 'gcn' and 'mean' scores take edge_attr as one weight per edge, shape [E]; "
+            f"got shape {tuple(edge.shape)}"
+        )
     return edge
 
 
@@ -408,8 +410,9 @@ class SumScore(Score):
 
 def _rotary_angles(positions: Tensor, head_dim: int, base: float) -> Tensor:
     """Angles ``p * base^{-2i/C}``, ``[..., N, C // 2]`` in float64."""
-    inv_freq = torch.exp(torch.arange(0, head_dim - 1, 2, dtype=torch.float64, device=positions.device)
-                         * (-math.log(base) / head_dim))
+    inv_freq = torch.exp(
+        torch.arange(0, head_dim - 1, 2, dtype=torch.float64, device=positions.device) * (-math.log(base) / head_dim)
+    )
     return positions.to(torch.float64).unsqueeze(-1) * inv_freq
 
 
@@ -430,14 +433,15 @@ def apply_rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     """
     C = x.size(-1)  # noqa: N806
     if positions.shape[-1] != x.shape[-2]:
-        raise ValueError(f"positions must give one position per row of x ({x.shape[-2]}), "
-                         f"got shape {tuple(positions.shape)}")
+        raise ValueError(
+            f"positions must give one position per row of x ({x.shape[-2]}), got shape {tuple(positions.shape)}"
+        )
     angles = _rotary_angles(positions, C, base)  # [..., N, C//2]
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     pairs = x[..., : 2 * (C // 2)].unflatten(-1, (C // 2, 2))  # [..., N, C//2, 2]
     even, odd = pairs[..., 0], pairs[..., 1]
     rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
-    return torch.cat([rotated, x[..., 2 * (C // 2):]], dim=-1) if C % 2 else rotated
+    return torch.cat([rotated, x[..., 2 * (C // 2) :]], dim=-1) if C % 2 else rotated
 
 
 class Rotary(nn.Module):
@@ -565,8 +569,10 @@ def register_score(name: str, fn: Callable | None = None, *, softmax: bool = Tru
     def add(fn):
         factory = _factory(fn, softmax)
         if name in _REGISTRY and not override:
-            raise ValueError(f"a score named {name!r} is already registered; pick another name, pass "
-                             f"override=True to replace it, or call unregister_score({name!r}) first")
+            raise ValueError(
+                f"a score named {name!r} is already registered; pick another name, pass "
+                f"override=True to replace it, or call unregister_score({name!r}) first"
+            )
         _REGISTRY[name] = factory
         return fn
 
@@ -622,6 +628,7 @@ def make_score(score: str | Score, num_heads: int, head_dim: int, edge_dim: int 
     if not isinstance(score, str):
         raise TypeError(f"score must be a name or a Score, got {type(score).__name__}")
     if score not in _REGISTRY:
-        raise ValueError(f"unknown score {score!r}; choose one of {available_scores()} "
-                         "or add one with graphformer.register_score")
+        raise ValueError(
+            f"unknown score {score!r}; choose one of {available_scores()} or add one with graphformer.register_score"
+        )
     return _REGISTRY[score](num_heads=num_heads, head_dim=head_dim, edge_dim=edge_dim)

@@ -60,15 +60,20 @@ def _check_edge_form(edge_index: Tensor, name: str = "edge_index") -> None:
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
     if edge_index.layout != torch.strided:
-        raise TypeError(f"{name} is a sparse adjacency matrix ({edge_index.layout}), not a [2, E] edge list; "
-                        "convert PyG's adj_t (row = target) with graphformer.interop.from_sparse_adjacency(adj_t), "
-                        "or call a module made by from_pyg, which takes it as is")
+        raise TypeError(
+            f"{name} is a sparse adjacency matrix ({edge_index.layout}), not a [2, E] edge list; "
+            "convert PyG's adj_t (row = target) with graphformer.interop.from_sparse_adjacency(adj_t), "
+            "or call a module made by from_pyg, which takes it as is"
+        )
     if edge_index.dtype not in (torch.long, torch.int):
-        raise TypeError(f"{name} must hold integer node ids (torch.long), got dtype {edge_index.dtype}; "
-                        f"use {name}.long()")
+        raise TypeError(
+            f"{name} must hold integer node ids (torch.long), got dtype {edge_index.dtype}; use {name}.long()"
+        )
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"{name} must have shape [2, E] (row 0 = sources, row 1 = targets), "
-                         f"got {tuple(edge_index.shape)}; transpose an [E, 2] list with .t()")
+        raise ValueError(
+            f"{name} must have shape [2, E] (row 0 = sources, row 1 = targets), "
+            f"got {tuple(edge_index.shape)}; transpose an [E, 2] list with .t()"
+        )
 
 
 def _read_stats(edge_index: Tensor, key: Tensor | None = None) -> list[int]:
@@ -188,8 +193,9 @@ def _reduce_incoming(attr: Tensor, target: Tensor, num_nodes: int, how: str) -> 
         return total / torch.bincount(target, minlength=num_nodes).clamp(min=1).unsqueeze(-1)
     reductions = {"max": "amax", "min": "amin", "mul": "prod"}
     if how not in reductions:
-        raise ValueError(f"fill_value must be a number, a tensor or one of 'mean', 'add', 'sum', 'max', 'min', "
-                         f"'mul', got {how!r}")
+        raise ValueError(
+            f"fill_value must be a number, a tensor or one of 'mean', 'add', 'sum', 'max', 'min', 'mul', got {how!r}"
+        )
     init = source.new_ones if how == "mul" else source.new_zeros
     index = target.unsqueeze(-1).expand_as(source)
     return init(num_nodes, source.size(1)).scatter_reduce_(0, index, source, reductions[how], include_self=False)
@@ -288,8 +294,7 @@ class DenseGraph:
         """Every edge as a ``[B, H, M, N]`` bool tensor (what scores with fixed weights count)."""
         full = torch.ones(self.num_dst, self.num_src, dtype=torch.bool, device=device)
         edges = self.edge_mask(device)
-        return (full if edges is None else edges & full).expand(batch_size, num_heads, self.num_dst,
-                                                                self.num_src)
+        return (full if edges is None else edges & full).expand(batch_size, num_heads, self.num_dst, self.num_src)
 
     def kernel_mask(self, attn_bias: Tensor | None = None) -> Tensor | None:
         """``attn_mask`` for ``scaled_dot_product_attention``: :attr:`allowed`, or the bias with -inf off the edges."""
@@ -302,18 +307,23 @@ def _key_padding(key_padding_mask: Tensor, batch_size: int, num_src: int) -> Ten
     if key_padding_mask.dtype != torch.bool:
         raise TypeError(f"key_padding_mask must be bool (True = padded node), got {key_padding_mask.dtype}")
     if tuple(key_padding_mask.shape) != (batch_size, num_src):
-        raise ValueError(f"key_padding_mask must have shape [B, N] = [{batch_size}, {num_src}], "
-                         f"got {tuple(key_padding_mask.shape)}")
+        raise ValueError(
+            f"key_padding_mask must have shape [B, N] = [{batch_size}, {num_src}], got {tuple(key_padding_mask.shape)}"
+        )
     return ~key_padding_mask[:, None, None, :]
 
 
 def _adjacency(adjacency: Tensor, num_dst: int, num_src: int) -> Tensor:
     if adjacency.dtype != torch.bool:
-        raise TypeError(f"adjacency must be bool (True = edge j -> i exists), got {adjacency.dtype}; "
-                        "an additive float mask goes in attn_bias")
+        raise TypeError(
+            f"adjacency must be bool (True = edge j -> i exists), got {adjacency.dtype}; "
+            "an additive float mask goes in attn_bias"
+        )
     if adjacency.dim() < 2 or adjacency.shape[-2:] != (num_dst, num_src):
-        raise ValueError(f"adjacency must end in [M, N] = [{num_dst}, {num_src}] and broadcast to [B, H, M, N], "
-                         f"got {tuple(adjacency.shape)}")
+        raise ValueError(
+            f"adjacency must end in [M, N] = [{num_dst}, {num_src}] and broadcast to [B, H, M, N], "
+            f"got {tuple(adjacency.shape)}"
+        )
     return adjacency
 
 
@@ -400,8 +410,15 @@ class SparseGraph:
         return self.col.numel()
 
     @classmethod
-    def from_edge_index(cls, edge_index: Tensor, num_src: int, num_dst: int | None = None,
-                        check: bool = True, bipartite: bool = False, sort: bool | None = None) -> SparseGraph:
+    def from_edge_index(
+        cls,
+        edge_index: Tensor,
+        num_src: int,
+        num_dst: int | None = None,
+        check: bool = True,
+        bipartite: bool = False,
+        sort: bool | None = None,
+    ) -> SparseGraph:
         """Sort edges by (target, source) and build both CSR layouts.
 
         Costs at most one device-to-host read: the range check (``check``)
@@ -436,8 +453,9 @@ class SparseGraph:
         t_perm = torch.argsort(src * num_dst + dst)
         t_col = dst[t_perm]
         t_crow = _pointer(src[t_perm], num_src)
-        return cls(num_src, num_dst, crow, src, dst, perm, t_crow, t_col, t_perm, edge_index,
-                   bipartite or num_src != num_dst)
+        return cls(
+            num_src, num_dst, crow, src, dst, perm, t_crow, t_col, t_perm, edge_index, bipartite or num_src != num_dst
+        )
 
     def to_csr_order(self, values: Tensor) -> Tensor:
         """Reorder per-edge ``values`` ``[E, ...]`` from the given edge order to CSR order."""
@@ -504,8 +522,10 @@ class DenseBatch:
         stats = torch.stack([batch[0], batch[-1], (batch[1:] < batch[:-1]).any().long(), pos.max()]).tolist()
         lowest, highest, unsorted, longest = stats
         if lowest < 0 or unsorted:
-            raise ValueError(f"{name} must hold graph ids >= 0 in increasing order, the nodes of each graph "
-                             "contiguous (as in a PyG Batch); sort the nodes by graph id")
+            raise ValueError(
+                f"{name} must hold graph ids >= 0 in increasing order, the nodes of each graph "
+                "contiguous (as in a PyG Batch); sort the nodes by graph id"
+            )
         if num_graphs is None:
             num_graphs = highest + 1
         elif highest >= num_graphs:
@@ -644,8 +664,9 @@ class LocalGlobal(StructuredGraph):
     Build it with :func:`local_global`.
     """
 
-    def __init__(self, num_nodes: int, window: int, global_nodes, *, causal: bool = False, dilation: int = 1,
-                 device=None):
+    def __init__(
+        self, num_nodes: int, window: int, global_nodes, *, causal: bool = False, dilation: int = 1, device=None
+    ):
         from .blocked import TilePlan, window_groups
 
         self.window = _check_int("window", window, 0)
@@ -658,12 +679,15 @@ class LocalGlobal(StructuredGraph):
             ids = torch.arange(global_nodes, device=device)
         else:
             if isinstance(global_nodes, (list, tuple)) and all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in global_nodes):
+                isinstance(i, int) and not isinstance(i, bool) for i in global_nodes
+            ):
                 global_nodes = torch.tensor(global_nodes, dtype=torch.long)
             ids = torch.as_tensor(global_nodes, device=device)
             if ids.dtype not in (torch.long, torch.int) or ids.dim() != 1:
-                raise TypeError("global_nodes must be an int (that many first nodes) or a 1-d list/tensor of "
-                                f"node ids, got {global_nodes!r}")
+                raise TypeError(
+                    "global_nodes must be an int (that many first nodes) or a 1-d list/tensor of "
+                    f"node ids, got {global_nodes!r}"
+                )
             ids = ids.long()
             if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_nodes):
                 raise ValueError(f"global_nodes must be node ids in [0, {num_nodes}), got {ids.tolist()}")
@@ -682,8 +706,10 @@ class LocalGlobal(StructuredGraph):
         super().__init__(num_nodes, TilePlan(num_nodes, groups))
 
     def _describe(self) -> str:
-        return (f"num_nodes={self.num_nodes}, window={self.window}, global_nodes={self.global_nodes.numel()}, "
-                f"causal={self.causal}, dilation={self.dilation}")
+        return (
+            f"num_nodes={self.num_nodes}, window={self.window}, global_nodes={self.global_nodes.numel()}, "
+            f"causal={self.causal}, dilation={self.dilation}"
+        )
 
 
 class BlockDiagonal(StructuredGraph):
@@ -701,8 +727,10 @@ class BlockDiagonal(StructuredGraph):
 
         if isinstance(sizes, Tensor):
             if sizes.dtype not in (torch.long, torch.int) or sizes.dim() != 1:
-                raise TypeError(f"sizes must be a 1-d integer tensor or a list of ints, got {sizes.dtype} "
-                                f"of shape {tuple(sizes.shape)}")
+                raise TypeError(
+                    f"sizes must be a 1-d integer tensor or a list of ints, got {sizes.dtype} "
+                    f"of shape {tuple(sizes.shape)}"
+                )
             sizes = sizes.tolist()
         sizes = [_check_int("sizes[i]", s, 0) for s in sizes]
         self.sizes = sizes
@@ -718,8 +746,9 @@ class BlockDiagonal(StructuredGraph):
         return f"num_graphs={self.num_graphs}, num_nodes={self.num_nodes}, causal={self.causal}"
 
 
-def sliding_window(num_nodes: int, window: int, *, causal: bool = False, dilation: int = 1,
-                   device=None) -> SlidingWindow:
+def sliding_window(
+    num_nodes: int, window: int, *, causal: bool = False, dilation: int = 1, device=None
+) -> SlidingWindow:
     """The sliding-window graph on ``num_nodes`` positions: j -> i when ``|i - j| <= window * dilation``
     and ``i - j`` is a multiple of ``dilation`` (``causal=True``: ``0 <= i - j <= window * dilation``).
 
@@ -735,8 +764,9 @@ def sliding_window(num_nodes: int, window: int, *, causal: bool = False, dilatio
     return SlidingWindow(num_nodes, window, causal=causal, dilation=dilation, device=device)
 
 
-def local_global(num_nodes: int, window: int, global_nodes, *, causal: bool = False, dilation: int = 1,
-                 device=None) -> LocalGlobal:
+def local_global(
+    num_nodes: int, window: int, global_nodes, *, causal: bool = False, dilation: int = 1, device=None
+) -> LocalGlobal:
     """A sliding window (as :func:`sliding_window`) plus global nodes that see and are seen by all nodes.
 
     ``global_nodes`` is a number k (the first k nodes, e.g. a ``[CLS]``
@@ -746,8 +776,7 @@ def local_global(num_nodes: int, window: int, global_nodes, *, causal: bool = Fa
     return LocalGlobal(num_nodes, window, global_nodes, causal=causal, dilation=dilation, device=device)
 
 
-def block_diagonal(sizes=None, *, batch: Tensor | None = None, causal: bool = False,
-                   device=None) -> BlockDiagonal:
+def block_diagonal(sizes=None, *, batch: Tensor | None = None, causal: bool = False, device=None) -> BlockDiagonal:
     """Many small complete graphs in one: from graph ``sizes`` or from a PyG ``batch`` vector.
 
     ``batch`` ``[N]`` gives the graph of each node; the nodes of a graph must
@@ -761,8 +790,10 @@ def block_diagonal(sizes=None, *, batch: Tensor | None = None, causal: bool = Fa
         if not isinstance(batch, Tensor) or batch.dtype not in (torch.long, torch.int) or batch.dim() != 1:
             raise TypeError("batch must be a 1-d integer tensor of graph ids, one per node")
         if batch.numel() and (int(batch[0]) < 0 or bool((batch[1:] < batch[:-1]).any())):
-            raise ValueError("batch must hold graph ids >= 0 in increasing order, the nodes of each graph "
-                             "contiguous (as in a PyG Batch); sort the nodes by graph id")
+            raise ValueError(
+                "batch must hold graph ids >= 0 in increasing order, the nodes of each graph "
+                "contiguous (as in a PyG Batch); sort the nodes by graph id"
+            )
         sizes = torch.bincount(batch.long())
         device = batch.device if device is None else device
     return BlockDiagonal(sizes, causal=causal, device=device)

@@ -124,9 +124,16 @@ OPTIMIZERS = ("adam", "adamw")
 RUN_FILES = ("metrics.json", "last.pt", "best.pt", "forecast.png")  # any of these marks a run folder
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,  # noqa: A002
-           applies: tuple[Callable[[Any], bool], str] | None = None, flag: bool = True,
-           metavar: str | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices: tuple | None = None,  # noqa: A002
+    applies: tuple[Callable[[Any], bool], str] | None = None,
+    flag: bool = True,
+    metavar: str | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
     """A dataclass ``field`` that carries its command-line help.
 
     Args:
@@ -159,27 +166,33 @@ class TrainConfig:
 
     epochs: int | None = option(10, "training epochs (an epoch: every training sample once)")
     steps: int | None = option(None, "train for this many optimizer steps instead of --epochs")
-    eval_every: int | None = option(None, "with --steps: evaluate (and checkpoint) every N steps "
-                                    "(default: once, at the end)")
+    eval_every: int | None = option(
+        None, "with --steps: evaluate (and checkpoint) every N steps (default: once, at the end)"
+    )
     batch_size: int = option(32, "global batch size: the sum over all processes under torchrun")
     lr: float = option(1e-3, "peak learning rate")
     weight_decay: float = option(0.0, "weight decay (L2 for adam, decoupled for adamw)")
     optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS)
     beta1: float = option(0.9, "Adam beta1")
     beta2: float = option(0.999, "Adam beta2")
-    schedule: str = option("constant", "learning-rate schedule after the warm-up: constant, cosine (to "
-                           "--min-lr at the last step), linear (to --min-lr), halve (lr / 2 every epoch after "
-                           "the first)", choices=SCHEDULES)
+    schedule: str = option(
+        "constant",
+        "learning-rate schedule after the warm-up: constant, cosine (to "
+        "--min-lr at the last step), linear (to --min-lr), halve (lr / 2 every epoch after "
+        "the first)",
+        choices=SCHEDULES,
+    )
     warmup_steps: int = option(0, "linear warm-up over the first N steps")
     min_lr: float = option(0.0, "final learning rate of the cosine and linear schedules")
     grad_clip: float | None = option(None, "clip the gradient norm to this value (default: no clipping)")
     patience: int | None = option(None, "stop after N evaluations without improvement (default: never)")
     seed: int = option(0, "seeds random, numpy, torch and the data order")
     device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N", metavar="DEVICE")
-    precision: str = option("fp32", "fp32, bf16 (autocast) or fp16 (autocast + gradient scaler)",
-                            choices=PRECISIONS)
-    threads: int | None = option(None, "torch CPU threads per process (default: the free cores, at most the "
-                                 "cores per process; see docs/training.md)")
+    precision: str = option("fp32", "fp32, bf16 (autocast) or fp16 (autocast + gradient scaler)", choices=PRECISIONS)
+    threads: int | None = option(
+        None,
+        "torch CPU threads per process (default: the free cores, at most the cores per process; see docs/training.md)",
+    )
 
     def check(self) -> None:
         """Raise ``ValueError`` on an impossible setting (before anything is loaded or written)."""
@@ -235,12 +248,14 @@ def _parse_optional(base: type):
         if text.lower() == "none":
             return None
         return base(text)
+
     parse.__name__ = base.__name__
     return parse
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = (),
-                         required: tuple[str, ...] = ()) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = (), required: tuple[str, ...] = ()
+) -> None:
     """Add one flag per field of the dataclass ``cls`` (``batch_size`` -> ``--batch-size``).
 
     Types come from the annotations (``int``, ``float``, ``str``, ``bool``,
@@ -268,8 +283,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         elif default is not None or base is not bool:
             text += f" (default: {default})" if default is not None and f.default is not dataclasses.MISSING else ""
         if base is bool:
-            group.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction,
-                               help=text.replace("%", "%%"), **kwargs)
+            group.add_argument(
+                f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction, help=text.replace("%", "%%"), **kwargs
+            )
             continue
         kwargs["type"] = _parse_optional(base) if optional else base
         if meta.get("choices"):
@@ -279,8 +295,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         group.add_argument(f"--{_flag(f.name)}", help=text.replace("%", "%%"), **kwargs)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, files: str, *, resume: bool = True,
-                      plot: str | None = None) -> None:
+def add_run_arguments(
+    parser: argparse.ArgumentParser, files: str, *, resume: bool = True, plot: str | None = None
+) -> None:
     """The flags of a run folder, the same in every training command.
 
     ``--out DIR`` (holding ``files``), ``--resume`` (when the command can
@@ -288,15 +305,23 @@ def add_run_arguments(parser: argparse.ArgumentParser, files: str, *, resume: bo
     ``--quiet`` (alias ``--no-progress``: no progress bars or log lines; the
     results are the same).
     """
-    parser.add_argument("--out", default=None, help=f"folder for {files} (an existing run needs "
-                        + ("--resume or --overwrite)" if resume else "--overwrite)"))
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"folder for {files} (an existing run needs " + ("--resume or --overwrite)" if resume else "--overwrite)"),
+    )
     if resume:
         parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     if plot is not None:
         parser.add_argument("--no-plot", action="store_true", help=f"skip {plot}")
-    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
-                        help="no progress bars or log lines (results are the same)")
+    parser.add_argument(
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bars or log lines (results are the same)",
+    )
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **fixed):
@@ -333,8 +358,7 @@ def check_applicable(cfg, given: set[str] | None = None) -> None:
             chosen = f.name in given
         predicate, what = rule
         if chosen and not predicate(cfg):
-            raise ValueError(f"--{_flag(f.name)} applies to {what} only; drop it or change the setting it "
-                             "depends on")
+            raise ValueError(f"--{_flag(f.name)} applies to {what} only; drop it or change the setting it depends on")
 
 
 # ------------------------------------------------------------------ devices, precision, threads
@@ -358,8 +382,10 @@ def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.d
     if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {spec}: CUDA is not available here (torch {torch.__version__}, "
-                         f"built with CUDA {torch.version.cuda}); use --device cpu or auto")
+        raise ValueError(
+            f"--device {spec}: CUDA is not available here (torch {torch.__version__}, "
+            f"built with CUDA {torch.version.cuda}); use --device cpu or auto"
+        )
     if spec in ("auto", "cuda"):
         return torch.device("cuda", local_rank or 0)
     index = int(spec[5:])
@@ -468,8 +494,9 @@ def distributed(device: str = "auto", *, timeout_s: float = 600.0) -> Iterator[C
     started_here = not dist.is_initialized()
     if started_here:
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
-        dist.init_process_group(backend, rank=rank, world_size=world,
-                                timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+        dist.init_process_group(
+            backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s), **kwargs
+        )
     try:
         yield Context(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world, device=dev)
     finally:
@@ -534,9 +561,19 @@ class GlobalBatchSampler:
         batches_per_epoch: with ``replacement``, batches in an epoch (default n // B, at least 1).
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int = 0, shuffle: bool = True, drop_last: bool = False,
-                 replacement: bool = False, rank: int = 0, world_size: int = 1,
-                 batches_per_epoch: int | None = None):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        replacement: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        batches_per_epoch: int | None = None,
+    ):
         if n < 1:
             raise ValueError("no training samples")
         if batch_size < 1:
@@ -549,8 +586,10 @@ class GlobalBatchSampler:
         else:
             self._len = n // batch_size if drop_last else -(-n // batch_size)
         if self._len == 0:
-            raise ValueError(f"{n} training samples are fewer than one batch of --batch-size {batch_size}; "
-                             "lower --batch-size or use more data")
+            raise ValueError(
+                f"{n} training samples are fewer than one batch of --batch-size {batch_size}; "
+                "lower --batch-size or use more data"
+            )
 
     def __len__(self) -> int:
         return self._len
@@ -565,7 +604,7 @@ class GlobalBatchSampler:
         if self.replacement:
             return list(torch.randint(self.n, (self._len, self.batch_size), generator=gen).unbind(0))
         order = torch.randperm(self.n, generator=gen) if self.shuffle else torch.arange(self.n)
-        return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(self._len)]
+        return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(self._len)]
 
     def local(self, batch: Tensor) -> tuple[Tensor, float]:
         """``(indices, weight)``: this process's share of a global batch."""
@@ -647,8 +686,9 @@ class RunDir:
         is_main: False on every process but rank 0.
     """
 
-    def __init__(self, path: str | os.PathLike | None, *, resume: bool = False, overwrite: bool = False,
-                 is_main: bool = True):
+    def __init__(
+        self, path: str | os.PathLike | None, *, resume: bool = False, overwrite: bool = False, is_main: bool = True
+    ):
         self.path = None if path is None else Path(path)
         self.resume, self.overwrite, self.is_main = resume, overwrite, is_main
         self._prepared = False
@@ -671,11 +711,14 @@ class RunDir:
             raise ValueError(f"--out {p} is a file; give a folder (it will hold the run's files)")
         if self.resume:
             if not (p / "last.pt").is_file():
-                raise FileNotFoundError(f"nothing to resume: {p / 'last.pt'} does not exist (drop --resume to "
-                                        "start a new run)")
+                raise FileNotFoundError(
+                    f"nothing to resume: {p / 'last.pt'} does not exist (drop --resume to start a new run)"
+                )
         elif self.is_run_folder() and not self.overwrite:
-            raise ValueError(f"--out {p} already holds a run; add --resume to continue it, --overwrite to "
-                             "replace it, or choose another folder")
+            raise ValueError(
+                f"--out {p} already holds a run; add --resume to continue it, --overwrite to "
+                "replace it, or choose another folder"
+            )
 
     def is_run_folder(self) -> bool:
         """True when the folder holds a run's files (any of :data:`RUN_FILES`)."""
@@ -793,10 +836,16 @@ class FitResult:
 
 def _rng_state() -> dict:
     np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-             "python": [int(v) for v in random.getstate()[1]]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "python": [int(v) for v in random.getstate()[1]],
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -827,23 +876,33 @@ def _better(key: list[float], best: list[float] | None) -> bool:
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, mininterval=0.5,
-                file=sys.stderr)
+    return tqdm(
+        total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, mininterval=0.5, file=sys.stderr
+    )
 
 
-def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
-        loss_fn: Callable[[nn.Module, Any], Tensor],
-        train_size: int | None = None,
-        get_batch: Callable[[Tensor], Any] | None = None,
-        evaluate: Callable[[nn.Module], dict] | None = None,
-        monitor: str | tuple[str, ...] = "loss", mode: str | tuple[str, ...] = "min",
-        run: RunDir | None = None,
-        meta: dict | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
-        drop_last: bool = False, replacement: bool = False, batches_per_epoch: int | None = None,
-        resume_ignore: tuple[str, ...] = (),
-        progress: bool = True, desc: str = "train",
-        log: Callable[[str], None] | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    cfg: TrainConfig,
+    ctx: Context | None = None,
+    *,
+    loss_fn: Callable[[nn.Module, Any], Tensor],
+    train_size: int | None = None,
+    get_batch: Callable[[Tensor], Any] | None = None,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    monitor: str | tuple[str, ...] = "loss",
+    mode: str | tuple[str, ...] = "min",
+    run: RunDir | None = None,
+    meta: dict | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    drop_last: bool = False,
+    replacement: bool = False,
+    batches_per_epoch: int | None = None,
+    resume_ignore: tuple[str, ...] = (),
+    progress: bool = True,
+    desc: str = "train",
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
     """Train ``model`` with ``cfg``; keep the best weights by ``evaluate()[monitor]``.
 
     Args:
@@ -901,9 +960,11 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         torch.set_num_threads(cfg.threads)
     threads = torch.get_num_threads()
     if log is None:
+
         def log(line: str) -> None:
             if progress:
                 print(line, file=sys.stderr, flush=True)
+
     say = log if ctx.is_main else (lambda line: None)
     run = run if run is not None else RunDir(None)
     meta = dict(meta or {})
@@ -916,9 +977,16 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
     else:
         if get_batch is None:
             raise ValueError("fit: train_size needs get_batch(indices)")
-        sampler = GlobalBatchSampler(train_size, cfg.batch_size, seed=cfg.seed, drop_last=drop_last,
-                                     replacement=replacement, rank=ctx.rank, world_size=ctx.world_size,
-                                     batches_per_epoch=batches_per_epoch)
+        sampler = GlobalBatchSampler(
+            train_size,
+            cfg.batch_size,
+            seed=cfg.seed,
+            drop_last=drop_last,
+            replacement=replacement,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            batches_per_epoch=batches_per_epoch,
+        )
         steps_per_epoch = len(sampler)
     total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
     eval_every = (cfg.eval_every or total_steps) if cfg.steps is not None else steps_per_epoch
@@ -941,8 +1009,10 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
     if run.resume:
         state = run.load("last.pt")
         if not {"step", "config", "best_value", "rng"} <= set(state):
-            raise ValueError(f"{run.file('last.pt')} was not written by this version's training engine; start the "
-                             "run again with --overwrite")
+            raise ValueError(
+                f"{run.file('last.pt')} was not written by this version's training engine; start the "
+                "run again with --overwrite"
+            )
         free = {"epochs", "steps", "patience", "device", "threads", *resume_ignore}
         theirs = {k: v for k, v in state["config"].items() if k not in free}
         mine = {k: v for k, v in saved_cfg.items() if k not in free}
@@ -971,8 +1041,10 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         with torch.no_grad(), autocast(ctx.device, cfg.precision):
             metrics = evaluate(model)
         model.train()
-        return {k: (float(v) if isinstance(v, (int, float, Tensor)) and not isinstance(v, bool) else v)
-                for k, v in metrics.items()}
+        return {
+            k: (float(v) if isinstance(v, (int, float, Tensor)) and not isinstance(v, bool) else v)
+            for k, v in metrics.items()
+        }
 
     def stream(first: int):
         """This process's ``(indices, weight)`` for every step from ``first`` on."""
@@ -992,8 +1064,11 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
     while step < total_steps and not stopped:
         seg_end = min(total_steps, (step // eval_every + 1) * eval_every)
         epoch = step // steps_per_epoch
-        label = (f"{desc} epoch {epoch + 1}/{cfg.epochs}" if cfg.epochs is not None
-                 else f"{desc} steps {step + 1}-{seg_end}/{total_steps}")
+        label = (
+            f"{desc} epoch {epoch + 1}/{cfg.epochs}"
+            if cfg.epochs is not None
+            else f"{desc} steps {step + 1}-{seg_end}/{total_steps}"
+        )
         bar = _progress(seg_end - step, label, progress and ctx.is_main)
         started = time.perf_counter()
         running, count = 0.0, 0
@@ -1015,7 +1090,8 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
                 bar.close()
                 raise NonFiniteLossError(
                     f"the training loss is {value} at step {step + 1} (epoch {step // steps_per_epoch + 1}); the "
-                    f"run stops. Lower --lr (now {cfg.lr:g}), add --grad-clip, or use --precision fp32")
+                    f"run stops. Lower --lr (now {cfg.lr:g}), add --grad-clip, or use --precision fp32"
+                )
             if cfg.grad_clip is not None:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -1030,8 +1106,13 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
         seconds = time.perf_counter() - started
         if cfg.epochs is not None:
             epoch_seconds.append(seconds)
-        record = {"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "lr": lr,
-                  "train_loss": running / count, "seconds": seconds}
+        record = {
+            "step": step,
+            "epoch": (step - 1) // steps_per_epoch + 1,
+            "lr": lr,
+            "train_loss": running / count,
+            "seconds": seconds,
+        }
         metrics = evaluation()
         record.update(metrics)
         history.append(record)
@@ -1044,25 +1125,49 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: Context | None = None, *,
             improved = True
             best_value, best, best_step, best_epoch, bad = value, metrics, step, record["epoch"], 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            run.save_torch("best.pt", {**meta, "model": best_state, "step": step, "epoch": record["epoch"],
-                                       "metrics": _strict(metrics)})
+            run.save_torch(
+                "best.pt",
+                {**meta, "model": best_state, "step": step, "epoch": record["epoch"], "metrics": _strict(metrics)},
+            )
         else:
             bad += 1
             stopped = cfg.patience is not None and bad >= cfg.patience
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         where = f"epoch {record['epoch']}" if cfg.epochs is not None else f"step {step}"
-        say(f"{desc} {where}: train loss {record['train_loss']:.4f}  {shown}  ({seconds:.1f} s)"
-            f"{'  best' if improved else ''}{'  early stop' if stopped else ''}")
-        run.save_torch("last.pt", {
-            **meta, "config": saved_cfg, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "step": step, "stopped": stopped, "history": _strict(history), "best": _strict(best),
-            "best_value": best_value, "best_step": best_step, "best_epoch": best_epoch, "bad": bad,
-            "rng": _rng_state()})
+        say(
+            f"{desc} {where}: train loss {record['train_loss']:.4f}  {shown}  ({seconds:.1f} s)"
+            f"{'  best' if improved else ''}{'  early stop' if stopped else ''}"
+        )
+        run.save_torch(
+            "last.pt",
+            {
+                **meta,
+                "config": saved_cfg,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                "step": step,
+                "stopped": stopped,
+                "history": _strict(history),
+                "best": _strict(best),
+                "best_value": best_value,
+                "best_step": best_step,
+                "best_epoch": best_epoch,
+                "bad": bad,
+                "rng": _rng_state(),
+            },
+        )
     ctx.barrier()  # every process has finished writing before anyone reads the run folder
     if best_state is not None:
         model.load_state_dict(best_state)
-    return FitResult(history=history, best=best, best_step=best_step, best_epoch=best_epoch, steps=step,
-                     epochs=-(-step // steps_per_epoch), stopped_early=stopped,
-                     seconds_per_epoch=(sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else None,
-                     threads=threads)
+    return FitResult(
+        history=history,
+        best=best,
+        best_step=best_step,
+        best_epoch=best_epoch,
+        steps=step,
+        epochs=-(-step // steps_per_epoch),
+        stopped_early=stopped,
+        seconds_per_epoch=(sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else None,
+        threads=threads,
+    )

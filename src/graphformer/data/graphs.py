@@ -79,7 +79,8 @@ def load_planetoid(root: str | os.PathLike, name: str, normalize: bool = True) -
         raise FileNotFoundError(
             f"{PLANETOID[name.lower()]} raw files not found under {files[0].parent} (nothing is downloaded): "
             f"missing {', '.join(f.name for f in missing)}. Copy the 8 files ind.{name.lower()}."
-            f"{{{','.join(_RAW_PARTS)}}} there, e.g. from the planetoid/ folder of the benchmark data.")
+            f"{{{','.join(_RAW_PARTS)}}} there, e.g. from the planetoid/ folder of the benchmark data."
+        )
     folder = files[0].parent.parent
     if _writable(folder / "processed" if (folder / "processed").is_dir() else folder):
         from torch_geometric.datasets import Planetoid
@@ -174,8 +175,9 @@ STRUCTURE_CLASSES = {
 }
 
 
-def synthetic_structures(num_per_class: int = 150, min_nodes: int = 10, max_nodes: int = 40,
-                         seed: int = 0) -> list[Data]:
+def synthetic_structures(
+    num_per_class: int = 150, min_nodes: int = 10, max_nodes: int = 40, seed: int = 0
+) -> list[Data]:
     """A graph-classification set where structure is the only signal.
 
     ``num_per_class`` graphs of each class in :data:`STRUCTURE_CLASSES`, each
@@ -205,13 +207,14 @@ def synthetic_structures(num_per_class: int = 150, min_nodes: int = 10, max_node
     return graphs
 
 
-def split_indices(num_items: int, fractions: tuple[float, float] = (0.6, 0.2), seed: int = 0
-                  ) -> tuple[Tensor, Tensor, Tensor]:
+def split_indices(
+    num_items: int, fractions: tuple[float, float] = (0.6, 0.2), seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
     """Shuffle ``range(num_items)`` and cut it into train / validation / test (the rest)."""
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(num_items, generator=gen)
     n_train, n_val = int(fractions[0] * num_items), int(fractions[1] * num_items)
-    return perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
+    return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
 
 
 #: node encodings (``pe`` ``[n, dim]``) that :func:`add_encodings` computes; ``"shortest-path"`` is an edge bias
@@ -232,8 +235,10 @@ def parse_encoding(kind: str) -> tuple[str | None, bool]:
     spd = "shortest-path" in parts
     unknown = [p for p in parts if p not in NODE_ENCODINGS and p not in ("shortest-path", "none")]
     if unknown or not parts or len(node) > 1 or len(parts) > 2 or ("none" in parts and len(parts) > 1):
-        raise ValueError(f"unknown encoding {kind!r}; use 'none', one of {NODE_ENCODINGS}, 'shortest-path', "
-                         "or a node encoding joined to it with '+' (e.g. 'degree+shortest-path')")
+        raise ValueError(
+            f"unknown encoding {kind!r}; use 'none', one of {NODE_ENCODINGS}, 'shortest-path', "
+            "or a node encoding joined to it with '+' (e.g. 'degree+shortest-path')"
+        )
     return (node[0] if node else None), spd
 
 
@@ -335,7 +340,10 @@ def collate(graphs: list[Data], *, unreachable: int | None = None) -> GraphBatch
 
         if unreachable is None:
             recorded = getattr(graphs[0], "max_distance", None)
-            unreachable = int(recorded) + 1 if recorded is not None else \
-                max((int(g.distance.max()) for g in graphs if g.distance.numel()), default=0)
+            unreachable = (
+                int(recorded) + 1
+                if recorded is not None
+                else max((int(g.distance.max()) for g in graphs if g.distance.numel()), default=0)
+            )
         distance = pack_distances([g.distance for g in graphs], unreachable)
     return GraphBatch(x, edge_index, batch, y, pe, distance)

@@ -26,8 +26,15 @@ from torch_geometric.data import Data
 
 __all__ = ["BINARY", "HETEROPHILOUS", "load_heterophilous"]
 
-HETEROPHILOUS = ("minesweeper", "tolokers", "chameleon_filtered", "squirrel_filtered", "roman_empire",
-                 "amazon_ratings", "questions")
+HETEROPHILOUS = (
+    "minesweeper",
+    "tolokers",
+    "chameleon_filtered",
+    "squirrel_filtered",
+    "roman_empire",
+    "amazon_ratings",
+    "questions",
+)
 BINARY = ("minesweeper", "tolokers", "questions")  # scored by ROC AUC in the paper; the others by accuracy
 SOURCE = "https://github.com/yandex-research/heterophilous-graphs/tree/main/data"
 
@@ -84,9 +91,11 @@ def load_heterophilous(root: str | os.PathLike, name: str) -> Data:
     elif flat.is_file():
         source, pyg_root = flat, None
     else:
-        raise FileNotFoundError(f"{key}.npz not found as {nested} or {flat} (nothing is downloaded); copy it from "
-                                f"{SOURCE} or the heterophilous/ folder of the benchmark data, and pass that folder "
-                                "as --root")
+        raise FileNotFoundError(
+            f"{key}.npz not found as {nested} or {flat} (nothing is downloaded); copy it from "
+            f"{SOURCE} or the heterophilous/ folder of the benchmark data, and pass that folder "
+            "as --root"
+        )
     if pyg_root is None or not _writable(pyg_root / key):
         pyg_root = _cache_root()
         raw = pyg_root / key / "raw" / f"{key}.npz"

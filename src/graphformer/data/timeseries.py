@@ -89,8 +89,9 @@ class TimeSeries:
         if self.dates is not None:
             self.dates = np.asarray(self.dates, dtype="datetime64[s]")
             if self.dates.shape != (self.values.shape[0],):
-                raise ValueError(f"dates must have one entry per row ({self.values.shape[0]}), "
-                                 f"got shape {self.dates.shape}")
+                raise ValueError(
+                    f"dates must have one entry per row ({self.values.shape[0]}), got shape {self.dates.shape}"
+                )
             _check_dates(self.dates, self.name or "series")
 
     def __len__(self) -> int:
@@ -116,12 +117,16 @@ def _check_dates(dates: np.ndarray, where: str) -> None:
     step = np.diff(dates.astype(np.int64))
     if (step == 0).any():
         row = int(np.flatnonzero(step == 0)[0]) + 1
-        raise ValueError(f"{where}: duplicated timestamp {dates[row]} at data rows {row - 1} and {row}; "
-                         "remove or aggregate the duplicates")
+        raise ValueError(
+            f"{where}: duplicated timestamp {dates[row]} at data rows {row - 1} and {row}; "
+            "remove or aggregate the duplicates"
+        )
     if (step < 0).any():
         row = int(np.flatnonzero(step < 0)[0]) + 1
-        raise ValueError(f"{where}: timestamps are not sorted: data row {row} ({dates[row]}) comes before "
-                         f"row {row - 1} ({dates[row - 1]}); sort the file by time")
+        raise ValueError(
+            f"{where}: timestamps are not sorted: data row {row} ({dates[row]}) comes before "
+            f"row {row - 1} ({dates[row - 1]}); sort the file by time"
+        )
 
 
 def _fill_missing(frame: pd.DataFrame, fill: str | None, where: str) -> pd.DataFrame:
@@ -130,9 +135,11 @@ def _fill_missing(frame: pd.DataFrame, fill: str | None, where: str) -> pd.DataF
         return frame
     if fill is None:
         row, col = (int(i) for i in np.argwhere(missing)[0])
-        raise ValueError(f"{where}: missing value in column {frame.columns[col]!r} at data row {row} "
-                         f"({int(missing.sum())} missing in all); fill them with --fill ffill (or bfill, "
-                         "interpolate, zero; fill='ffill' in Python)")
+        raise ValueError(
+            f"{where}: missing value in column {frame.columns[col]!r} at data row {row} "
+            f"({int(missing.sum())} missing in all); fill them with --fill ffill (or bfill, "
+            "interpolate, zero; fill='ffill' in Python)"
+        )
     if fill not in FILLS:
         raise ValueError(f"--fill must be one of {', '.join(FILLS)}, got {fill!r}")
     if fill == "zero":
@@ -144,14 +151,23 @@ def _fill_missing(frame: pd.DataFrame, fill: str | None, where: str) -> pd.DataF
     if frame.isna().to_numpy().any():
         row, col = (int(i) for i in np.argwhere(frame.isna().to_numpy())[0])
         edge = "leading" if fill == "ffill" else "trailing"
-        raise ValueError(f"{where}: fill={fill!r} cannot fill the {edge} missing value in column "
-                         f"{frame.columns[col]!r} at data row {row}; use --fill interpolate")
+        raise ValueError(
+            f"{where}: fill={fill!r} cannot fill the {edge} missing value in column "
+            f"{frame.columns[col]!r} at data row {row}; use --fill interpolate"
+        )
     return frame
 
 
-def read_csv_series(path: str | os.PathLike, *, date_column: str | None = "date", fill: str | None = None,
-                    name: str | None = None, date_format: str | None = None, sep: str = ",",
-                    date_required: bool = False) -> TimeSeries:
+def read_csv_series(
+    path: str | os.PathLike,
+    *,
+    date_column: str | None = "date",
+    fill: str | None = None,
+    name: str | None = None,
+    date_format: str | None = None,
+    sep: str = ",",
+    date_required: bool = False,
+) -> TimeSeries:
     """Read a CSV with a header row: an optional date column, then numeric columns.
 
     This is the layout of the ETT files (``date,HUFL,...,OT``) and of
@@ -188,22 +204,30 @@ def read_csv_series(path: str | os.PathLike, *, date_column: str | None = "date"
         other = next((c for c in (";", "\t", ",", "|") if c != sep and c in header), None)
         if other is not None:
             shown = "\\t" if other == "\t" else other
-            raise ValueError(f"{path}: every row is read as one value with --sep {sep!r}; the header "
-                             f"{header[:60]!r} looks separated by {shown!r}: pass --sep '{shown}'")
+            raise ValueError(
+                f"{path}: every row is read as one value with --sep {sep!r}; the header "
+                f"{header[:60]!r} looks separated by {shown!r}: pass --sep '{shown}'"
+            )
     dates = None
     if date_column is not None and date_column not in frame.columns and date_required:
-        raise ValueError(f"{path}: --date-column {date_column!r} is not a column; the columns are "
-                         f"{', '.join(map(repr, list(frame.columns)[:12]))}")
+        raise ValueError(
+            f"{path}: --date-column {date_column!r} is not a column; the columns are "
+            f"{', '.join(map(repr, list(frame.columns)[:12]))}"
+        )
     if date_column is not None and date_column in frame.columns:
         raw = frame.pop(date_column)
         parsed = pd.to_datetime(raw, errors="coerce", format=date_format)
         bad = parsed.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            hint = (f"it does not match --date-format {date_format!r}" if date_format is not None
-                    else "give its format with --date-format (e.g. '%d.%m.%Y %H:%M')")
-            raise ValueError(f"{path}: cannot read timestamp {raw.iloc[row]!r} in column {date_column!r} "
-                             f"at data row {row}; {hint}")
+            hint = (
+                f"it does not match --date-format {date_format!r}"
+                if date_format is not None
+                else "give its format with --date-format (e.g. '%d.%m.%Y %H:%M')"
+            )
+            raise ValueError(
+                f"{path}: cannot read timestamp {raw.iloc[row]!r} in column {date_column!r} at data row {row}; {hint}"
+            )
         dates = parsed.to_numpy().astype("datetime64[s]")
     if frame.shape[1] == 0:
         raise ValueError(f"{path}: no value columns besides the date column {date_column!r}")
@@ -211,9 +235,11 @@ def read_csv_series(path: str | os.PathLike, *, date_column: str | None = "date"
     bad = numeric.isna().to_numpy() & frame.notna().to_numpy()
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{path}: non-numeric value {frame.iat[row, col]!r} in column {frame.columns[col]!r} "
-                         f"at data row {row}; every column but the date column ({date_column!r}, see "
-                         "--date-column) must be numeric (other separator? see --sep)")
+        raise ValueError(
+            f"{path}: non-numeric value {frame.iat[row, col]!r} in column {frame.columns[col]!r} "
+            f"at data row {row}; every column but the date column ({date_column!r}, see "
+            "--date-column) must be numeric (other separator? see --sep)"
+        )
     numeric = _fill_missing(numeric, fill, path)
     values = numeric.to_numpy(dtype=np.float64)
     if dates is not None:
@@ -221,8 +247,9 @@ def read_csv_series(path: str | os.PathLike, *, date_column: str | None = "date"
     return TimeSeries(values, [str(c) for c in numeric.columns], dates, name)
 
 
-def read_exchange_rate(path: str | os.PathLike, layout: str = "autoformer", *, fill: str | None = None,
-                       name: str | None = None) -> TimeSeries:
+def read_exchange_rate(
+    path: str | os.PathLike, layout: str = "autoformer", *, fill: str | None = None, name: str | None = None
+) -> TimeSeries:
     """Read a header-less numeric text file (LSTNet's ``exchange_rate.txt.gz`` and kin).
 
     The file is read with ``numpy.loadtxt(path, delimiter=",")`` (``.gz`` is
@@ -260,8 +287,15 @@ def read_exchange_rate(path: str | os.PathLike, layout: str = "autoformer", *, f
     return TimeSeries(values, columns, dates, name or _stem(path))
 
 
-def load_series(path: str | os.PathLike, *, fill: str | None = None, layout: str = "autoformer",
-                date_column: str | None = None, date_format: str | None = None, sep: str = ",") -> TimeSeries:
+def load_series(
+    path: str | os.PathLike,
+    *,
+    fill: str | None = None,
+    layout: str = "autoformer",
+    date_column: str | None = None,
+    date_format: str | None = None,
+    sep: str = ",",
+) -> TimeSeries:
     """Read a series from a file, choosing the reader by its extension.
 
     ``.csv`` goes to :func:`read_csv_series` (date column ``date_column``,
@@ -274,12 +308,20 @@ def load_series(path: str | os.PathLike, *, fill: str | None = None, layout: str
     if os.path.basename(path) == "weather.csv" and fill is None:  # the published file repeats a timestamp
         return read_weather(path)
     if path.endswith(".csv"):
-        return read_csv_series(path, fill=fill, date_column=date_column or "date", date_format=date_format,
-                               sep=sep, date_required=date_column is not None)
+        return read_csv_series(
+            path,
+            fill=fill,
+            date_column=date_column or "date",
+            date_format=date_format,
+            sep=sep,
+            date_required=date_column is not None,
+        )
     if path.endswith((".txt", ".txt.gz", ".gz")):
         return read_exchange_rate(path, layout, fill=fill)
-    raise ValueError(f"cannot tell the format of {path}: use a .csv file (header row, optional 'date' column) "
-                     "or a comma-separated .txt / .txt.gz without header")
+    raise ValueError(
+        f"cannot tell the format of {path}: use a .csv file (header row, optional 'date' column) "
+        "or a comma-separated .txt / .txt.gz without header"
+    )
 
 
 def _stem(path: str) -> str:
@@ -318,17 +360,21 @@ def split_borders(num_rows: int, seq_len: int, scheme: str = "ratio") -> dict[st
         mult = 1 if scheme == "ett_hour" else 4
         train, val, test = (b * mult for b in _ETT_HOUR_BORDERS)
         if num_rows < test:
-            raise ValueError(f"the {scheme} split needs {test} rows but the series has {num_rows}; "
-                             "use split='ratio' for a shorter series")
+            raise ValueError(
+                f"the {scheme} split needs {test} rows but the series has {num_rows}; "
+                "use split='ratio' for a shorter series"
+            )
         return {"train": (0, train), "val": (train - seq_len, val), "test": (val - seq_len, test)}
     if scheme == "tgcn":
         train = int(0.8 * num_rows)
         return {"train": (0, train), "test": (train, num_rows)}
     num_train, num_test = int(0.7 * num_rows), int(0.2 * num_rows)
     num_val = num_rows - num_train - num_test
-    return {"train": (0, num_train),
-            "val": (num_train - seq_len, num_train + num_val),
-            "test": (num_rows - num_test - seq_len, num_rows)}
+    return {
+        "train": (0, num_train),
+        "val": (num_train - seq_len, num_train + num_val),
+        "test": (num_rows - num_test - seq_len, num_rows),
+    }
 
 
 # ------------------------------------------------------------------ scaling
@@ -380,8 +426,10 @@ class Scaler:
 
     def _like(self, values):
         if isinstance(values, Tensor):
-            return (torch.as_tensor(self.mean, dtype=values.dtype, device=values.device),
-                    torch.as_tensor(self.scale, dtype=values.dtype, device=values.device))
+            return (
+                torch.as_tensor(self.mean, dtype=values.dtype, device=values.device),
+                torch.as_tensor(self.scale, dtype=values.dtype, device=values.device),
+            )
         return self.mean, self.scale
 
     def state_dict(self) -> dict:
@@ -416,8 +464,9 @@ class WindowDataset(Dataset):
     (with a leading ``B`` for a batch).
     """
 
-    def __init__(self, values: Tensor, marks: Tensor | None, seq_len: int, pred_len: int, offset: int = 0,
-                 name: str = "block"):
+    def __init__(
+        self, values: Tensor, marks: Tensor | None, seq_len: int, pred_len: int, offset: int = 0, name: str = "block"
+    ):
         if seq_len < 1 or pred_len < 1:
             raise ValueError(f"seq_len and pred_len must be >= 1, got {seq_len} and {pred_len}")
         values = torch.as_tensor(values, dtype=torch.float32)
@@ -428,8 +477,10 @@ class WindowDataset(Dataset):
         if marks.size(0) != values.size(0):
             raise ValueError(f"marks has {marks.size(0)} rows but values has {values.size(0)}")
         if values.size(0) < seq_len + pred_len:
-            raise ValueError(f"the {name} block has {values.size(0)} rows, fewer than look-back + horizon = "
-                             f"{seq_len} + {pred_len}; shorten seq_len / pred_len or use more data")
+            raise ValueError(
+                f"the {name} block has {values.size(0)} rows, fewer than look-back + horizon = "
+                f"{seq_len} + {pred_len}; shorten seq_len / pred_len or use more data"
+            )
         self.values, self.marks = values, marks.float()
         self.seq_len, self.pred_len, self.offset, self.name = seq_len, pred_len, offset, name
         self._x_steps = torch.arange(seq_len)
@@ -454,8 +505,9 @@ class WindowDataset(Dataset):
         xi, yi = idx + self._x_steps, idx + self._y_steps  # [B, L], [B, H]
         return self.values[xi], self.values[yi], self.marks[xi], self.marks[yi]
 
-    def loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-               generator: torch.Generator | None = None) -> DataLoader:
+    def loader(
+        self, batch_size: int, shuffle: bool = False, drop_last: bool = False, generator: torch.Generator | None = None
+    ) -> DataLoader:
         """A ``DataLoader`` of batches ``(x [B, L, V], y [B, H, V], x_mark, y_mark)``.
 
         Evaluation loaders keep every window (``drop_last=False``); training
@@ -506,8 +558,15 @@ class ForecastData:
         return self.train.values.numpy()
 
 
-def prepare_forecast_data(series: TimeSeries, seq_len: int = 96, pred_len: int = 96, *, split: str = "auto",
-                          scale: str = "standard", freq: str | None = "h") -> ForecastData:
+def prepare_forecast_data(
+    series: TimeSeries,
+    seq_len: int = 96,
+    pred_len: int = 96,
+    *,
+    split: str = "auto",
+    scale: str = "standard",
+    freq: str | None = "h",
+) -> ForecastData:
     """Split, scale and window a series following the standard protocol.
 
     Args:
@@ -545,8 +604,14 @@ def prepare_forecast_data(series: TimeSeries, seq_len: int = 96, pred_len: int =
         freq = None
     blocks = {}
     for name, (start, stop) in borders.items():
-        blocks[name] = WindowDataset(scaled[start:stop], None if marks is None else marks[start:stop],
-                                     seq_len, pred_len, offset=start, name=f"{split} {name}")
+        blocks[name] = WindowDataset(
+            scaled[start:stop],
+            None if marks is None else marks[start:stop],
+            seq_len,
+            pred_len,
+            offset=start,
+            name=f"{split} {name}",
+        )
     return ForecastData(series, scaler, split, borders, blocks["train"], blocks.get("val"), blocks["test"], freq)
 
 
@@ -584,13 +649,16 @@ PROTOCOLS = {
 def protocol_for(name: str) -> ForecastProtocol:
     """The :data:`PROTOCOLS` entry of a series called ``name`` (file stem), or ``ValueError``."""
     if name not in PROTOCOLS:
-        raise ValueError(f"no standard protocol for a series named {name!r} (known: {sorted(PROTOCOLS)}); "
-                         "give the cycle length explicitly (--cycle-len)")
+        raise ValueError(
+            f"no standard protocol for a series named {name!r} (known: {sorted(PROTOCOLS)}); "
+            "give the cycle length explicitly (--cycle-len)"
+        )
     return PROTOCOLS[name]
 
 
-def _read_custom(path: str | os.PathLike, expected_columns: int, what: str, *,
-                 keep_duplicate_dates: bool = False) -> TimeSeries:
+def _read_custom(
+    path: str | os.PathLike, expected_columns: int, what: str, *, keep_duplicate_dates: bool = False
+) -> TimeSeries:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such data file: {path}")
@@ -612,8 +680,10 @@ def _read_custom(path: str | os.PathLike, expected_columns: int, what: str, *,
     if series.dates is None:
         raise ValueError(f"{path}: no 'date' column; is this the {what} file?")
     if series.num_variables != expected_columns or series.columns[-1] != "OT":
-        raise ValueError(f"{path}: expected {expected_columns} value columns ending in 'OT' ({what}), got "
-                         f"{series.num_variables} ending in {series.columns[-1]!r}")
+        raise ValueError(
+            f"{path}: expected {expected_columns} value columns ending in 'OT' ({what}), got "
+            f"{series.num_variables} ending in {series.columns[-1]!r}"
+        )
     return series
 
 
@@ -669,7 +739,13 @@ def cycle_phase(data: ForecastData, cycle_len: int) -> ForecastData:
             return None
         rows = torch.arange(block.offset, block.offset + block.values.size(0))
         phase = (rows % cycle_len).float().unsqueeze(1)  # [T, 1]
-        return WindowDataset(block.values, torch.cat([block.marks, phase], dim=1), block.seq_len, block.pred_len,
-                             block.offset, block.name)
+        return WindowDataset(
+            block.values,
+            torch.cat([block.marks, phase], dim=1),
+            block.seq_len,
+            block.pred_len,
+            block.offset,
+            block.name,
+        )
 
     return replace(data, train=extend(data.train), val=extend(data.val), test=extend(data.test))

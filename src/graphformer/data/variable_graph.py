@@ -50,8 +50,10 @@ def read_adjacency(path: str | os.PathLike, num_variables: int | None = None) ->
     if not np.isfinite(adj).all():
         raise ValueError(f"{path}: the adjacency matrix has NaN or infinite entries")
     if num_variables is not None and adj.shape[0] != num_variables:
-        raise ValueError(f"{path}: the graph has {adj.shape[0]} nodes but the series has {num_variables} "
-                         "variables; the adjacency must be V x V in the column order of the data")
+        raise ValueError(
+            f"{path}: the graph has {adj.shape[0]} nodes but the series has {num_variables} "
+            "variables; the adjacency must be V x V in the column order of the data"
+        )
     return adj
 
 

@@ -62,15 +62,19 @@ def write_csv(t: Trace, directory: str | Path) -> list[str]:
     HC = t.v.size(0) * t.v.size(-1)  # noqa: N806
     d = t.x.size(1)
     labels = {
-        "values": (tok, [f"x{c}" for c in range(d)]), "positional": (tok, [f"x{c}" for c in range(d)]),
+        "values": (tok, [f"x{c}" for c in range(d)]),
+        "positional": (tok, [f"x{c}" for c in range(d)]),
         "x": (tok, [f"x{c}" for c in range(d)]),
         "w_q": ([f"x{c}" for c in range(d)], channel_labels("q", H, HC)),
         "w_k": ([f"x{c}" for c in range(d)], channel_labels("k", H, HC)),
         "w_v": ([f"x{c}" for c in range(d)], channel_labels("v", H, HC)),
         "w_o": (channel_labels("o", H, HC), [f"y{c}" for c in range(d)]),
-        "q": (tok, channel_labels("q", H, HC)), "k": (tok, channel_labels("k", H, HC)),
-        "v": (tok, channel_labels("v", H, HC)), "heads": (tok, channel_labels("o", H, HC)),
-        "output": (tok, [f"y{c}" for c in range(d)]), "entropy": (tok, [f"head{h}" for h in range(H)]),
+        "q": (tok, channel_labels("q", H, HC)),
+        "k": (tok, channel_labels("k", H, HC)),
+        "v": (tok, channel_labels("v", H, HC)),
+        "heads": (tok, channel_labels("o", H, HC)),
+        "output": (tok, [f"y{c}" for c in range(d)]),
+        "entropy": (tok, [f"head{h}" for h in range(H)]),
     }
     for name, m in t.matrices().items():
         rows, cols = labels.get(name, (tok, tok) if name.startswith(("scores", "weights")) else (None, None))

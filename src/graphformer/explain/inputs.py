@@ -51,8 +51,10 @@ def named_graph(name: str, nodes: int | None = None) -> nx.Graph:
     build, sized = NAMED_GRAPHS[name]
     if nodes is not None and not sized:
         fixed = build(0).number_of_nodes()
-        raise ValueError(f"--nodes sets the size of {', '.join(SIZED_GRAPHS)}; the {name!r} graph has a fixed size "
-                         f"({fixed} nodes): leave --nodes out")
+        raise ValueError(
+            f"--nodes sets the size of {', '.join(SIZED_GRAPHS)}; the {name!r} graph has a fixed size "
+            f"({fixed} nodes): leave --nodes out"
+        )
     if nodes is not None and (not isinstance(nodes, int) or nodes < 1):
         raise ValueError(f"--nodes must be an int >= 1, got {nodes!r}")
     return build(DEFAULT_NODES if nodes is None else nodes)
@@ -63,8 +65,9 @@ def check_finite(t: Tensor, name: str) -> Tensor:
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         where = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"{name}: entry {list(where)} is {float(t[where])!r}, not a finite number; "
-                         "give finite numbers")
+        raise ValueError(
+            f"{name}: entry {list(where)} is {float(t[where])!r}, not a finite number; give finite numbers"
+        )
     return t
 
 
@@ -85,15 +88,17 @@ def parse_matrix(text: str, name: str = "matrix") -> Tensor:
     try:
         data = [[float(v) for v in r.replace(" ", ",").split(",") if v.strip()] for r in rows]
     except ValueError as err:
-        raise ValueError(f"{name}: could not read {text!r} as numbers ({err}); "
-                         "write rows separated by ';' and entries by ','") from None
+        raise ValueError(
+            f"{name}: could not read {text!r} as numbers ({err}); write rows separated by ';' and entries by ','"
+        ) from None
     if len({len(r) for r in data}) != 1:
         raise ValueError(f"{name}: every row needs the same number of entries, got {[len(r) for r in data]}")
     for r, row in enumerate(data):
         for c, v in enumerate(row):
             if not math.isfinite(v):
-                raise ValueError(f"{name}: entry {v!r} (row {r + 1}, column {c + 1}) is not a finite number; "
-                                 "give finite numbers")
+                raise ValueError(
+                    f"{name}: entry {v!r} (row {r + 1}, column {c + 1}) is not a finite number; give finite numbers"
+                )
     return torch.tensor(data, dtype=torch.float64)
 
 
@@ -163,8 +168,10 @@ def nodes_of(tokens_or_graph, num_nodes: int | None) -> tuple[list[str], Tensor 
         return [str(i) for i in range(num_nodes)], tokens_or_graph.long()
     if isinstance(tokens_or_graph, (list, tuple)) and tokens_or_graph:
         return [str(t) for t in tokens_or_graph], None
-    raise TypeError("give a sentence (str), a list of tokens, a networkx graph or an edge_index tensor, "
-                    f"got {type(tokens_or_graph).__name__}")
+    raise TypeError(
+        "give a sentence (str), a list of tokens, a networkx graph or an edge_index tensor, "
+        f"got {type(tokens_or_graph).__name__}"
+    )
 
 
 def rounded(t: Tensor, decimals: int = 2) -> Tensor:
@@ -178,8 +185,10 @@ def weight(spec, shape: tuple[int, int], name: str, generator: torch.Generator) 
         w = spec.to(torch.float64)
     elif spec == "identity":
         if shape[0] != shape[1]:
-            raise ValueError(f"{name}=identity needs a square matrix, but the shape is {shape} "
-                             "(d_model x heads*head_dim); give the matrix or 'random'")
+            raise ValueError(
+                f"{name}=identity needs a square matrix, but the shape is {shape} "
+                "(d_model x heads*head_dim); give the matrix or 'random'"
+            )
         return torch.eye(shape[0], dtype=torch.float64)
     elif spec == "random":
         bound = math.sqrt(6.0 / (shape[0] + shape[1]))  # Xavier uniform, as the layer's own init
@@ -191,8 +200,10 @@ def weight(spec, shape: tuple[int, int], name: str, generator: torch.Generator) 
     if w.dim() == 1:
         w = w.unsqueeze(0)
     if tuple(w.shape) != shape:
-        raise ValueError(f"{name} must be a {shape[0]} x {shape[1]} matrix (d_model x heads*head_dim for W_q/W_k/W_v, "
-                         f"the transpose for W_o), got {tuple(w.shape)}")
+        raise ValueError(
+            f"{name} must be a {shape[0]} x {shape[1]} matrix (d_model x heads*head_dim for W_q/W_k/W_v, "
+            f"the transpose for W_o), got {tuple(w.shape)}"
+        )
     return check_finite(w, name)
 
 
@@ -206,8 +217,10 @@ def input_values(values, tokens: list[str], d_model: int | None, generator: torc
         if isinstance(values, str) and vals.size(0) == 1 and N > 1:
             vals = vals.t()  # "1,2,3": one value per token
         if vals.dim() != 2 or vals.size(0) != N:
-            raise ValueError(f"values: got {vals.size(0)} rows for {N} tokens/nodes ({' '.join(tokens[:10])}"
-                             f"{' ...' if N > 10 else ''}); give one value (or row) per token")
+            raise ValueError(
+                f"values: got {vals.size(0)} rows for {N} tokens/nodes ({' '.join(tokens[:10])}"
+                f"{' ...' if N > 10 else ''}); give one value (or row) per token"
+            )
         if d_model is not None and vals.size(1) != d_model:
             raise ValueError(f"values have {vals.size(1)} columns but d_model is {d_model}")
         return check_finite(vals, "values")

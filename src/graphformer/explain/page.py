@@ -35,8 +35,9 @@ def _json_matrix(m: Tensor) -> list:
     return [[None if not math.isfinite(v) else v for v in row] for row in m.double().tolist()]
 
 
-def _html_table(m: Tensor, rows: list[str], cols: list[str], key: str, editable: bool = False,
-                shade: bool = False, label: str = "") -> str:
+def _html_table(
+    m: Tensor, rows: list[str], cols: list[str], key: str, editable: bool = False, shade: bool = False, label: str = ""
+) -> str:
     out = ['<table class="m"><tr><th></th>' + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
     for i, (row_label, row) in enumerate(zip(rows, m.double().tolist())):
         cells = []
@@ -44,8 +45,10 @@ def _html_table(m: Tensor, rows: list[str], cols: list[str], key: str, editable:
             cell_id = f"{key}-{i}-{j}"
             if editable:
                 name = html.escape(f"{label}[{row_label}, {cols[j]}]", quote=True)
-                cells.append(f'<td><input id="{cell_id}" data-m="{key}" data-i="{i}" data-j="{j}" '
-                             f'data-label="{name}" type="number" step="any" value="{v!r}"></td>')
+                cells.append(
+                    f'<td><input id="{cell_id}" data-m="{key}" data-i="{i}" data-j="{j}" '
+                    f'data-label="{name}" type="number" step="any" value="{v!r}"></td>'
+                )
             else:
                 text = "-inf" if v == -math.inf else f"{v:.4f}"
                 style = f' style="background: rgba(49,130,189,{min(max(v, 0.0), 1.0):.3f})"' if shade else ""
@@ -243,25 +246,42 @@ def write_html(t: Trace, path: str | Path) -> str:
     atomically; returns the path written.
     """
     if t.score not in JS_SCORES:
-        raise ValueError(f"the HTML page recomputes the scores {list(JS_SCORES)} in the browser; "
-                         f"{t.score!r} is not one of them (use --csv or the tables instead)")
+        raise ValueError(
+            f"the HTML page recomputes the scores {list(JS_SCORES)} in the browser; "
+            f"{t.score!r} is not one of them (use --csv or the tables instead)"
+        )
     tok, H = t.tokens, t.num_heads  # noqa: N806
     d = t.x.size(1)
     HC = t.v.size(0) * t.v.size(-1)  # noqa: N806
     score_module = make_score(t.score, H, t.head_dim)  # for its constants
-    flat = {name: None if getattr(t, name) is None else getattr(t, name).transpose(0, 1).flatten(1).tolist()
-            for name in ("q", "k", "v")}
+    flat = {
+        name: None if getattr(t, name) is None else getattr(t, name).transpose(0, 1).flatten(1).tolist()
+        for name in ("q", "k", "v")
+    }
     data = {
-        "tokens": tok, "heads": H, "head_dim": t.head_dim, "score": t.score, "softmax": t.softmax,
-        "formula": t.formula, "mask": t.mask.int().tolist(), "X": t.x.tolist(),
-        "w_q": None if t.w_q is None else t.w_q.tolist(), "w_k": None if t.w_k is None else t.w_k.tolist(),
-        "w_v": t.w_v.tolist(), "w_o": t.w_o.tolist(),
+        "tokens": tok,
+        "heads": H,
+        "head_dim": t.head_dim,
+        "score": t.score,
+        "softmax": t.softmax,
+        "formula": t.formula,
+        "mask": t.mask.int().tolist(),
+        "X": t.x.tolist(),
+        "w_q": None if t.w_q is None else t.w_q.tolist(),
+        "w_k": None if t.w_k is None else t.w_k.tolist(),
+        "w_v": t.w_v.tolist(),
+        "w_o": t.w_o.tolist(),
         "params": {k: v.reshape(v.size(0), -1).tolist() for k, v in t.score_params.items()},
         "base": float(getattr(getattr(score_module, "rotary", None), "base", 10000.0)),
         "negative_slope": float(getattr(score_module, "negative_slope", 0.2)),
-        "python": {**flat, "scores": [_json_matrix(s) for s in t.scores],
-                   "weights": [_json_matrix(w) for w in t.weights], "heads": t.heads.tolist(),
-                   "output": _json_matrix(t.output), "entropy": t.entropy.tolist()},
+        "python": {
+            **flat,
+            "scores": [_json_matrix(s) for s in t.scores],
+            "weights": [_json_matrix(w) for w in t.weights],
+            "heads": t.heads.tolist(),
+            "output": _json_matrix(t.output),
+            "entropy": t.entropy.tolist(),
+        },
     }
     blob = json.dumps(data, ensure_ascii=True, allow_nan=False).replace("</", "<\\/")
     cols_d = [f"x{c}" for c in range(d)]
@@ -275,35 +295,48 @@ def write_html(t: Trace, path: str | Path) -> str:
         "Rows are the token that attends, columns the token attended to. Edit any number in X or in the "
         "weights: every matrix below recomputes in this page.</p>",
         "<p id='status'>JavaScript is off: the numbers below are the ones Python computed.</p>",
-        "<h2>X (input, editable)</h2>", _html_table(t.x, tok, cols_d, "X", editable=True, label="X"),
+        "<h2>X (input, editable)</h2>",
+        _html_table(t.x, tok, cols_d, "X", editable=True, label="X"),
     ]
     for name, letter in (("w_q", "q"), ("w_k", "k"), ("w_v", "v")):
         w = getattr(t, name)
         if w is not None:
-            parts += [f"<h2>W_{letter} (editable; {letter.upper()} = X W_{letter})</h2>",
-                      _html_table(w, cols_d, channel_labels(letter, H, HC), name, editable=True,
-                                  label=f"W_{letter}")]
-    parts += ["<h2>W_o (editable)</h2>", _html_table(t.w_o, channel_labels("o", H, HC),
-                                                      [f"y{c}" for c in range(d)], "w_o", editable=True, label="W_o")]
+            parts += [
+                f"<h2>W_{letter} (editable; {letter.upper()} = X W_{letter})</h2>",
+                _html_table(w, cols_d, channel_labels(letter, H, HC), name, editable=True, label=f"W_{letter}"),
+            ]
+    parts += [
+        "<h2>W_o (editable)</h2>",
+        _html_table(t.w_o, channel_labels("o", H, HC), [f"y{c}" for c in range(d)], "w_o", editable=True, label="W_o"),
+    ]
     for name in ("q", "k", "v"):
         m = getattr(t, name)
         if m is not None:
-            parts += [f"<h2>{name.upper()}</h2>", _html_table(m.transpose(0, 1).flatten(1), tok,
-                                                              channel_labels(name, H, HC), name)]
+            parts += [
+                f"<h2>{name.upper()}</h2>",
+                _html_table(m.transpose(0, 1).flatten(1), tok, channel_labels(name, H, HC), name),
+            ]
     for h in range(H):
         tag = f" (head {h})" if H > 1 else ""
         if t.softmax:
-            parts += [f"<h2>scores{tag}: {html.escape(t.formula)}</h2>",
-                      _html_table(t.scores[h], tok, tok, f"scores{h}"),
-                      f"<h2>weights{tag}: a_ij = softmax_j(s_ij)</h2>"]
+            parts += [
+                f"<h2>scores{tag}: {html.escape(t.formula)}</h2>",
+                _html_table(t.scores[h], tok, tok, f"scores{h}"),
+                f"<h2>weights{tag}: a_ij = softmax_j(s_ij)</h2>",
+            ]
         else:
             parts += [f"<h2>weights{tag}: {html.escape(t.formula)}</h2>"]
-        parts += [_html_table(t.weights[h], tok, tok, f"weights{h}", shade=True),
-                  f"<h2>head output{tag}: sum_j a_ij v_j</h2>",
-                  _html_table(t.heads[h], tok, channel_labels("o", 1, t.head_dim), f"heads{h}")]
-    parts += ["<h2>outputs</h2>", _html_table(t.output, tok, [f"y{c}" for c in range(d)], "output"),
-              "<h2>attention entropy (bits)</h2>",
-              _html_table(t.entropy.t(), tok, [f"head {h}" for h in range(H)], "entropy"),
-              "<pre id='result' hidden></pre>",
-              f"<script>const DATA = {blob};\n{_JS}</script></body></html>"]
+        parts += [
+            _html_table(t.weights[h], tok, tok, f"weights{h}", shade=True),
+            f"<h2>head output{tag}: sum_j a_ij v_j</h2>",
+            _html_table(t.heads[h], tok, channel_labels("o", 1, t.head_dim), f"heads{h}"),
+        ]
+    parts += [
+        "<h2>outputs</h2>",
+        _html_table(t.output, tok, [f"y{c}" for c in range(d)], "output"),
+        "<h2>attention entropy (bits)</h2>",
+        _html_table(t.entropy.t(), tok, [f"head {h}" for h in range(H)], "entropy"),
+        "<pre id='result' hidden></pre>",
+        f"<script>const DATA = {blob};\n{_JS}</script></body></html>",
+    ]
     return atomic_write(path, "\n".join(parts))

@@ -31,9 +31,27 @@ __all__ = ["cycle_spectrum_figure", "plot_labels", "trace_figure", "write_png"]
 CMAP = "viridis_r"  # light = small weight, dark = large: thin pale edges fade into the white page
 FALLBACK_FAMILY = "DejaVu Sans"  # matplotlib's own font
 # font names / file names of fonts that carry CJK glyphs
-_GLYPH_FONT_HINTS = ("cjk", "wqy", "wenquanyi", "zenhei", "microhei", "droidsansfallback", "simhei", "simsun",
-                     "yahei", "pingfang", "heiti", "sourcehan", "arialunicode", "unifont", "notosanssc",
-                     "notosanstc", "notosansjp", "notosanskr", "notoserifcjk")
+_GLYPH_FONT_HINTS = (
+    "cjk",
+    "wqy",
+    "wenquanyi",
+    "zenhei",
+    "microhei",
+    "droidsansfallback",
+    "simhei",
+    "simsun",
+    "yahei",
+    "pingfang",
+    "heiti",
+    "sourcehan",
+    "arialunicode",
+    "unifont",
+    "notosanssc",
+    "notosanstc",
+    "notosansjp",
+    "notosanskr",
+    "notoserifcjk",
+)
 
 
 def _figure(**kwargs):
@@ -41,8 +59,9 @@ def _figure(**kwargs):
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError("pictures need matplotlib: pip install 'graphformer[viz]' (or pip install matplotlib)") \
-            from err
+        raise ImportError(
+            "pictures need matplotlib: pip install 'graphformer[viz]' (or pip install matplotlib)"
+        ) from err
     return Figure(**kwargs)
 
 
@@ -187,8 +206,9 @@ def trace_figure(t: Trace, head: int | None = None):
         w = w_all[h]
         ax_map, ax_graph = axes[row]
         image = ax_map.imshow(np.ma.masked_where(~mask, w), cmap=cmap, norm=norm)
-        ax_map.set_xticks(range(N), labels, rotation=90 if big or max(map(len, labels)) > 4 else 0,
-                          fontsize=tick_size, **font)
+        ax_map.set_xticks(
+            range(N), labels, rotation=90 if big or max(map(len, labels)) > 4 else 0, fontsize=tick_size, **font
+        )
         ax_map.set_yticks(range(N), labels, fontsize=tick_size, **font)
         ax_map.set_xlabel("j: attended to")
         ax_map.set_ylabel("i: attends")
@@ -197,8 +217,15 @@ def trace_figure(t: Trace, head: int | None = None):
                 for j in range(N):
                     if mask[i, j]:
                         dark = norm(w[i, j]) > 0.55
-                        ax_map.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=9,
-                                    color="white" if dark else "black")
+                        ax_map.text(
+                            j,
+                            i,
+                            f"{w[i, j]:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=9,
+                            color="white" if dark else "black",
+                        )
         ax_map.set_title(f"head {h}: weights a_ij" + (" (grey = no edge)" if not mask.all() else ""))
 
         widths = [0.6 + (5.0 if not big else 2.5) * float(norm(w[i, j])) for j, i in edges]
@@ -206,30 +233,52 @@ def trace_figure(t: Trace, head: int | None = None):
         self_w = np.array([w[i, i] if mask[i, i] else np.nan for i in range(N)])
         node_colours = [cmap(norm(v)) if np.isfinite(v) else "white" for v in self_w]
         node_size = 900 if not big else 260
-        nx.draw_networkx_edges(graph, pos, edgelist=edges, width=widths, edge_color=colours, ax=ax_graph,
-                               arrows=True, arrowstyle="-|>", arrowsize=12 if not big else 7,
-                               connectionstyle="arc3,rad=0.15", node_size=node_size)
-        nx.draw_networkx_nodes(graph, pos, ax=ax_graph, node_size=node_size, node_color=node_colours,
-                               edgecolors="#333333", linewidths=1.0)
+        nx.draw_networkx_edges(
+            graph,
+            pos,
+            edgelist=edges,
+            width=widths,
+            edge_color=colours,
+            ax=ax_graph,
+            arrows=True,
+            arrowstyle="-|>",
+            arrowsize=12 if not big else 7,
+            connectionstyle="arc3,rad=0.15",
+            node_size=node_size,
+        )
+        nx.draw_networkx_nodes(
+            graph, pos, ax=ax_graph, node_size=node_size, node_color=node_colours, edgecolors="#333333", linewidths=1.0
+        )
         for i in range(N):
             dark = np.isfinite(self_w[i]) and norm(self_w[i]) > 0.55
-            ax_graph.text(*pos[i], labels[i], ha="center", va="center", fontsize=12 if not big else 7,
-                          color="white" if dark else "black", **font)
+            ax_graph.text(
+                *pos[i],
+                labels[i],
+                ha="center",
+                va="center",
+                fontsize=12 if not big else 7,
+                color="white" if dark else "black",
+                **font,
+            )
         ax_graph.set_title(f"head {h}: edge j -> i coloured and as wide as a_ij")
         ax_graph.axis("off")
         ax_graph.set_aspect("equal")
         ax_graph.margins(0.12)
         node_label = "node i coloured by a_ii" + ("" if mask.diagonal().all() else " (white: no self-loop)")
-        handles = [Line2D([], [], color=cmap(0.85), lw=3, label="edge j -> i (arrow at i): a_ij"),
-                   Line2D([], [], marker="o", ls="", ms=10, mfc=cmap(0.85), mec="#333333", label=node_label)]
-        ax_graph.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False,
-                        ncol=2)
+        handles = [
+            Line2D([], [], color=cmap(0.85), lw=3, label="edge j -> i (arrow at i): a_ij"),
+            Line2D([], [], marker="o", ls="", ms=10, mfc=cmap(0.85), mec="#333333", label=node_label),
+        ]
+        ax_graph.legend(
+            handles=handles, loc="lower left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False, ncol=2
+        )
         bar = fig.colorbar(image, ax=[ax_map, ax_graph], fraction=0.03, pad=0.01)
         bar.set_label("attention weight a_ij")
     title = f"{describe_graph(t)}\nweights: {weights_title(t)}"
     if labels != list(t.tokens):
-        title += "\n(no installed font has these characters, e.g. apt install fonts-noto-cjk: tokens drawn as " \
-                 "code points)"
+        title += (
+            "\n(no installed font has these characters, e.g. apt install fonts-noto-cjk: tokens drawn as code points)"
+        )
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -265,21 +314,25 @@ def cycle_spectrum_figure(n: int, path: str | Path, modes: int = 3) -> float:
     axes = fig.subplots(modes, 1, sharex=True, squeeze=False)
     worst = 0.0
     for m in range(1, modes + 1):
-        block = vecs[:, 2 * m - 1:2 * m + 1]  # the eigenspace of 2 - 2cos(2 pi m / n)
+        block = vecs[:, 2 * m - 1 : 2 * m + 1]  # the eigenspace of 2 - 2cos(2 pi m / n)
         waves = np.stack([np.cos(2 * np.pi * m * i / n), np.sin(2 * np.pi * m * i / n)], 1) / math.sqrt(n / 2)
         coef = block.T @ waves  # the rotation taking the eigenvectors onto the waves
         worst = max(worst, float(np.abs(waves - block @ coef).max()))
         aligned = block @ coef
         ax = axes[m - 1, 0]
         for c, (name, fn) in enumerate((("cos", np.cos), ("sin", np.sin))):
-            ax.plot(fine, fn(2 * np.pi * m * fine / n) / math.sqrt(n / 2), color=f"C{c}", lw=1,
-                    label=f"{name}(2 pi {m} i / {n})")
+            ax.plot(
+                fine,
+                fn(2 * np.pi * m * fine / n) / math.sqrt(n / 2),
+                color=f"C{c}",
+                lw=1,
+                label=f"{name}(2 pi {m} i / {n})",
+            )
             ax.plot(i, aligned[:, c], "o", color=f"C{c}", ms=4, label=f"eigenvector ({name} part)")
         ax.set_ylabel(f"m = {m}\nlambda = {vals[2 * m - 1]:.3f}")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
     axes[-1, 0].set_xlabel("node i of the cycle (token position)")
-    fig.suptitle(f"Laplacian eigenvectors of the cycle C_{n} are the sinusoidal encoding "
-                 f"(max residual {worst:.1e})")
+    fig.suptitle(f"Laplacian eigenvectors of the cycle C_{n} are the sinusoidal encoding (max residual {worst:.1e})")
     fig.tight_layout()
     _save_png(fig, path)
     return worst

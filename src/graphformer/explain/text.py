@@ -42,10 +42,14 @@ def describe_graph(t: Trace) -> str:
     N = t.num_nodes  # noqa: N806
     if t.edge_index is None:
         if t.causal:
-            return (f"graph: the causal DAG on {N} tokens -- token i attends to tokens j <= i "
-                    f"({N * (N + 1) // 2} edges j -> i)")
-        return f"graph: the complete graph on {N} tokens -- every token attends to every token, itself included " \
-               f"({N * N} edges)"
+            return (
+                f"graph: the causal DAG on {N} tokens -- token i attends to tokens j <= i "
+                f"({N * (N + 1) // 2} edges j -> i)"
+            )
+        return (
+            f"graph: the complete graph on {N} tokens -- every token attends to every token, itself included "
+            f"({N * N} edges)"
+        )
     return f"graph: {N} nodes, {t.edge_index.size(1)} edges j -> i (node i attends to its in-neighbours j)"
 
 
@@ -68,38 +72,72 @@ def format_trace(t: Trace, digits: int = 4) -> str:
     for name, letter in (("w_q", "q"), ("w_k", "k"), ("w_v", "v")):
         w = getattr(t, name)
         if w is not None:
-            blocks.append(format_table(w, cols_d, channel_labels(letter, H, HC),
-                                       f"W_{letter}  ({letter.upper()} = X W_{letter})", digits))
+            blocks.append(
+                format_table(
+                    w, cols_d, channel_labels(letter, H, HC), f"W_{letter}  ({letter.upper()} = X W_{letter})", digits
+                )
+            )
     for name, p in t.score_params.items():
         p2 = p.reshape(p.size(0), -1) if p.dim() > 1 else p.unsqueeze(0)
-        blocks.append(format_table(p2, [f"head {h}" for h in range(p2.size(0))], None,
-                                   f"score parameter {name}", digits))
+        blocks.append(
+            format_table(p2, [f"head {h}" for h in range(p2.size(0))], None, f"score parameter {name}", digits)
+        )
     for name in ("q", "k", "v"):
         m = getattr(t, name)
         if m is not None:
-            blocks.append(format_table(m.transpose(0, 1).flatten(1), tok, channel_labels(name, H, HC),
-                                       name.upper(), digits))
+            blocks.append(
+                format_table(m.transpose(0, 1).flatten(1), tok, channel_labels(name, H, HC), name.upper(), digits)
+            )
     formula = t.formula
     for h in range(H):
         tag = f" [head {h}]" if H > 1 else ""
         if t.softmax:
-            blocks.append(format_table(t.scores[h], tok, tok, f"scores{tag}: {formula}   (row i attends to column j; "
-                                       "-inf = no edge)", digits))
-            blocks.append(format_table(t.weights[h], tok, tok, f"weights{tag}: a_ij = softmax_j(s_ij) "
-                                       "(each row sums to 1)", digits))
+            blocks.append(
+                format_table(
+                    t.scores[h],
+                    tok,
+                    tok,
+                    f"scores{tag}: {formula}   (row i attends to column j; -inf = no edge)",
+                    digits,
+                )
+            )
+            blocks.append(
+                format_table(
+                    t.weights[h], tok, tok, f"weights{tag}: a_ij = softmax_j(s_ij) (each row sums to 1)", digits
+                )
+            )
         else:
-            blocks.append(format_table(t.weights[h], tok, tok, f"weights{tag}: {formula}   (fixed weights, no softmax)",
-                                       digits))
-        blocks.append(format_table(t.heads[h], tok, channel_labels("o", 1, t.head_dim),
-                                   f"head output{tag}: sum_j a_ij v_j", digits))
-    blocks.append(format_table(t.w_o, channel_labels("o", H, HC), [f"y{c}" for c in range(d)],
-                               "W_o (output projection)", digits))
-    blocks.append(format_table(t.output, tok, [f"y{c}" for c in range(d)],
-                               "outputs: each token's view of its neighbours (heads concatenated, times W_o)", digits))
+            blocks.append(
+                format_table(t.weights[h], tok, tok, f"weights{tag}: {formula}   (fixed weights, no softmax)", digits)
+            )
+        blocks.append(
+            format_table(
+                t.heads[h], tok, channel_labels("o", 1, t.head_dim), f"head output{tag}: sum_j a_ij v_j", digits
+            )
+        )
+    blocks.append(
+        format_table(t.w_o, channel_labels("o", H, HC), [f"y{c}" for c in range(d)], "W_o (output projection)", digits)
+    )
+    blocks.append(
+        format_table(
+            t.output,
+            tok,
+            [f"y{c}" for c in range(d)],
+            "outputs: each token's view of its neighbours (heads concatenated, times W_o)",
+            digits,
+        )
+    )
     ceiling = torch.log2(t.mask.sum(1).clamp(min=1).double()).unsqueeze(-1)
     ent_cols = [f"H head {h}" if H > 1 else "H (bits)" for h in range(H)] + ["log2 |N(i)|"]
-    blocks.append(format_table(torch.cat([t.entropy.t(), ceiling], 1), tok, ent_cols,
-                               "attention entropy in bits: 0 = listens to one token, log2 |N(i)| = to all equally"
-                               + ("" if t.softmax else " (weights normalised to sum 1)"), digits))
+    blocks.append(
+        format_table(
+            torch.cat([t.entropy.t(), ceiling], 1),
+            tok,
+            ent_cols,
+            "attention entropy in bits: 0 = listens to one token, log2 |N(i)| = to all equally"
+            + ("" if t.softmax else " (weights normalised to sum 1)"),
+            digits,
+        )
+    )
     blocks.append(f"check: max |layer output - weights @ V @ W_o| = {t.max_abs_error:.2e}")
     return "\n\n".join(blocks)

@@ -77,8 +77,10 @@ def trace(
     tokens, edge_index = nodes_of(tokens_or_graph, num_nodes)
     N = len(tokens)  # noqa: N806
     if causal and edge_index is not None:
-        raise ValueError("causal applies to a sentence (the causal DAG of its tokens); for a graph "
-                         "list the directed edges you want instead")
+        raise ValueError(
+            "causal applies to a sentence (the causal DAG of its tokens); for a graph "
+            "list the directed edges you want instead"
+        )
     if positional not in ("none", "sinusoidal"):
         raise ValueError(f"positional must be 'none' or 'sinusoidal', got {positional!r}")
     if score not in available_scores():
@@ -142,20 +144,49 @@ def trace(
         heads = weights @ v  # [H, N, C]
         explicit = heads.transpose(0, 1).flatten(1) @ chosen["w_o"]
         _check_no_overflow(
-            {"Q": q, "K": k, "V": v, "scores": torch.where(mask, scores, torch.zeros_like(scores)),
-             "weights": weights, "outputs": out})
+            {
+                "Q": q,
+                "K": k,
+                "V": v,
+                "scores": torch.where(mask, scores, torch.zeros_like(scores)),
+                "weights": weights,
+                "outputs": out,
+            }
+        )
         error = float((explicit - out).abs().max()) if N else 0.0
     return Trace(
-        tokens=tokens, edge_index=graph_ei, causal=causal, score=score, num_heads=num_heads,
-        values=vals, positional=pe, x=x, w_q=chosen["w_q"], w_k=chosen["w_k"], w_v=chosen["w_v"],
-        w_o=chosen["w_o"], q=q if layer.q_proj is not None else None, k=k if layer.k_proj is not None else None,
-        v=v, mask=mask, scores=scores, weights=weights, heads=heads, output=out, entropy=entropy_bits(weights),
-        max_abs_error=error, score_params=params, softmax=layer.score.softmax,
-        formula=score_formula(layer.score, score))
+        tokens=tokens,
+        edge_index=graph_ei,
+        causal=causal,
+        score=score,
+        num_heads=num_heads,
+        values=vals,
+        positional=pe,
+        x=x,
+        w_q=chosen["w_q"],
+        w_k=chosen["w_k"],
+        w_v=chosen["w_v"],
+        w_o=chosen["w_o"],
+        q=q if layer.q_proj is not None else None,
+        k=k if layer.k_proj is not None else None,
+        v=v,
+        mask=mask,
+        scores=scores,
+        weights=weights,
+        heads=heads,
+        output=out,
+        entropy=entropy_bits(weights),
+        max_abs_error=error,
+        score_params=params,
+        softmax=layer.score.softmax,
+        formula=score_formula(layer.score, score),
+    )
 
 
 def _check_no_overflow(matrices: dict) -> None:
     for name, m in matrices.items():
         if m is not None and not bool(torch.isfinite(m).all()):
-            raise ValueError(f"the {name} overflow float64 (they reach inf or NaN) with these inputs; "
-                             "give smaller values (--values / --x) or weights (--wq/--wk/--wv/--wo)")
+            raise ValueError(
+                f"the {name} overflow float64 (they reach inf or NaN) with these inputs; "
+                "give smaller values (--values / --x) or weights (--wq/--wk/--wv/--wo)"
+            )

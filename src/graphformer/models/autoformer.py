@@ -206,7 +206,7 @@ class AutoCorrelation(nn.Module):
 
     def lag_scores(self, x: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """``R(tau)`` for every lag ``[B, L]`` (mean over heads and channels) and the values ``[B, H, C, L]``."""
-        x_src, x_dst = (x if isinstance(x, (tuple, list)) else (x, x))
+        x_src, x_dst = x if isinstance(x, (tuple, list)) else (x, x)
         B, L, d = x_dst.shape  # noqa: N806
         S = x_src.size(1)  # noqa: N806
         q = self.q_proj(x_dst).view(B, L, self.num_heads, -1)  # [B, L, H, C]
@@ -223,8 +223,9 @@ class AutoCorrelation(nn.Module):
     def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index=None, **kwargs) -> Tensor:
         """Aggregate the values rolled by the k strongest delays (see the class docstring)."""
         if edge_index is not None or kwargs.get("return_attention") or kwargs.get("causal"):
-            raise ValueError("AutoCorrelation builds its own circulant graph: call it without edge_index, "
-                             "causal or return_attention")
+            raise ValueError(
+                "AutoCorrelation builds its own circulant graph: call it without edge_index, causal or return_attention"
+            )
         x_dst = x[1] if isinstance(x, (tuple, list)) else x
         B, L, d = x_dst.shape  # noqa: N806
         scores, v = self.lag_scores(x)  # [B, L], [B, H, C, L]
@@ -247,8 +248,15 @@ class AutoCorrelation(nn.Module):
         return self.out_proj(out.permute(0, 3, 1, 2).reshape(B, L, d))  # [B, L, d]
 
 
-def autoformer_layer(d_model: int, num_heads: int = 8, d_ff: int = 2048, dropout: float = 0.05,
-                     activation: str = "gelu", moving_avg: int = 25, factor: float = 1.0) -> GraphformerLayer:
+def autoformer_layer(
+    d_model: int,
+    num_heads: int = 8,
+    d_ff: int = 2048,
+    dropout: float = 0.05,
+    activation: str = "gelu",
+    moving_avg: int = 25,
+    factor: float = 1.0,
+) -> GraphformerLayer:
     r"""Autoformer's encoder block: a post-norm :class:`~graphformer.GraphformerLayer` with two parts swapped.
 
     .. math::
@@ -259,8 +267,14 @@ def autoformer_layer(d_model: int, num_heads: int = 8, d_ff: int = 2048, dropout
     :class:`SeasonalPart`, the feed-forward part has no biases (Autoformer's
     1x1 convolutions). Nothing inside the layer changes.
     """
-    layer = GraphformerLayer(d_model, num_heads, d_ff, dropout, activation,
-                             feedforward=FeedForward(d_model, d_ff, dropout, activation, bias=False))
+    layer = GraphformerLayer(
+        d_model,
+        num_heads,
+        d_ff,
+        dropout,
+        activation,
+        feedforward=FeedForward(d_model, d_ff, dropout, activation, bias=False),
+    )
     layer.self_attn = AutoCorrelation(d_model, num_heads, factor, dropout)
     layer.norm1, layer.norm2 = SeasonalPart(moving_avg), SeasonalPart(moving_avg)
     return layer
@@ -281,8 +295,17 @@ class AutoformerDecoderLayer(nn.Module):
     Shapes: x ``[B, L, d]``, memory ``[B, S, d]`` -> (seasonal ``[B, L, d]``, trend ``[B, L, c_out]``).
     """
 
-    def __init__(self, d_model: int, c_out: int, num_heads: int = 8, d_ff: int = 2048, dropout: float = 0.05,
-                 activation: str = "gelu", moving_avg: int = 25, factor: float = 1.0):
+    def __init__(
+        self,
+        d_model: int,
+        c_out: int,
+        num_heads: int = 8,
+        d_ff: int = 2048,
+        dropout: float = 0.05,
+        activation: str = "gelu",
+        moving_avg: int = 25,
+        factor: float = 1.0,
+    ):
         super().__init__()
         self.self_attn = AutoCorrelation(d_model, num_heads, factor, dropout)
         self.cross_attn = AutoCorrelation(d_model, num_heads, factor, dropout)
@@ -345,27 +368,45 @@ class Autoformer(nn.Module):
     Shapes: x ``[B, L, V]``, x_mark ``[B, L, F]``, y_mark ``[B, H, F]`` -> ``[B, H, V]``.
     """
 
-    def __init__(self, seq_len: int, label_len: int, pred_len: int, num_variables: int, num_time_features: int = 0,
-                 d_model: int = 512, num_heads: int = 8, d_ff: int = 2048, encoder_layers: int = 2,
-                 decoder_layers: int = 1, dropout: float = 0.05, activation: str = "gelu", moving_avg: int = 25,
-                 factor: float = 1.0, use_norm: bool = False):
+    def __init__(
+        self,
+        seq_len: int,
+        label_len: int,
+        pred_len: int,
+        num_variables: int,
+        num_time_features: int = 0,
+        d_model: int = 512,
+        num_heads: int = 8,
+        d_ff: int = 2048,
+        encoder_layers: int = 2,
+        decoder_layers: int = 1,
+        dropout: float = 0.05,
+        activation: str = "gelu",
+        moving_avg: int = 25,
+        factor: float = 1.0,
+        use_norm: bool = False,
+    ):
         super().__init__()
         if not 0 <= label_len <= seq_len:
             raise ValueError(f"label_len must lie in [0, seq_len={seq_len}], got {label_len}")
         if encoder_layers < 1 or decoder_layers < 1:
-            raise ValueError(f"need at least one encoder and one decoder layer, got {encoder_layers} and "
-                             f"{decoder_layers}")
+            raise ValueError(
+                f"need at least one encoder and one decoder layer, got {encoder_layers} and {decoder_layers}"
+            )
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
         self.num_variables, self.use_norm = num_variables, use_norm
         self.decomposition = SeriesDecomposition(moving_avg)
         self.encoder_embedding = _Embedding(num_variables, num_time_features, d_model, dropout)
         self.decoder_embedding = _Embedding(num_variables, num_time_features, d_model, dropout)
-        self.encoder = nn.ModuleList(autoformer_layer(d_model, num_heads, d_ff, dropout, activation, moving_avg,
-                                                      factor) for _ in range(encoder_layers))
+        self.encoder = nn.ModuleList(
+            autoformer_layer(d_model, num_heads, d_ff, dropout, activation, moving_avg, factor)
+            for _ in range(encoder_layers)
+        )
         self.encoder_norm = SeasonalLayerNorm(d_model)
-        self.decoder = nn.ModuleList(AutoformerDecoderLayer(d_model, num_variables, num_heads, d_ff, dropout,
-                                                            activation, moving_avg, factor)
-                                     for _ in range(decoder_layers))
+        self.decoder = nn.ModuleList(
+            AutoformerDecoderLayer(d_model, num_variables, num_heads, d_ff, dropout, activation, moving_avg, factor)
+            for _ in range(decoder_layers)
+        )
         self.decoder_norm = SeasonalLayerNorm(d_model)
         self.projection = nn.Linear(d_model, num_variables)
 
@@ -377,11 +418,11 @@ class Autoformer(nn.Module):
         B, H, V = x.size(0), self.pred_len, self.num_variables  # noqa: N806
         seasonal, trend = self.decomposition(x)  # [B, L, V] each
         mean = x.mean(dim=1, keepdim=True).expand(-1, H, -1)  # [B, H, V]
-        trend_init = torch.cat([trend[:, self.seq_len - self.label_len:], mean], dim=1)  # [B, label+H, V]
-        seasonal_init = torch.cat([seasonal[:, self.seq_len - self.label_len:], x.new_zeros(B, H, V)], dim=1)
+        trend_init = torch.cat([trend[:, self.seq_len - self.label_len :], mean], dim=1)  # [B, label+H, V]
+        seasonal_init = torch.cat([seasonal[:, self.seq_len - self.label_len :], x.new_zeros(B, H, V)], dim=1)
         dec_mark = None
         if x_mark is not None and x_mark.size(-1) and y_mark is not None:
-            dec_mark = torch.cat([x_mark[:, self.seq_len - self.label_len:], y_mark], dim=1)  # [B, label+H, F]
+            dec_mark = torch.cat([x_mark[:, self.seq_len - self.label_len :], y_mark], dim=1)  # [B, label+H, F]
         memory = self.encoder_embedding(x, x_mark if x_mark is not None and x_mark.size(-1) else None)
         for layer in self.encoder:  # time steps as nodes, circulant graph of delays
             memory = layer(memory)

@@ -122,8 +122,18 @@ class ITransformer(nn.Module):
     Shapes: x ``[B, L, V]``, x_mark ``[B, L, F]`` (optional) -> ``[B, H, V]``.
     """
 
-    def __init__(self, seq_len: int, pred_len: int, d_model: int = 512, num_heads: int = 8, d_ff: int = 2048,
-                 num_layers: int = 2, dropout: float = 0.1, activation: str = "gelu", use_norm: bool = True):
+    def __init__(
+        self,
+        seq_len: int,
+        pred_len: int,
+        d_model: int = 512,
+        num_heads: int = 8,
+        d_ff: int = 2048,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+        use_norm: bool = True,
+    ):
         super().__init__()
         self.seq_len, self.pred_len, self.use_norm = seq_len, pred_len, use_norm
         self.embedding = nn.Linear(seq_len, d_model)
@@ -172,9 +182,21 @@ class TemporalTransformer(nn.Module):
     Shapes: x ``[B, L, V]``, x_mark ``[B, L, F]``, y_mark ``[B, H, F]`` -> ``[B, H, V]``.
     """
 
-    def __init__(self, seq_len: int, pred_len: int, num_variables: int, num_time_features: int = 0,
-                 d_model: int = 128, num_heads: int = 8, d_ff: int = 256, num_layers: int = 2, dropout: float = 0.1,
-                 activation: str = "gelu", causal: bool = False, use_norm: bool = True):
+    def __init__(
+        self,
+        seq_len: int,
+        pred_len: int,
+        num_variables: int,
+        num_time_features: int = 0,
+        d_model: int = 128,
+        num_heads: int = 8,
+        d_ff: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+        causal: bool = False,
+        use_norm: bool = True,
+    ):
         super().__init__()
         self.seq_len, self.pred_len, self.num_variables = seq_len, pred_len, num_variables
         self.causal, self.use_norm = causal, use_norm
@@ -200,7 +222,7 @@ class TemporalTransformer(nn.Module):
                 raise ValueError("this model was built with time features: pass x_mark and y_mark")
             h = h + self.time_embedding(torch.cat([x_mark, y_mark], dim=1))
         h = self.encoder(self.dropout(h), causal=self.causal)
-        y = self.head(h[:, self.seq_len:])  # [B, H, V]
+        y = self.head(h[:, self.seq_len :])  # [B, H, V]
         return stats.undo(y) if self.use_norm else y
 
 
@@ -231,13 +253,27 @@ class PatchTransformer(nn.Module):
     Shapes: x ``[B, L, V]`` -> ``[B, H, V]`` (time features are not used).
     """
 
-    def __init__(self, seq_len: int, pred_len: int, patch_len: int = 16, stride: int = 8, d_model: int = 128,
-                 num_heads: int = 8, d_ff: int = 256, num_layers: int = 3, dropout: float = 0.1,
-                 activation: str = "gelu", head_dropout: float = 0.0, use_norm: bool = True):
+    def __init__(
+        self,
+        seq_len: int,
+        pred_len: int,
+        patch_len: int = 16,
+        stride: int = 8,
+        d_model: int = 128,
+        num_heads: int = 8,
+        d_ff: int = 256,
+        num_layers: int = 3,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+        head_dropout: float = 0.0,
+        use_norm: bool = True,
+    ):
         super().__init__()
         if patch_len < 1 or stride < 1 or patch_len > seq_len + stride:
-            raise ValueError(f"need 1 <= patch_len <= seq_len + stride and stride >= 1, got patch_len={patch_len}, "
-                             f"stride={stride}, seq_len={seq_len}")
+            raise ValueError(
+                f"need 1 <= patch_len <= seq_len + stride and stride >= 1, got patch_len={patch_len}, "
+                f"stride={stride}, seq_len={seq_len}"
+            )
         self.seq_len, self.pred_len, self.patch_len, self.stride = seq_len, pred_len, patch_len, stride
         self.use_norm = use_norm
         self.num_patches = (seq_len + stride - patch_len) // stride + 1
@@ -246,8 +282,9 @@ class PatchTransformer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         layer = GraphformerLayer(d_model, num_heads, d_ff, dropout, activation)
         self.encoder = GraphformerEncoder(layer, num_layers)
-        self.head = nn.Sequential(nn.Flatten(-2), nn.Dropout(head_dropout),
-                                  nn.Linear(self.num_patches * d_model, pred_len))
+        self.head = nn.Sequential(
+            nn.Flatten(-2), nn.Dropout(head_dropout), nn.Linear(self.num_patches * d_model, pred_len)
+        )
 
     def forward(self, x: Tensor, x_mark: Tensor | None = None, y_mark: Tensor | None = None) -> Tensor:
         """Forecast ``[B, H, V]`` from ``x`` ``[B, L, V]``."""
@@ -266,17 +303,21 @@ class PatchTransformer(nn.Module):
 
 # ------------------------------------------------------------ a prior graph over variables
 #: parameter names of the mixed layer before it became LocalGlobalLayer(norm="sum"), for older checkpoints
-_OLD_MIXED_NAMES = {"graph_attn.": "local_attn.", "complete_attn.": "global_attn.", "norm1.": "norm_attn.",
-                    "norm2.": "norm_ff."}
+_OLD_MIXED_NAMES = {
+    "graph_attn.": "local_attn.",
+    "complete_attn.": "global_attn.",
+    "norm1.": "norm_attn.",
+    "norm2.": "norm_ff.",
+}
 
 
 def _rename_mixed_layer_keys(module, state_dict, prefix, *args) -> None:
     """Load a checkpoint saved with the older names of the ``mix_complete`` layer's parameters."""
     for key in [k for k in state_dict if k.startswith(prefix + "layers.")]:
-        head, _, rest = key[len(prefix + "layers."):].partition(".")
+        head, _, rest = key[len(prefix + "layers.") :].partition(".")
         for old, new in _OLD_MIXED_NAMES.items():
             if rest.startswith(old):
-                state_dict[f"{prefix}layers.{head}.{new}{rest[len(old):]}"] = state_dict.pop(key)
+                state_dict[f"{prefix}layers.{head}.{new}{rest[len(old) :]}"] = state_dict.pop(key)
                 break
 
 
@@ -312,10 +353,23 @@ class GraphPriorForecaster(nn.Module):
     Shapes: x ``[B, L, V]`` -> ``[B, H, V]`` (time features are not used).
     """
 
-    def __init__(self, seq_len: int, pred_len: int, edge_index: Tensor, num_variables: int,
-                 edge_weight: Tensor | None = None, score: str = "dot", mix_complete: bool = False,
-                 d_model: int = 256, num_heads: int = 8, d_ff: int = 256, num_layers: int = 2,
-                 dropout: float = 0.1, activation: str = "gelu", use_norm: bool = True):
+    def __init__(
+        self,
+        seq_len: int,
+        pred_len: int,
+        edge_index: Tensor,
+        num_variables: int,
+        edge_weight: Tensor | None = None,
+        score: str = "dot",
+        mix_complete: bool = False,
+        d_model: int = 256,
+        num_heads: int = 8,
+        d_ff: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+        use_norm: bool = True,
+    ):
         super().__init__()
         if score not in ("dot", "additive", "gcn"):
             raise ValueError(f"score must be 'dot', 'additive' or 'gcn', got {score!r}")
@@ -323,8 +377,10 @@ class GraphPriorForecaster(nn.Module):
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1))
         if edge_weight.shape != (edge_index.size(1),):
-            raise ValueError(f"edge_weight must have one entry per edge, shape [{edge_index.size(1)}], "
-                             f"got {tuple(edge_weight.shape)}")
+            raise ValueError(
+                f"edge_weight must have one entry per edge, shape [{edge_index.size(1)}], "
+                f"got {tuple(edge_weight.shape)}"
+            )
         order = torch.argsort(edge_index[1] * num_variables + edge_index[0])  # CSR order: by target, then source
         self.register_buffer("edge_index", edge_index.long()[:, order].clone())
         self.register_buffer("edge_weight", edge_weight.float()[order].clone())
@@ -334,12 +390,14 @@ class GraphPriorForecaster(nn.Module):
         self.dropout = nn.Dropout(dropout)
         if mix_complete:
             # the summed attentions under one norm: LocalGlobalLayer's norm="sum"
-            self.layers = nn.ModuleList(LocalGlobalLayer(d_model, num_heads, d_ff, dropout, score, activation,
-                                                         norm="sum")
-                                        for _ in range(num_layers))
+            self.layers = nn.ModuleList(
+                LocalGlobalLayer(d_model, num_heads, d_ff, dropout, score, activation, norm="sum")
+                for _ in range(num_layers)
+            )
         else:
-            self.layers = nn.ModuleList(GraphformerLayer(d_model, num_heads, d_ff, dropout, activation, score=score)
-                                        for _ in range(num_layers))
+            self.layers = nn.ModuleList(
+                GraphformerLayer(d_model, num_heads, d_ff, dropout, activation, score=score) for _ in range(num_layers)
+            )
         self.norm = nn.LayerNorm(d_model)
         self.projection = nn.Linear(d_model, pred_len)
         if mix_complete:

@@ -55,18 +55,18 @@ class LayerCache:
         end = self.length + k.size(-2)
         if end > self._k.size(-2):
             raise ValueError(f"the cache holds at most {self._k.size(-2)} nodes (block_size), got {end}")
-        self._k[..., self.length:end, :] = k
-        self._v[..., self.length:end, :] = v
+        self._k[..., self.length : end, :] = k
+        self._v[..., self.length : end, :] = v
         self.length = end
         return self.keys, self.values
 
     @property
     def keys(self) -> Tensor:
-        return self._k[..., :self.length, :]
+        return self._k[..., : self.length, :]
 
     @property
     def values(self) -> Tensor:
-        return self._v[..., :self.length, :]
+        return self._v[..., : self.length, :]
 
     def __iter__(self):
         return iter((self.keys, self.values))
@@ -122,19 +122,23 @@ class GPTConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig.n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                             "pick n_head dividing n_embd")
+            raise ValueError(
+                f"GPTConfig.n_embd={self.n_embd} is not divisible by n_head={self.n_head}; pick n_head dividing n_embd"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must lie in [0, 1), got {self.dropout}")
         if self.attention not in ("full", "window"):
             raise ValueError(f"GPTConfig.attention must be 'full' or 'window', got {self.attention!r}")
         if self.attention == "window":
             if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 0:
-                raise ValueError("GPTConfig(attention='window') needs window=W, an int >= 0 "
-                                 f"(edges from the W previous tokens), got {self.window!r}")
+                raise ValueError(
+                    "GPTConfig(attention='window') needs window=W, an int >= 0 "
+                    f"(edges from the W previous tokens), got {self.window!r}"
+                )
         elif self.window is not None:
-            raise ValueError("GPTConfig.window is only used with attention='window'; "
-                             "set attention='window' or leave window=None")
+            raise ValueError(
+                "GPTConfig.window is only used with attention='window'; set attention='window' or leave window=None"
+            )
 
 
 class GPT(nn.Module):
@@ -167,12 +171,22 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, d)  # token -> node features
         self.wpe = nn.Embedding(config.block_size, d)  # position -> node features
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList([
-            GraphformerLayer(d, config.n_head, 4 * d, config.dropout, activation="gelu", norm_first=True,
-                             bias=config.bias,
-                             # dropout after the MLP only (nanoGPT), none between its two layers
-                             feedforward=FeedForward(d, 4 * d, 0.0, "gelu", bias=config.bias))
-            for _ in range(config.n_layer)])
+        self.blocks = nn.ModuleList(
+            [
+                GraphformerLayer(
+                    d,
+                    config.n_head,
+                    4 * d,
+                    config.dropout,
+                    activation="gelu",
+                    norm_first=True,
+                    bias=config.bias,
+                    # dropout after the MLP only (nanoGPT), none between its two layers
+                    feedforward=FeedForward(d, 4 * d, 0.0, "gelu", bias=config.bias),
+                )
+                for _ in range(config.n_layer)
+            ]
+        )
         self.ln_f = nn.LayerNorm(d, bias=config.bias)
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied: the head reads tokens off the embedding
@@ -205,12 +219,16 @@ class GPT(nn.Module):
     # ------------------------------------------------------------ forward
     def _embed(self, idx: Tensor, start: int = 0) -> Tensor:
         if not isinstance(idx, Tensor) or idx.dtype not in (torch.long, torch.int) or idx.dim() != 2:
-            raise TypeError("idx must be an integer tensor of token ids [B, T], got "
-                            f"{getattr(idx, 'dtype', type(idx).__name__)} {tuple(getattr(idx, 'shape', ()))}")
+            raise TypeError(
+                "idx must be an integer tensor of token ids [B, T], got "
+                f"{getattr(idx, 'dtype', type(idx).__name__)} {tuple(getattr(idx, 'shape', ()))}"
+            )
         T = idx.size(1)  # noqa: N806
         if start + T > self.config.block_size:
-            raise ValueError(f"cannot take {start + T} tokens, block_size is only {self.config.block_size}; "
-                             "crop the context to the last block_size tokens")
+            raise ValueError(
+                f"cannot take {start + T} tokens, block_size is only {self.config.block_size}; "
+                "crop the context to the last block_size tokens"
+            )
         pos = torch.arange(start, start + T, device=idx.device)
         return self.drop(self.wte(idx) + self.wpe(pos))  # [B, T, d]
 
@@ -234,8 +252,9 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
         return logits, loss
 
-    def forward_cached(self, idx: Tensor, cache: KVCache | None = None, *,
-                       last_only: bool = False) -> tuple[Tensor, KVCache]:
+    def forward_cached(
+        self, idx: Tensor, cache: KVCache | None = None, *, last_only: bool = False
+    ) -> tuple[Tensor, KVCache]:
         """Logits ``[B, T, V]`` of ``T`` new tokens (new nodes) that follow the cached ones.
 
         (``[B, 1, V]``, the last token's, with ``last_only``.)
@@ -265,8 +284,16 @@ class GPT(nn.Module):
 
     # ---------------------------------------------------------- generate
     @torch.inference_mode()
-    def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 *, use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        *,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``idx`` ``[B, T]`` and return ``[B, T + max_new_tokens]``.
 
         Each step samples from ``softmax(logits / temperature)`` restricted to
@@ -295,7 +322,7 @@ class GPT(nn.Module):
             if not use_cache:
                 logits, _ = self(idx[:, -block:])
             elif cache is not None and idx.size(1) <= block:
-                logits, cache = self.forward_cached(idx[:, cache.length:], cache, last_only=True)
+                logits, cache = self.forward_cached(idx[:, cache.length :], cache, last_only=True)
             else:  # first step, or the context no longer fits: (re)fill the cache from the last block
                 logits, cache = self.forward_cached(idx[:, -block:], None, last_only=True)
             idx = torch.cat([idx, self._sample(logits[:, -1, :], temperature, top_k, generator)], dim=1)
@@ -313,21 +340,25 @@ class GPT(nn.Module):
         return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
 
     # -------------------------------------------------------- optimiser
-    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas: tuple[float, float],
-                             device_type: str = "cpu") -> torch.optim.AdamW:
+    def configure_optimizers(
+        self, weight_decay: float, learning_rate: float, betas: tuple[float, float], device_type: str = "cpu"
+    ) -> torch.optim.AdamW:
         """AdamW with weight decay on the matrices (>= 2-D: linear maps, embeddings) only.
 
         Biases and LayerNorm gains are not decayed (nanoGPT's groups). The
         fused kernel is used on CUDA.
         """
-        return torch.optim.AdamW(self.param_groups(weight_decay), lr=learning_rate, betas=betas,
-                                 **self._fused(device_type))
+        return torch.optim.AdamW(
+            self.param_groups(weight_decay), lr=learning_rate, betas=betas, **self._fused(device_type)
+        )
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Two groups: ``>= 2-D`` parameters with ``weight_decay``, the rest with 0 (tied weights once)."""
         params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        return [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
 
     @staticmethod
     def _fused(device_type: str) -> dict:

@@ -34,8 +34,20 @@ from ..encodings import ShortestPathBias, random_sign_flip
 from ..layers import FeedForward, GraphformerLayer, LocalGlobalLayer
 from ..structure import DenseBatch, SparseGraph, add_self_loops, check_edge_index
 
-__all__ = ["GAT", "GATSep", "GCN", "GPS", "GPSLayer", "GRAPH_MODELS", "GTSep", "GraphTransformer",
-           "HETEROPHILY_RECIPE", "ResidualGraphModel", "build_graph_model", "mean_pool"]
+__all__ = [
+    "GAT",
+    "GATSep",
+    "GCN",
+    "GPS",
+    "GPSLayer",
+    "GRAPH_MODELS",
+    "GTSep",
+    "GraphTransformer",
+    "HETEROPHILY_RECIPE",
+    "ResidualGraphModel",
+    "build_graph_model",
+    "mean_pool",
+]
 
 
 def mean_pool(x: Tensor, batch: Tensor | DenseBatch | None, num_graphs: int | None = None) -> Tensor:
@@ -59,16 +71,19 @@ def _dense_layout(batch: Tensor | DenseBatch | None) -> DenseBatch | None:
     return batch if batch is None or isinstance(batch, DenseBatch) else DenseBatch.from_batch(batch)
 
 
-def _layout(edge_index: Tensor | SparseGraph, num_nodes: int, self_loops: str | None,
-            edge_attr: Tensor | None = None) -> tuple[SparseGraph, Tensor | None]:
+def _layout(
+    edge_index: Tensor | SparseGraph, num_nodes: int, self_loops: str | None, edge_attr: Tensor | None = None
+) -> tuple[SparseGraph, Tensor | None]:
     """One SparseGraph (self-loops added once) for every layer of a forward pass.
 
     A SparseGraph given by the caller is taken as it is (its self-loops already in place).
     """
     if isinstance(edge_index, SparseGraph):
         if edge_index.num_src != num_nodes:
-            raise ValueError(f"the SparseGraph was built for {edge_index.num_src} nodes but x has {num_nodes} rows; "
-                             "build it with model.prepare(edge_index, num_nodes=x.size(0))")
+            raise ValueError(
+                f"the SparseGraph was built for {edge_index.num_src} nodes but x has {num_nodes} rows; "
+                "build it with model.prepare(edge_index, num_nodes=x.size(0))"
+            )
         return edge_index, edge_attr
     if self_loops is None:
         return SparseGraph.from_edge_index(edge_index, num_nodes), edge_attr  # one read: range and order together
@@ -90,8 +105,10 @@ def _check_pe(x: Tensor, pe: Tensor | None, pe_dim: int, name: str) -> None:
             raise ValueError(f"pe was given but the {name} was built with pe_dim=0; pass pe_dim=pe.size(1)")
         return
     if pe is None or pe.dim() != 2 or pe.shape != (x.size(0), pe_dim):
-        raise ValueError(f"the {name} was built with pe_dim={pe_dim}: pass pe of shape "
-                         f"[{x.size(0)}, {pe_dim}], got {None if pe is None else tuple(pe.shape)}")
+        raise ValueError(
+            f"the {name} was built with pe_dim={pe_dim}: pass pe of shape "
+            f"[{x.size(0)}, {pe_dim}], got {None if pe is None else tuple(pe.shape)}"
+        )
 
 
 def _node_input(x: Tensor, pe: Tensor | None, in_channels: int, pe_dim: int, name: str) -> Tensor:
@@ -109,8 +126,10 @@ def _edges_needed(edge_index, name: str):
 
 def _no_distance(distance: Tensor | None, name: str) -> None:
     if distance is not None:
-        raise ValueError(f"the {name} has no shortest-path bias, so distance must be None; the bias is "
-                         "GraphTransformer(attention='complete', max_distance=...) or GPS(max_distance=...)")
+        raise ValueError(
+            f"the {name} has no shortest-path bias, so distance must be None; the bias is "
+            "GraphTransformer(attention='complete', max_distance=...) or GPS(max_distance=...)"
+        )
 
 
 def _readout(h: Tensor, batch: Tensor | DenseBatch | None, graph_level: bool) -> Tensor:
@@ -148,25 +167,44 @@ class GCN(nn.Module):
 
     self_loops = "remaining"
 
-    def __init__(self, in_channels: int, hidden_channels: int = 16, out_channels: int = 2, num_layers: int = 2,
-                 dropout: float = 0.5, *, pe_dim: int = 0, graph_level: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int = 16,
+        out_channels: int = 2,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+        *,
+        pe_dim: int = 0,
+        graph_level: bool = False,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.in_channels, self.dropout = in_channels, dropout
         self.pe_dim, self.graph_level = pe_dim, graph_level
         widths = [in_channels + pe_dim] + [hidden_channels] * (num_layers - 1) + [out_channels]
-        self.convs = nn.ModuleList([
-            GraphAttention(d_in, 1, score="gcn", head_dim=d_out, out_proj=False, self_loops=self.self_loops)
-            for d_in, d_out in zip(widths[:-1], widths[1:])])
+        self.convs = nn.ModuleList(
+            [
+                GraphAttention(d_in, 1, score="gcn", head_dim=d_out, out_proj=False, self_loops=self.self_loops)
+                for d_in, d_out in zip(widths[:-1], widths[1:])
+            ]
+        )
 
     def prepare(self, edge_index: Tensor, num_nodes: int) -> SparseGraph:
         """Add self-loops and lay the edges out once, for reuse across forward passes."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None,
-                edge_weight: Tensor | None = None, *, batch: Tensor | None = None, pe: Tensor | None = None,
-                distance: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | SparseGraph | None = None,
+        edge_weight: Tensor | None = None,
+        *,
+        batch: Tensor | None = None,
+        pe: Tensor | None = None,
+        distance: Tensor | None = None,
+    ) -> Tensor:
         """Class scores of every node, or of every graph with ``graph_level`` (see the class docstring).
 
         With a prepared SparseGraph, ``edge_weight`` must follow its edges (self-loops included).
@@ -214,9 +252,19 @@ class GAT(nn.Module):
 
     self_loops = "add"
 
-    def __init__(self, in_channels: int, hidden_channels: int = 8, out_channels: int = 2, heads: int = 8,
-                 out_heads: int = 1, num_layers: int = 2, dropout: float = 0.6, *, pe_dim: int = 0,
-                 graph_level: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int = 8,
+        out_channels: int = 2,
+        heads: int = 8,
+        out_heads: int = 1,
+        num_layers: int = 2,
+        dropout: float = 0.6,
+        *,
+        pe_dim: int = 0,
+        graph_level: bool = False,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -225,18 +273,45 @@ class GAT(nn.Module):
         self.convs = nn.ModuleList()
         d_in = in_channels + pe_dim
         for _ in range(num_layers - 1):
-            self.convs.append(GraphAttention(d_in, heads, score="additive", head_dim=hidden_channels, dropout=dropout,
-                                             out_proj=False, self_loops=self.self_loops))
+            self.convs.append(
+                GraphAttention(
+                    d_in,
+                    heads,
+                    score="additive",
+                    head_dim=hidden_channels,
+                    dropout=dropout,
+                    out_proj=False,
+                    self_loops=self.self_loops,
+                )
+            )
             d_in = heads * hidden_channels
-        self.convs.append(GraphAttention(d_in, out_heads, score="additive", head_dim=out_channels, dropout=dropout,
-                                         concat=False, out_proj=False, self_loops=self.self_loops))
+        self.convs.append(
+            GraphAttention(
+                d_in,
+                out_heads,
+                score="additive",
+                head_dim=out_channels,
+                dropout=dropout,
+                concat=False,
+                out_proj=False,
+                self_loops=self.self_loops,
+            )
+        )
 
     def prepare(self, edge_index: Tensor, num_nodes: int) -> SparseGraph:
         """Replace self-loops by one per node and lay the edges out once."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, return_attention: bool = False,
-                *, batch: Tensor | None = None, pe: Tensor | None = None, distance: Tensor | None = None):
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | SparseGraph | None = None,
+        return_attention: bool = False,
+        *,
+        batch: Tensor | None = None,
+        pe: Tensor | None = None,
+        distance: Tensor | None = None,
+    ):
         """Class scores of every node (every graph with ``graph_level``); with ``return_attention``
         also one :class:`~graphformer.AttentionWeights` record per layer."""
         x = _node_input(x, pe, self.in_channels, self.pe_dim, "GAT")
@@ -336,10 +411,24 @@ class GraphTransformer(nn.Module):
 
     self_loops = "add"
 
-    def __init__(self, in_channels: int, hidden_channels: int = 64, out_channels: int = 2, num_layers: int = 2,
-                 num_heads: int = 4, dropout: float = 0.1, *, pe_dim: int = 0, sign_flip: bool = False,
-                 attention: str = "edges", max_distance: int | None = None, graph_level: bool = False,
-                 dim_feedforward: int | None = None, norm_first: bool = True, attn_dropout: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int = 64,
+        out_channels: int = 2,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+        *,
+        pe_dim: int = 0,
+        sign_flip: bool = False,
+        attention: str = "edges",
+        max_distance: int | None = None,
+        graph_level: bool = False,
+        dim_feedforward: int | None = None,
+        norm_first: bool = True,
+        attn_dropout: float | None = None,
+    ):
         super().__init__()
         if attention not in ("edges", "complete"):
             raise ValueError(f"attention must be 'edges' or 'complete', got {attention!r}")
@@ -349,10 +438,20 @@ class GraphTransformer(nn.Module):
             raise ValueError(f"max_distance must be >= 1, got {max_distance}")
         self.attention, self.max_distance, self.graph_level = attention, max_distance, graph_level
         self.encoder = _Encoder(in_channels, hidden_channels, pe_dim, dropout, sign_flip)
-        self.layers = nn.ModuleList([
-            GraphformerLayer(hidden_channels, num_heads, dim_feedforward or 2 * hidden_channels, dropout,
-                             norm_first=norm_first, score="dot", attn_dropout=attn_dropout)
-            for _ in range(num_layers)])
+        self.layers = nn.ModuleList(
+            [
+                GraphformerLayer(
+                    hidden_channels,
+                    num_heads,
+                    dim_feedforward or 2 * hidden_channels,
+                    dropout,
+                    norm_first=norm_first,
+                    score="dot",
+                    attn_dropout=attn_dropout,
+                )
+                for _ in range(num_layers)
+            ]
+        )
         # one bias table shared by the layers, as Graphormer does
         self.distance_bias = ShortestPathBias(num_heads, max_distance) if max_distance is not None else None
         self.norm = nn.LayerNorm(hidden_channels) if norm_first else None
@@ -362,8 +461,15 @@ class GraphTransformer(nn.Module):
         """Add one self-loop per node and lay the edges out once."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, *, batch: Tensor | None = None,
-                pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | SparseGraph | None = None,
+        *,
+        batch: Tensor | None = None,
+        pe: Tensor | None = None,
+        distance: Tensor | None = None,
+    ) -> Tensor:
         """Node or graph outputs (see the class docstring for shapes)."""
         h = self.encoder(x, pe)
         if self.distance_bias is None:
@@ -382,8 +488,10 @@ class GraphTransformer(nn.Module):
                 kwargs["key_padding_mask"] = layout.pad
             if self.distance_bias is not None:
                 if distance is None:
-                    raise ValueError("the model was built with max_distance: pass distance [B, N_max, N_max] "
-                                     "(e.g. from graphformer.data.graphs.collate)")
+                    raise ValueError(
+                        "the model was built with max_distance: pass distance [B, N_max, N_max] "
+                        "(e.g. from graphformer.data.graphs.collate)"
+                    )
                 kwargs["attn_bias"] = self.distance_bias(distance)
         for layer in self.layers:
             h = layer(h, graph, **kwargs)
@@ -424,13 +532,27 @@ class GPSLayer(LocalGlobalLayer):
         x ``[N, D]``, edge_index ``[2, E]`` or SparseGraph, batch ``[N]`` -> ``[N, D]``.
     """
 
-    def __init__(self, d_model: int, num_heads: int = 4, dim_feedforward: int | None = None, dropout: float = 0.1,
-                 local_score: str = "dot", activation: str = "relu", attn_dropout: float | None = None):
-        super().__init__(d_model, num_heads, dim_feedforward, dropout, local_score, activation, attn_dropout,
-                         norm="branch")
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int = 4,
+        dim_feedforward: int | None = None,
+        dropout: float = 0.1,
+        local_score: str = "dot",
+        activation: str = "relu",
+        attn_dropout: float | None = None,
+    ):
+        super().__init__(
+            d_model, num_heads, dim_feedforward, dropout, local_score, activation, attn_dropout, norm="branch"
+        )
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph, batch: Tensor | DenseBatch | None = None,
-                attn_bias: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | SparseGraph,
+        batch: Tensor | DenseBatch | None = None,
+        attn_bias: Tensor | None = None,
+    ) -> Tensor:
         """Apply the layer; ``attn_bias`` ``[B, H, N_max, N_max]`` goes to the global part.
 
         ``batch`` may be a prepared :class:`~graphformer.structure.DenseBatch` (no device read).
@@ -464,18 +586,34 @@ class GPS(nn.Module):
 
     self_loops = "add"
 
-    def __init__(self, in_channels: int, hidden_channels: int = 64, out_channels: int = 2, num_layers: int = 2,
-                 num_heads: int = 4, dropout: float = 0.1, *, pe_dim: int = 0, sign_flip: bool = False,
-                 local_score: str = "dot", max_distance: int | None = None, graph_level: bool = False,
-                 dim_feedforward: int | None = None, attn_dropout: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int = 64,
+        out_channels: int = 2,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+        *,
+        pe_dim: int = 0,
+        sign_flip: bool = False,
+        local_score: str = "dot",
+        max_distance: int | None = None,
+        graph_level: bool = False,
+        dim_feedforward: int | None = None,
+        attn_dropout: float | None = None,
+    ):
         super().__init__()
         if max_distance is not None and max_distance < 1:
             raise ValueError(f"max_distance must be >= 1, got {max_distance}")
         self.max_distance, self.graph_level = max_distance, graph_level
         self.encoder = _Encoder(in_channels, hidden_channels, pe_dim, dropout, sign_flip)
-        self.layers = nn.ModuleList([
-            GPSLayer(hidden_channels, num_heads, dim_feedforward, dropout, local_score, attn_dropout=attn_dropout)
-            for _ in range(num_layers)])
+        self.layers = nn.ModuleList(
+            [
+                GPSLayer(hidden_channels, num_heads, dim_feedforward, dropout, local_score, attn_dropout=attn_dropout)
+                for _ in range(num_layers)
+            ]
+        )
         self.distance_bias = ShortestPathBias(num_heads, max_distance) if max_distance is not None else None
         self.head = nn.Linear(hidden_channels, out_channels)
 
@@ -483,8 +621,15 @@ class GPS(nn.Module):
         """Add one self-loop per node and lay the edges out once."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, *, batch: Tensor | None = None,
-                pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | SparseGraph | None = None,
+        *,
+        batch: Tensor | None = None,
+        pe: Tensor | None = None,
+        distance: Tensor | None = None,
+    ) -> Tensor:
         """Node or graph outputs (see the class docstring for shapes)."""
         h = self.encoder(x, pe)
         graph = _layout(_edges_needed(edge_index, "GPS"), x.size(0), self.self_loops)[0]
@@ -501,13 +646,21 @@ class GPS(nn.Module):
         return self.head(_readout(h, batch, self.graph_level))
 
 
-
 # ------------------------------------------------------- heterophilous graphs
 #: The recipe of Platonov et al. (ICLR 2023), ``train.py`` of yandex-research/heterophilous-graphs:
 #: residual + LayerNorm around every block, GELU, hidden 512, 8 heads, dropout 0.2, Adam (AdamW with weight
 #: decay 0) at a constant lr 3e-5, 1000 full-batch steps, 1 to 5 layers chosen on validation, ten fixed splits.
-HETEROPHILY_RECIPE = {"hidden": 512, "heads": 8, "dropout": 0.2, "lr": 3e-5, "weight_decay": 0.0, "steps": 1000,
-                      "layers": (1, 2, 3, 4, 5), "feedforward_multiplier": 1.0, "normalization": "layernorm"}
+HETEROPHILY_RECIPE = {
+    "hidden": 512,
+    "heads": 8,
+    "dropout": 0.2,
+    "lr": 3e-5,
+    "weight_decay": 0.0,
+    "steps": 1000,
+    "layers": (1, 2, 3, 4, 5),
+    "feedforward_multiplier": 1.0,
+    "normalization": "layernorm",
+}
 
 
 class _SepAttentionBlock(nn.Module):
@@ -520,15 +673,30 @@ class _SepAttentionBlock(nn.Module):
     and applies the feed-forward part's first linear map, the same family of functions).
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float, sep: bool, residual: bool, norm: bool,
-                 feedforward_multiplier: float):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        dropout: float,
+        sep: bool,
+        residual: bool,
+        norm: bool,
+        feedforward_multiplier: float,
+    ):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"hidden_channels={d_model} must be divisible by num_heads={num_heads}")
         self.residual = residual
         self.norm = nn.LayerNorm(d_model) if norm else nn.Identity()
-        self.attn = GraphAttention(d_model, num_heads, score="additive", head_dim=d_model // num_heads,
-                                   out_proj=False, root_weight=sep, self_loops=None)
+        self.attn = GraphAttention(
+            d_model,
+            num_heads,
+            score="additive",
+            head_dim=d_model // num_heads,
+            out_proj=False,
+            root_weight=sep,
+            self_loops=None,
+        )
         self.feedforward = FeedForward(d_model, max(1, int(d_model * feedforward_multiplier)), dropout, "gelu")
         self.dropout = nn.Dropout(dropout)
 
@@ -578,10 +746,22 @@ class ResidualGraphModel(nn.Module):
 
     block = "gat"
 
-    def __init__(self, in_channels: int, hidden_channels: int = 512, out_channels: int = 2, num_layers: int = 2,
-                 num_heads: int = 8, dropout: float = 0.2, *, sep: bool = True, residual: bool = True,
-                 norm: bool = True, feedforward_multiplier: float = 1.0, pe_dim: int = 0,
-                 graph_level: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int = 512,
+        out_channels: int = 2,
+        num_layers: int = 2,
+        num_heads: int = 8,
+        dropout: float = 0.2,
+        *,
+        sep: bool = True,
+        residual: bool = True,
+        norm: bool = True,
+        feedforward_multiplier: float = 1.0,
+        pe_dim: int = 0,
+        graph_level: bool = False,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -595,19 +775,36 @@ class ResidualGraphModel(nn.Module):
         self.input = nn.Linear(in_channels + pe_dim, hidden_channels)
         self.dropout = nn.Dropout(dropout)
         if self.block == "gat":
-            self.layers = nn.ModuleList([
-                _SepAttentionBlock(hidden_channels, num_heads, dropout, sep, residual, norm, feedforward_multiplier)
-                for _ in range(num_layers)])
+            self.layers = nn.ModuleList(
+                [
+                    _SepAttentionBlock(hidden_channels, num_heads, dropout, sep, residual, norm, feedforward_multiplier)
+                    for _ in range(num_layers)
+                ]
+            )
         else:
             if not (residual and norm):
-                raise ValueError("GTSep is built of pre-norm GraphformerLayers, which always have residual "
-                                 "connections and LayerNorm; keep residual=True and norm=True")
+                raise ValueError(
+                    "GTSep is built of pre-norm GraphformerLayers, which always have residual "
+                    "connections and LayerNorm; keep residual=True and norm=True"
+                )
             width = max(1, int(hidden_channels * feedforward_multiplier))
             # attn_dropout=0: the paper drops the attention output, not the weights
-            self.layers = nn.ModuleList([
-                GraphformerLayer(hidden_channels, num_heads, width, dropout, activation="gelu", norm_first=True,
-                                 score="dot", root_weight=sep, attn_dropout=0.0)
-                for _ in range(num_layers)])
+            self.layers = nn.ModuleList(
+                [
+                    GraphformerLayer(
+                        hidden_channels,
+                        num_heads,
+                        width,
+                        dropout,
+                        activation="gelu",
+                        norm_first=True,
+                        score="dot",
+                        root_weight=sep,
+                        attn_dropout=0.0,
+                    )
+                    for _ in range(num_layers)
+                ]
+            )
         self.norm = nn.LayerNorm(hidden_channels) if norm else nn.Identity()
         self.head = nn.Linear(hidden_channels, out_channels)
 
@@ -615,8 +812,15 @@ class ResidualGraphModel(nn.Module):
         """Lay the edges out once (a self-loop per node added only without ``sep``)."""
         return _layout(edge_index, num_nodes, self.self_loops)[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor | SparseGraph | None = None, *, batch: Tensor | None = None,
-                pe: Tensor | None = None, distance: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | SparseGraph | None = None,
+        *,
+        batch: Tensor | None = None,
+        pe: Tensor | None = None,
+        distance: Tensor | None = None,
+    ) -> Tensor:
         """Node outputs ``[N, K]``, or graph outputs ``[B, K]`` with ``graph_level``."""
         name = type(self).__name__
         x = _node_input(x, pe, self.in_channels, self.pe_dim, name)
@@ -661,8 +865,7 @@ class GTSep(ResidualGraphModel):
 
 
 #: model name -> class, for the command line and :func:`build_graph_model`
-GRAPH_MODELS = {"gcn": GCN, "gat": GAT, "transformer": GraphTransformer, "gps": GPS, "gat-sep": GATSep,
-                "gt-sep": GTSep}
+GRAPH_MODELS = {"gcn": GCN, "gat": GAT, "transformer": GraphTransformer, "gps": GPS, "gat-sep": GATSep, "gt-sep": GTSep}
 
 
 def build_graph_model(name: str, in_channels: int, out_channels: int, **kwargs) -> nn.Module:

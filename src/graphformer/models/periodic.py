@@ -36,8 +36,10 @@ __all__ = ["CycleForecaster", "RecurrentCycle", "TemporalQueryForecaster", "spli
 def split_phase(x_mark: Tensor | None) -> tuple[Tensor, Tensor]:
     """``(phase [B], other marks [B, L, F])`` from marks whose last column is the phase (see :func:`cycle_phase`)."""
     if x_mark is None or x_mark.dim() != 3 or x_mark.size(-1) < 1:
-        raise ValueError("periodic models need the cycle phase as the last mark column: build the data with "
-                         "graphformer.data.cycle_phase(data, cycle_len) and pass x_mark")
+        raise ValueError(
+            "periodic models need the cycle phase as the last mark column: build the data with "
+            "graphformer.data.cycle_phase(data, cycle_len) and pass x_mark"
+        )
     return x_mark[:, 0, -1].round().long(), x_mark[..., :-1]
 
 
@@ -86,8 +88,15 @@ class CycleForecaster(nn.Module):
     Shapes: x ``[B, L, V]``, x_mark ``[B, L, F + 1]`` (phase last), y_mark ``[B, H, F + 1]`` -> ``[B, H, V]``.
     """
 
-    def __init__(self, backbone: nn.Module, seq_len: int, pred_len: int, num_variables: int, cycle_len: int,
-                 use_norm: bool = True):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        seq_len: int,
+        pred_len: int,
+        num_variables: int,
+        cycle_len: int,
+        use_norm: bool = True,
+    ):
         super().__init__()
         self.backbone, self.cycle = backbone, RecurrentCycle(cycle_len, num_variables)
         self.seq_len, self.pred_len, self.num_variables, self.use_norm = seq_len, pred_len, num_variables, use_norm
@@ -132,8 +141,17 @@ class TemporalQueryForecaster(nn.Module):
     Shapes: x ``[B, L, V]``, x_mark ``[B, L, F + 1]`` (phase last) -> ``[B, H, V]``.
     """
 
-    def __init__(self, seq_len: int, pred_len: int, num_variables: int, cycle_len: int, d_model: int = 512,
-                 num_heads: int = 4, dropout: float = 0.1, use_norm: bool = True):
+    def __init__(
+        self,
+        seq_len: int,
+        pred_len: int,
+        num_variables: int,
+        cycle_len: int,
+        d_model: int = 512,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+        use_norm: bool = True,
+    ):
         super().__init__()
         if seq_len % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide seq_len={seq_len} (the query width)")
