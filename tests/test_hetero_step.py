@@ -30,3 +30,15 @@ def test_pyg_gat_sep_matches_ours_with_copied_weights():
     bench.copy_sep_weights(ours, ref)
     ours.eval(), ref.eval()
     torch.testing.assert_close(ours(x, edge_index), ref(x, edge_index), rtol=1e-5, atol=1e-5)
+
+
+def test_sep_models_take_the_chosen_heterophilous_defaults_and_flags_override_them():
+    from graphformer.classify import HETERO_DEFAULTS, ClassifyConfig
+
+    for model in ("gat-sep", "gt-sep"):
+        cfg = ClassifyConfig(dataset="minesweeper", model=model).resolved()
+        assert (cfg.hidden, cfg.heads, cfg.layers, cfg.lr, cfg.epochs, cfg.dropout) == (64, 4, 5, 1e-3, 300, 0.2)
+        cfg = ClassifyConfig(dataset="tolokers", model=model, layers=2, lr=3e-5, hidden=512, heads=8).resolved()
+        assert (cfg.hidden, cfg.heads, cfg.layers, cfg.lr, cfg.epochs) == (512, 8, 2, 3e-5, 300)
+    # the other models keep theirs
+    assert ClassifyConfig(dataset="minesweeper", model="gat").resolved().layers == HETERO_DEFAULTS["gat"]["layers"] == 2
