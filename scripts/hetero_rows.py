@@ -27,7 +27,7 @@ def row(folder: Path) -> str:
     m = json.loads((folder / "metrics.json").read_text())
     metric, cfg, runs = m["metric"], m["config"], m["runs"]
     test = [100 * r[f"test_{metric}"] for r in runs]
-    std = statistics.stdev(test) if len(test) > 1 else 0.0
+    spread = f" ± {statistics.stdev(test):.2f}" if len(test) > 1 else ""  # no spread from one split
     val = statistics.mean(100 * r[f"val_{metric}"] for r in runs)
     secs = statistics.mean(r["seconds"] for r in runs)
     flags = " ".join(f"--{k} {cfg[k]}" for k in FLAGS)
@@ -35,7 +35,7 @@ def row(folder: Path) -> str:
            f"--runs {len(runs)} --threads 1")
     best = ", ".join(str(r["best_epoch"]) for r in runs)
     published = PUBLISHED.get((m["dataset"], cfg["model"]), "–")
-    return (f"| {m['dataset']} | {cfg['model']} | {cfg['layers']} | {statistics.mean(test):.2f} ± {std:.2f} | "
+    return (f"| {m['dataset']} | {cfg['model']} | {cfg['layers']} | {statistics.mean(test):.2f}{spread} | "
             f"{val:.2f} | {len(runs)} | {published} | {best} | {secs:.0f} | `{cmd}` |")
 
 

@@ -116,7 +116,7 @@ HETERO_DEFAULTS = {
 # minesweeper split 0 by validation ROC AUC (GAT-sep: 4 blocks 400 steps val 93.20, 5 blocks 300 steps val 93.58;
 # 2 blocks lr 3e-3 val 89.62). Cost on minesweeper, one thread of a shared 2-core machine: about 0.5 s per
 # epoch (step + evaluation) at 5 blocks, 140-170 s per split (docs/results_graphs.md, section 4).
-# On tolokers (split 0, validation) 3 blocks at lr 3e-3 did better: pass --layers 3 --lr 3e-3 there.
+# On tolokers (split 0, validation) 3 blocks did better: GAT-sep --layers 3 --lr 3e-3, GT-sep --layers 3.
 HETERO_DEFAULTS.update({name: {**HETERO_DEFAULTS[name], "layers": 5, "lr": 0.001, "epochs": 300}
                         for name in SEP_MODELS})
 MAX_DISTANCE = 8  # shortest-path distances above this share one bias (synthetic graphs have diameter <= 39)
