@@ -99,8 +99,12 @@ def copy_sep_weights(ours: GATSep, ref: PygGATSep) -> None:
     with torch.no_grad():
         pairs = [(ref.input, ours.input), (ref.norm, ours.norm), (ref.head, ours.head)]
         for blk, layer in zip(ref.blocks, ours.layers):
-            pairs += [(blk.norm, layer.norm), (blk.root, layer.attn.root), (blk.ff[0], layer.feedforward.linear1),
-                      (blk.ff[3], layer.feedforward.linear2)]
+            pairs += [
+                (blk.norm, layer.norm),
+                (blk.root, layer.attn.root),
+                (blk.ff[0], layer.feedforward.linear1),
+                (blk.ff[3], layer.feedforward.linear2),
+            ]
             blk.conv.lin.weight.copy_(layer.attn.v_proj.weight)
             blk.conv.att_src.copy_(layer.attn.score.att_src.unsqueeze(0))
             blk.conv.att_dst.copy_(layer.attn.score.att_dst.unsqueeze(0))
@@ -162,13 +166,16 @@ def main(argv: list[str] | None = None) -> None:
     x, ei, y = data.x, data.edge_index, data.y
     train = data.train_mask[:, 0] if data.train_mask.dim() == 2 else data.train_mask
     f, k, d, h, layers = x.size(1), int(y.max()) + 1, args.hidden, args.heads, args.layers
-    print(f"{args.dataset}: {data.num_nodes} nodes, {data.num_edges} edges, {f} features; D={d}, H={h}, L={layers}; "
-          f"torch {torch.__version__}, {args.threads} thread(s), {platform.machine()}, {args.repeats} pairs\n")
+    print(
+        f"{args.dataset}: {data.num_nodes} nodes, {data.num_edges} edges, {f} features; D={d}, H={h}, L={layers}; "
+        f"torch {torch.__version__}, {args.threads} thread(s), {platform.machine()}, {args.repeats} pairs\n"
+    )
 
     cases = []
     torch.manual_seed(0)
-    cases.append(("gat", GAT(f, d // h, k, heads=h, num_layers=layers, dropout=0.2),
-                  PygGAT(f, d // h, k, h, layers, 0.2)))
+    cases.append(
+        ("gat", GAT(f, d // h, k, heads=h, num_layers=layers, dropout=0.2), PygGAT(f, d // h, k, h, layers, 0.2))
+    )
     torch.manual_seed(0)
     ours_sep, ref_sep = GATSep(f, d, k, num_layers=layers, num_heads=h, dropout=0.2), PygGATSep(f, d, k, h, layers, 0.2)
     copy_sep_weights(ours_sep, ref_sep)

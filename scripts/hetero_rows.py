@@ -15,10 +15,16 @@ import sys
 from pathlib import Path
 
 # Platonov et al. (ICLR 2023) Table 4: test ROC AUC (%) over the ten splits
-PUBLISHED = {("minesweeper", "gat-sep"): "93.91 ± 0.35", ("minesweeper", "gt-sep"): "92.29 ± 0.47",
-             ("tolokers", "gat-sep"): "83.78 ± 0.43", ("tolokers", "gt-sep"): "82.52 ± 0.92"}
-HEADER = ("| dataset | model | blocks | test (%) | val (%) | splits | published | best epochs | s / split | command |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+PUBLISHED = {
+    ("minesweeper", "gat-sep"): "93.91 ± 0.35",
+    ("minesweeper", "gt-sep"): "92.29 ± 0.47",
+    ("tolokers", "gat-sep"): "83.78 ± 0.43",
+    ("tolokers", "gt-sep"): "82.52 ± 0.92",
+}
+HEADER = (
+    "| dataset | model | blocks | test (%) | val (%) | splits | published | best epochs | s / split | command |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
 FLAGS = ("model", "hidden", "heads", "layers", "lr", "epochs")
 
 
@@ -31,12 +37,16 @@ def row(folder: Path) -> str:
     val = statistics.mean(100 * r[f"val_{metric}"] for r in runs)
     secs = statistics.mean(r["seconds"] for r in runs)
     flags = " ".join(f"--{k} {cfg[k]}" for k in FLAGS)
-    cmd = (f"graphformer classify --dataset {m['dataset']} --root ../shared/data/heterophilous {flags} "
-           f"--runs {len(runs)} --threads 1")
+    cmd = (
+        f"graphformer classify --dataset {m['dataset']} --root ../shared/data/heterophilous {flags} "
+        f"--runs {len(runs)} --threads 1"
+    )
     best = ", ".join(str(r["best_epoch"]) for r in runs)
     published = PUBLISHED.get((m["dataset"], cfg["model"]), "–")
-    return (f"| {m['dataset']} | {cfg['model']} | {cfg['layers']} | {statistics.mean(test):.2f}{spread} | "
-            f"{val:.2f} | {len(runs)} | {published} | {best} | {secs:.0f} | `{cmd}` |")
+    return (
+        f"| {m['dataset']} | {cfg['model']} | {cfg['layers']} | {statistics.mean(test):.2f}{spread} | "
+        f"{val:.2f} | {len(runs)} | {published} | {best} | {secs:.0f} | `{cmd}` |"
+    )
 
 
 if __name__ == "__main__":

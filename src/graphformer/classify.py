@@ -81,35 +81,92 @@ SEP_MODELS = ("gat-sep", "gt-sep")  # Platonov et al. 2023: residual + LayerNorm
 
 # Published settings (Kipf & Welling 2017; Velickovic et al. 2018); the transformer rows are ours.
 NODE_DEFAULTS = {
-    "gcn": {"hidden": 16, "heads": 1, "layers": 2, "dropout": 0.5, "lr": 0.01, "weight_decay": 5e-4,
-            "epochs": 200, "encoding": "none"},
-    "gat": {"hidden": 8, "heads": 8, "layers": 2, "dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4,
-            "epochs": 200, "encoding": "none"},
-    "transformer": {"hidden": 64, "heads": 4, "layers": 2, "dropout": 0.5, "lr": 0.005, "weight_decay": 5e-4,
-                    "epochs": 200, "encoding": "random-walk"},
-    "gps": {"hidden": 64, "heads": 4, "layers": 2, "dropout": 0.5, "lr": 0.005, "weight_decay": 5e-4,
-            "epochs": 200, "encoding": "random-walk"},
+    "gcn": {
+        "hidden": 16,
+        "heads": 1,
+        "layers": 2,
+        "dropout": 0.5,
+        "lr": 0.01,
+        "weight_decay": 5e-4,
+        "epochs": 200,
+        "encoding": "none",
+    },
+    "gat": {
+        "hidden": 8,
+        "heads": 8,
+        "layers": 2,
+        "dropout": 0.6,
+        "lr": 0.005,
+        "weight_decay": 5e-4,
+        "epochs": 200,
+        "encoding": "none",
+    },
+    "transformer": {
+        "hidden": 64,
+        "heads": 4,
+        "layers": 2,
+        "dropout": 0.5,
+        "lr": 0.005,
+        "weight_decay": 5e-4,
+        "epochs": 200,
+        "encoding": "random-walk",
+    },
+    "gps": {
+        "hidden": 64,
+        "heads": 4,
+        "layers": 2,
+        "dropout": 0.5,
+        "lr": 0.005,
+        "weight_decay": 5e-4,
+        "epochs": 200,
+        "encoding": "random-walk",
+    },
     # the published recipe (graphformer.models.graph.HETEROPHILY_RECIPE); hidden is the full width
-    **{name: {"hidden": HETEROPHILY_RECIPE["hidden"], "heads": HETEROPHILY_RECIPE["heads"], "layers": 2,
-              "dropout": HETEROPHILY_RECIPE["dropout"], "lr": HETEROPHILY_RECIPE["lr"],
-              "weight_decay": HETEROPHILY_RECIPE["weight_decay"], "epochs": HETEROPHILY_RECIPE["steps"],
-              "encoding": "none"} for name in SEP_MODELS},
+    **{
+        name: {
+            "hidden": HETEROPHILY_RECIPE["hidden"],
+            "heads": HETEROPHILY_RECIPE["heads"],
+            "layers": 2,
+            "dropout": HETEROPHILY_RECIPE["dropout"],
+            "lr": HETEROPHILY_RECIPE["lr"],
+            "weight_decay": HETEROPHILY_RECIPE["weight_decay"],
+            "epochs": HETEROPHILY_RECIPE["steps"],
+            "encoding": "none",
+        }
+        for name in SEP_MODELS
+    },
 }
 # GPS attends over the complete graph of all N nodes; dropout on those N x N weights has no fused CPU kernel
 # (about 8x slower on Cora), so its attention weights are not dropped (features and residuals still are).
 GPS_ATTN_DROPOUT = 0.0
 GRAPH_DEFAULTS = {
-    name: {"hidden": 64, "heads": 1 if name == "gcn" else 4, "layers": 3, "dropout": 0.0,
-           # GCN's mean-pooled degree-normalised sums barely move at 0.001 in 100 epochs
-           "lr": 0.01 if name == "gcn" else 0.001, "weight_decay": 0.0, "epochs": 100, "encoding": "random-walk"}
+    name: {
+        "hidden": 64,
+        "heads": 1 if name == "gcn" else 4,
+        "layers": 3,
+        "dropout": 0.0,
+        # GCN's mean-pooled degree-normalised sums barely move at 0.001 in 100 epochs
+        "lr": 0.01 if name == "gcn" else 0.001,
+        "weight_decay": 0.0,
+        "epochs": 100,
+        "encoding": "random-walk",
+    }
     for name in NODE_DEFAULTS
 }
 # Heterophilous graphs, CPU-sized: the paper's recipe is hidden 512, 8 heads, dropout 0.2, Adam lr 3e-5,
 # 1000 steps, 1-5 layers chosen on validation (pass those flags on a GPU: docs/training.md); at hidden 512 a
 # training step costs about 1.5-5 s per layer on a 2-core CPU. These defaults train at hidden 64.
 HETERO_DEFAULTS = {
-    name: {"hidden": 16 if name == "gat" else 64, "heads": 4 if name != "gcn" else 1, "layers": 2, "dropout": 0.2,
-           "lr": 0.01 if name in ("gcn", "gat") else 0.001, "weight_decay": 0.0, "epochs": 500, "encoding": "none"}
+    name: {
+        "hidden": 16 if name == "gat" else 64,
+        "heads": 4 if name != "gcn" else 1,
+        "layers": 2,
+        "dropout": 0.2,
+        "lr": 0.01 if name in ("gcn", "gat") else 0.001,
+        "weight_decay": 0.0,
+        "epochs": 500,
+        "encoding": "none",
+    }
     for name in NODE_DEFAULTS
 }
 # GAT-sep / GT-sep: hidden 64 (4 heads x 16), 5 residual blocks, Adam lr 1e-3, 300 full-graph steps, chosen on
@@ -117,8 +174,9 @@ HETERO_DEFAULTS = {
 # 2 blocks lr 3e-3 val 89.62). Cost on minesweeper, one thread of a shared 2-core machine: about 0.5 s per
 # epoch (step + evaluation) at 5 blocks, 140-170 s per split (docs/results_graphs.md, section 4).
 # On tolokers (split 0, validation) 3 blocks did better: GAT-sep --layers 3 --lr 3e-3, GT-sep --layers 3.
-HETERO_DEFAULTS.update({name: {**HETERO_DEFAULTS[name], "layers": 5, "lr": 0.001, "epochs": 300}
-                        for name in SEP_MODELS})
+HETERO_DEFAULTS.update(
+    {name: {**HETERO_DEFAULTS[name], "layers": 5, "lr": 0.001, "epochs": 300} for name in SEP_MODELS}
+)
 MAX_DISTANCE = 8  # shortest-path distances above this share one bias (synthetic graphs have diameter <= 39)
 
 
@@ -162,16 +220,20 @@ def _check_node_data(data) -> None:
             raise ValueError(f"the dataset has no {attr}; node classification needs x [N, F] and edge_index [2, E]")
     y = getattr(data, "y", None)
     if y is None:
-        raise ValueError("the dataset has no labels (data.y is missing); node classification needs y [N] "
-                         "with a class id per node")
+        raise ValueError(
+            "the dataset has no labels (data.y is missing); node classification needs y [N] with a class id per node"
+        )
     if y.dim() != 1 or y.numel() != data.x.size(0) or y.is_floating_point():
-        raise ValueError(f"data.y must hold one integer class id per node, shape [{data.x.size(0)}], "
-                         f"got {tuple(y.shape)} {y.dtype}")
+        raise ValueError(
+            f"data.y must hold one integer class id per node, shape [{data.x.size(0)}], got {tuple(y.shape)} {y.dtype}"
+        )
     for mask in ("train_mask", "val_mask", "test_mask"):
         m = getattr(data, mask, None)
         if m is None or m.dtype != torch.bool or m.shape[0] != y.numel() or m.dim() > 2:
-            raise ValueError(f"the dataset needs a bool {mask} of shape [{y.numel()}] or [{y.numel()}, splits] "
-                             "(which nodes train, validate and test)")
+            raise ValueError(
+                f"the dataset needs a bool {mask} of shape [{y.numel()}] or [{y.numel()}, splits] "
+                "(which nodes train, validate and test)"
+            )
         if not bool(m.any(0).all()):
             raise ValueError(f"{mask} selects no node")
         if bool((y[m.any(-1) if m.dim() == 2 else m] < 0).any()):
@@ -183,8 +245,10 @@ def _node_encoding(data, encoding: str, dim: int) -> Tensor | None:
 
     node, spd = parse_encoding(encoding)
     if spd:
-        raise ValueError(f"encoding {encoding!r}: the shortest-path bias is for graph classification (an N x N "
-                         "distance matrix per graph); for nodes use 'none' or one of laplacian, random-walk, degree")
+        raise ValueError(
+            f"encoding {encoding!r}: the shortest-path bias is for graph classification (an N x N "
+            "distance matrix per graph); for nodes use 'none' or one of laplacian, random-walk, degree"
+        )
     return None if node is None else node_encoding(data.edge_index, data.num_nodes, node, dim)
 
 
@@ -241,24 +305,73 @@ class ModelArgs:
 
 def _transformer(a: ModelArgs) -> nn.Module:
     attention = a.attention or ("complete" if a.graph_level or a.max_distance is not None else "edges")
-    return GraphTransformer(a.in_channels, a.hidden, a.num_classes, a.layers, a.heads, a.dropout, pe_dim=a.pe_dim,
-                            sign_flip=a.sign_flip, attention=attention, max_distance=a.max_distance,
-                            graph_level=a.graph_level)
+    return GraphTransformer(
+        a.in_channels,
+        a.hidden,
+        a.num_classes,
+        a.layers,
+        a.heads,
+        a.dropout,
+        pe_dim=a.pe_dim,
+        sign_flip=a.sign_flip,
+        attention=attention,
+        max_distance=a.max_distance,
+        graph_level=a.graph_level,
+    )
 
 
 # One line per model: name -> builder(ModelArgs), called as model(x, edge_index, batch=, pe=, distance=).
 MODELS: dict[str, Callable[[ModelArgs], nn.Module]] = {
-    "gcn": lambda a: GCN(a.in_channels, a.hidden, a.num_classes, num_layers=a.layers, dropout=a.dropout,
-                         pe_dim=a.pe_dim, graph_level=a.graph_level),
-    "gat": lambda a: GAT(a.in_channels, a.hidden, a.num_classes, heads=a.heads, out_heads=a.out_heads,
-                         num_layers=a.layers, dropout=a.dropout, pe_dim=a.pe_dim, graph_level=a.graph_level),
+    "gcn": lambda a: GCN(
+        a.in_channels,
+        a.hidden,
+        a.num_classes,
+        num_layers=a.layers,
+        dropout=a.dropout,
+        pe_dim=a.pe_dim,
+        graph_level=a.graph_level,
+    ),
+    "gat": lambda a: GAT(
+        a.in_channels,
+        a.hidden,
+        a.num_classes,
+        heads=a.heads,
+        out_heads=a.out_heads,
+        num_layers=a.layers,
+        dropout=a.dropout,
+        pe_dim=a.pe_dim,
+        graph_level=a.graph_level,
+    ),
     "transformer": _transformer,
-    "gps": lambda a: GPS(a.in_channels, a.hidden, a.num_classes, a.layers, a.heads, a.dropout, pe_dim=a.pe_dim,
-                         sign_flip=a.sign_flip, max_distance=a.max_distance, graph_level=a.graph_level,
-                         attn_dropout=GPS_ATTN_DROPOUT),
-    **{name: (lambda a, name=name: build_graph_model(
-        name, a.in_channels, a.num_classes, hidden_channels=a.hidden, num_heads=a.heads, num_layers=a.layers,
-        dropout=a.dropout, pe_dim=a.pe_dim, graph_level=a.graph_level)) for name in SEP_MODELS},
+    "gps": lambda a: GPS(
+        a.in_channels,
+        a.hidden,
+        a.num_classes,
+        a.layers,
+        a.heads,
+        a.dropout,
+        pe_dim=a.pe_dim,
+        sign_flip=a.sign_flip,
+        max_distance=a.max_distance,
+        graph_level=a.graph_level,
+        attn_dropout=GPS_ATTN_DROPOUT,
+    ),
+    **{
+        name: (
+            lambda a, name=name: build_graph_model(
+                name,
+                a.in_channels,
+                a.num_classes,
+                hidden_channels=a.hidden,
+                num_heads=a.heads,
+                num_layers=a.layers,
+                dropout=a.dropout,
+                pe_dim=a.pe_dim,
+                graph_level=a.graph_level,
+            )
+        )
+        for name in SEP_MODELS
+    },
 }
 ATTENTION_MODELS = ("transformer",)  # models with a choice of --attention edges|complete
 EDGE_ONLY_MODELS = ("gcn", "gat", *SEP_MODELS)  # models that attend along edges only (no shortest-path bias)
@@ -270,9 +383,21 @@ def _defaults(table: dict, name: str) -> dict:
     return table.get(name) or table.get(name.split("-")[0]) or table["transformer"]
 
 
-def build_model(name: str, in_channels: int, num_classes: int, *, hidden: int, heads: int = 4, layers: int = 2,
-                dropout: float = 0.5, encoding: str = "none", pe_dim: int = 8, graph_level: bool = False,
-                attention: str | None = None, out_heads: int = 1) -> nn.Module:
+def build_model(
+    name: str,
+    in_channels: int,
+    num_classes: int,
+    *,
+    hidden: int,
+    heads: int = 4,
+    layers: int = 2,
+    dropout: float = 0.5,
+    encoding: str = "none",
+    pe_dim: int = 8,
+    graph_level: bool = False,
+    attention: str | None = None,
+    out_heads: int = 1,
+) -> nn.Module:
     """One of :data:`MODELS`, called as ``model(x, edge_index, batch=, pe=, distance=)``.
 
     ``encoding`` (see :func:`graphformer.data.graphs.parse_encoding`) decides what
@@ -285,13 +410,28 @@ def build_model(name: str, in_channels: int, num_classes: int, *, hidden: int, h
         raise ValueError(f"unknown model {name!r}; choose one of {tuple(MODELS)}")
     node, with_spd = parse_encoding(encoding)
     if with_spd and name in EDGE_ONLY_MODELS:
-        raise ValueError(f"the shortest-path encoding is an attention bias over all pairs; {name} attends only "
-                         "along edges. Use --model transformer or gps, or a node encoding")
+        raise ValueError(
+            f"the shortest-path encoding is an attention bias over all pairs; {name} attends only "
+            "along edges. Use --model transformer or gps, or a node encoding"
+        )
     if attention is not None and name not in ATTENTION_MODELS:
-        raise ValueError(f"--attention applies to --model {' / '.join(ATTENTION_MODELS)}; {name} always attends "
-                         "as it is defined")
-    args = ModelArgs(in_channels, num_classes, hidden, heads, layers, dropout, pe_dim if node is not None else 0,
-                     node == "laplacian", MAX_DISTANCE if with_spd else None, graph_level, attention, out_heads)
+        raise ValueError(
+            f"--attention applies to --model {' / '.join(ATTENTION_MODELS)}; {name} always attends as it is defined"
+        )
+    args = ModelArgs(
+        in_channels,
+        num_classes,
+        hidden,
+        heads,
+        layers,
+        dropout,
+        pe_dim if node is not None else 0,
+        node == "laplacian",
+        MAX_DISTANCE if with_spd else None,
+        graph_level,
+        attention,
+        out_heads,
+    )
     return MODELS[name](args)
 
 
@@ -310,39 +450,58 @@ class ClassifyConfig(engine.TrainConfig):
     """
 
     dataset: str = option("Cora", f"one of {', '.join(NODE_DATASETS + GRAPH_DATASETS)}")
-    root: str = option("data", "folder holding <Name>/raw/ind.<name>.* (Planetoid) or <name>.npz / "
-                       "<name>/raw/<name>.npz (heterophilous); nothing is downloaded")
+    root: str = option(
+        "data",
+        "folder holding <Name>/raw/ind.<name>.* (Planetoid) or <name>.npz / "
+        "<name>/raw/<name>.npz (heterophilous); nothing is downloaded",
+    )
     model: str = option("gcn", "the model", choices=tuple(MODELS))
     runs: int = option(10, "runs with seeds seed, seed+1, ...; heterophilous graphs: the first N of the ten splits")
-    epochs: int | None = option(None, "default: 200 (nodes), 100 (graphs), 500 (heterophilous; "
-                                       "300 gat-sep/gt-sep)")
-    lr: float | None = option(None, "default: 0.01 gcn, 0.005 gat/transformer/gps; 0.001 for graphs (gcn 0.01); "
-                              "heterophilous 0.01 gcn/gat, 0.001 transformer/gps/gat-sep/gt-sep")
+    epochs: int | None = option(None, "default: 200 (nodes), 100 (graphs), 500 (heterophilous; 300 gat-sep/gt-sep)")
+    lr: float | None = option(
+        None,
+        "default: 0.01 gcn, 0.005 gat/transformer/gps; 0.001 for graphs (gcn 0.01); "
+        "heterophilous 0.01 gcn/gat, 0.001 transformer/gps/gat-sep/gt-sep",
+    )
     weight_decay: float | None = option(None, "default: 5e-4 (nodes), 0 (graphs, heterophilous)")
     seed: int = option(0, "first seed")
-    hidden: int | None = option(None, "hidden width (per head for gat); default: 16 gcn, 8 gat, 64 (heterophilous: "
-                                "16 per head for gat, else 64)")
-    heads: int | None = option(None, "attention heads; default: 8 gat, 4 transformer/gps",
-                               applies=(lambda c: c.model not in HEADLESS_MODELS, "models with attention heads"))
-    layers: int | None = option(None, "default: 2 (nodes), 3 (graphs), 2 (heterophilous; 5 "
-                                   "gat-sep/gt-sep)")
-    dropout: float | None = option(None, "default: 0.5 gcn/transformer/gps, 0.6 gat; 0 for graphs, 0.2 "
-                                   "heterophilous")
-    encoding: str | None = option(None, f"structural encoding: none, {', '.join(NODE_ENCODINGS)}, shortest-path, "
-                                  "or a node encoding + shortest-path (e.g. degree+shortest-path); default: none for "
-                                  "gcn/gat on nodes and for every model on the heterophilous graphs, random-walk "
-                                  "otherwise",
-                                  metavar="NAME")
+    hidden: int | None = option(
+        None,
+        "hidden width (per head for gat); default: 16 gcn, 8 gat, 64 (heterophilous: 16 per head for gat, else 64)",
+    )
+    heads: int | None = option(
+        None,
+        "attention heads; default: 8 gat, 4 transformer/gps",
+        applies=(lambda c: c.model not in HEADLESS_MODELS, "models with attention heads"),
+    )
+    layers: int | None = option(None, "default: 2 (nodes), 3 (graphs), 2 (heterophilous; 5 gat-sep/gt-sep)")
+    dropout: float | None = option(None, "default: 0.5 gcn/transformer/gps, 0.6 gat; 0 for graphs, 0.2 heterophilous")
+    encoding: str | None = option(
+        None,
+        f"structural encoding: none, {', '.join(NODE_ENCODINGS)}, shortest-path, "
+        "or a node encoding + shortest-path (e.g. degree+shortest-path); default: none for "
+        "gcn/gat on nodes and for every model on the heterophilous graphs, random-walk "
+        "otherwise",
+        metavar="NAME",
+    )
     pe_dim: int = option(8, "width of the node encoding")
-    attention: str | None = option(None, "attend along the edges (default for nodes) or over each graph's complete "
-                                   "graph (default for graphs and with shortest-path)", choices=("edges", "complete"),
-                                   applies=(lambda c: c.model in ATTENTION_MODELS,
-                                            "--model " + " / ".join(ATTENTION_MODELS)))
-    batch_size: int | None = option(None, "graphs per global batch (default: 64)",
-                                    applies=(_graph_level, "graph-level datasets (node-level datasets train on the "
-                                             "whole graph at every step)"))
-    out_heads: int | None = option(None, "heads of GAT's last layer (default: 8 on PubMed as in the GAT paper, "
-                                   "else 1)", applies=(lambda c: c.model == "gat", "--model gat"))
+    attention: str | None = option(
+        None,
+        "attend along the edges (default for nodes) or over each graph's complete "
+        "graph (default for graphs and with shortest-path)",
+        choices=("edges", "complete"),
+        applies=(lambda c: c.model in ATTENTION_MODELS, "--model " + " / ".join(ATTENTION_MODELS)),
+    )
+    batch_size: int | None = option(
+        None,
+        "graphs per global batch (default: 64)",
+        applies=(_graph_level, "graph-level datasets (node-level datasets train on the whole graph at every step)"),
+    )
+    out_heads: int | None = option(
+        None,
+        "heads of GAT's last layer (default: 8 on PubMed as in the GAT paper, else 1)",
+        applies=(lambda c: c.model == "gat", "--model gat"),
+    )
 
     def resolved(self) -> ClassifyConfig:
         """A copy with every None setting replaced by its default."""
@@ -406,12 +565,23 @@ def _node_runs(data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, prog
         raise ValueError(f"--runs {cfg.runs}: {cfg.dataset} has {splits} fixed splits; use --runs {splits} or fewer")
     results, num_params = [], 0
     for r in range(cfg.runs):
-        train_m, val_m, test_m = ((m[:, r] if splits is not None else m).to(dev)
-                                  for m in (data.train_mask, data.val_mask, data.test_mask))
+        train_m, val_m, test_m = (
+            (m[:, r] if splits is not None else m).to(dev) for m in (data.train_mask, data.val_mask, data.test_mask)
+        )
         torch.manual_seed(cfg.seed + r)
-        net = build_model(cfg.model, x.size(1), num_classes, hidden=cfg.hidden, heads=cfg.heads, layers=cfg.layers,
-                          dropout=cfg.dropout, encoding=cfg.encoding, pe_dim=cfg.pe_dim, attention=cfg.attention,
-                          out_heads=cfg.out_heads).to(dev)
+        net = build_model(
+            cfg.model,
+            x.size(1),
+            num_classes,
+            hidden=cfg.hidden,
+            heads=cfg.heads,
+            layers=cfg.layers,
+            dropout=cfg.dropout,
+            encoding=cfg.encoding,
+            pe_dim=cfg.pe_dim,
+            attention=cfg.attention,
+            out_heads=cfg.out_heads,
+        ).to(dev)
         num_params = sum(p.numel() for p in net.parameters())
         graph = net.prepare(data.edge_index.to(dev), x.size(0))
         start = time.perf_counter()
@@ -421,15 +591,31 @@ def _node_runs(data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, prog
 
         def evaluate(model, graph=graph, val_m=val_m, test_m=test_m):
             out = model(x, graph, pe=pe).float()
-            return {"val": _score(metric, out[val_m], y[val_m]),
-                    "val_loss": float(F.cross_entropy(out[val_m], y[val_m])),
-                    "test": _score(metric, out[test_m], y[test_m])}
+            return {
+                "val": _score(metric, out[val_m], y[val_m]),
+                "val_loss": float(F.cross_entropy(out[val_m], y[val_m])),
+                "test": _score(metric, out[test_m], y[test_m]),
+            }
 
-        fit = engine.fit(net, _fit_config(cfg, cfg.seed + r), ctx, loss_fn=loss_fn, evaluate=evaluate,
-                         monitor=("val", "val_loss"), mode=("max", "min"), progress=progress,
-                         desc=f"{cfg.model} run {r + 1}/{cfg.runs}", log=lambda line: None)
-        record = {"seed": cfg.seed + r, "best_epoch": fit.best_epoch, f"val_{metric}": fit.best["val"],
-                  f"test_{metric}": fit.best["test"], "seconds": time.perf_counter() - start}
+        fit = engine.fit(
+            net,
+            _fit_config(cfg, cfg.seed + r),
+            ctx,
+            loss_fn=loss_fn,
+            evaluate=evaluate,
+            monitor=("val", "val_loss"),
+            mode=("max", "min"),
+            progress=progress,
+            desc=f"{cfg.model} run {r + 1}/{cfg.runs}",
+            log=lambda line: None,
+        )
+        record = {
+            "seed": cfg.seed + r,
+            "best_epoch": fit.best_epoch,
+            f"val_{metric}": fit.best["val"],
+            f"test_{metric}": fit.best["test"],
+            "seconds": time.perf_counter() - start,
+        }
         if splits is not None:
             record["split"] = r
         results.append(record)
@@ -442,8 +628,9 @@ def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool
     if not graphs:
         raise ValueError("graph classification needs at least one graph")
     if any(getattr(g, "y", None) is None for g in graphs):
-        raise ValueError("some graphs have no label (g.y is missing); graph classification needs one class id "
-                         "per graph")
+        raise ValueError(
+            "some graphs have no label (g.y is missing); graph classification needs one class id per graph"
+        )
     graphs = add_encodings(list(graphs), cfg.encoding, cfg.pe_dim, MAX_DISTANCE)
     labels = torch.cat([g.y.view(-1) for g in graphs]).long()
     num_classes = int(labels.max()) + 1
@@ -458,7 +645,7 @@ def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool
 
     def batches(idx):  # this process's share of the graphs, in order
         mine = idx[list(engine.shard(len(idx), ctx))]
-        return [collate([graphs[i] for i in mine[k:k + 256]]) for k in range(0, len(mine), 256)]
+        return [collate([graphs[i] for i in mine[k : k + 256]]) for k in range(0, len(mine), 256)]
 
     eval_batches = {"val": batches(val_idx), "test": batches(test_idx)}
 
@@ -479,48 +666,138 @@ def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool
     results, num_params = [], 0
     for r in range(cfg.runs):
         torch.manual_seed(cfg.seed + r)
-        net = build_model(cfg.model, graphs[0].x.size(1), num_classes, hidden=cfg.hidden, heads=cfg.heads,
-                          layers=cfg.layers, dropout=cfg.dropout, encoding=cfg.encoding, pe_dim=cfg.pe_dim,
-                          graph_level=True, attention=cfg.attention).to(dev)
+        net = build_model(
+            cfg.model,
+            graphs[0].x.size(1),
+            num_classes,
+            hidden=cfg.hidden,
+            heads=cfg.heads,
+            layers=cfg.layers,
+            dropout=cfg.dropout,
+            encoding=cfg.encoding,
+            pe_dim=cfg.pe_dim,
+            graph_level=True,
+            attention=cfg.attention,
+        ).to(dev)
         num_params = sum(p.numel() for p in net.parameters())
         start = time.perf_counter()
-        fit = engine.fit(net, _fit_config(cfg, cfg.seed + r), ctx,
-                         loss_fn=lambda model, b: F.cross_entropy(forward(model, b).float(), b.y.to(dev)),
-                         train_size=len(train_idx), get_batch=lambda i: collate([graphs[j] for j in train_idx[i]]),
-                         evaluate=evaluate, monitor=("val", "val_loss"), mode=("max", "min"), progress=progress,
-                         desc=f"{cfg.model} run {r + 1}/{cfg.runs}", log=lambda line: None)
-        results.append({"seed": cfg.seed + r, "best_epoch": fit.best_epoch, "val_accuracy": fit.best["val"],
-                        "test_accuracy": fit.best["test"], "seconds": time.perf_counter() - start})
+        fit = engine.fit(
+            net,
+            _fit_config(cfg, cfg.seed + r),
+            ctx,
+            loss_fn=lambda model, b: F.cross_entropy(forward(model, b).float(), b.y.to(dev)),
+            train_size=len(train_idx),
+            get_batch=lambda i: collate([graphs[j] for j in train_idx[i]]),
+            evaluate=evaluate,
+            monitor=("val", "val_loss"),
+            mode=("max", "min"),
+            progress=progress,
+            desc=f"{cfg.model} run {r + 1}/{cfg.runs}",
+            log=lambda line: None,
+        )
+        results.append(
+            {
+                "seed": cfg.seed + r,
+                "best_epoch": fit.best_epoch,
+                "val_accuracy": fit.best["val"],
+                "test_accuracy": fit.best["test"],
+                "seconds": time.perf_counter() - start,
+            }
+        )
     return results, num_params
 
 
 def _config_record(cfg: ClassifyConfig) -> dict:
-    keys = ["model", "hidden", "heads", "layers", "dropout", "lr", "weight_decay", "epochs", "encoding", "pe_dim",
-            "seed", "device", "precision", "optimizer", "schedule", "warmup_steps", "grad_clip", "patience",
-            "threads"]
+    keys = [
+        "model",
+        "hidden",
+        "heads",
+        "layers",
+        "dropout",
+        "lr",
+        "weight_decay",
+        "epochs",
+        "encoding",
+        "pe_dim",
+        "seed",
+        "device",
+        "precision",
+        "optimizer",
+        "schedule",
+        "warmup_steps",
+        "grad_clip",
+        "patience",
+        "threads",
+    ]
     record = {k: getattr(cfg, k) for k in keys}
     record["num_runs"] = cfg.runs
     return record
 
 
-def _legacy_config(model: str, kind: str, runs: int, epochs, seed: int, lr, weight_decay, hidden, heads, layers,
-                   dropout, encoding, pe_dim: int, attention, extra: dict) -> ClassifyConfig:
+def _legacy_config(
+    model: str,
+    kind: str,
+    runs: int,
+    epochs,
+    seed: int,
+    lr,
+    weight_decay,
+    hidden,
+    heads,
+    layers,
+    dropout,
+    encoding,
+    pe_dim: int,
+    attention,
+    extra: dict,
+) -> ClassifyConfig:
     dataset = {"node": "karate", "graph": "synthetic-structures"}[kind]
-    cfg = ClassifyConfig(dataset=dataset, model=model, runs=runs, epochs=epochs, seed=seed, lr=lr,
-                         weight_decay=weight_decay, hidden=hidden, heads=heads, layers=layers, dropout=dropout,
-                         encoding=encoding, pe_dim=pe_dim, attention=attention, **extra)
+    cfg = ClassifyConfig(
+        dataset=dataset,
+        model=model,
+        runs=runs,
+        epochs=epochs,
+        seed=seed,
+        lr=lr,
+        weight_decay=weight_decay,
+        hidden=hidden,
+        heads=heads,
+        layers=layers,
+        dropout=dropout,
+        encoding=encoding,
+        pe_dim=pe_dim,
+        attention=attention,
+        **extra,
+    )
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {tuple(MODELS)}")
     return _resolve(cfg, None, applicable=False)  # the Python functions share keyword arguments across models
 
 
-def train_node_classifier(data, model: str = "gcn", *, runs: int = 1, epochs: int | None = None, seed: int = 0,
-                          lr: float | None = None, weight_decay: float | None = None, hidden: int | None = None,
-                          heads: int | None = None, layers: int | None = None, dropout: float | None = None,
-                          encoding: str | None = None, pe_dim: int = 8, attention: str | None = None,
-                          out_heads: int = 1, progress: bool = False, metric: str = "accuracy",
-                          device: str = "auto", precision: str = "fp32", threads: int | None = None,
-                          defaults: str = "node") -> dict:
+def train_node_classifier(
+    data,
+    model: str = "gcn",
+    *,
+    runs: int = 1,
+    epochs: int | None = None,
+    seed: int = 0,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    hidden: int | None = None,
+    heads: int | None = None,
+    layers: int | None = None,
+    dropout: float | None = None,
+    encoding: str | None = None,
+    pe_dim: int = 8,
+    attention: str | None = None,
+    out_heads: int = 1,
+    progress: bool = False,
+    metric: str = "accuracy",
+    device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    defaults: str = "node",
+) -> dict:
     """Train ``model`` on one graph with train/val/test masks, ``runs`` times; return the metrics.
 
     Options left as None take the model's defaults (:data:`NODE_DEFAULTS`: the
@@ -536,13 +813,46 @@ def train_node_classifier(data, model: str = "gcn", *, runs: int = 1, epochs: in
     """
     if metric not in ("accuracy", "roc_auc"):
         raise ValueError(f"metric must be 'accuracy' or 'roc_auc', got {metric!r}")
-    cfg = _legacy_config(model, "node", runs, epochs, seed, lr, weight_decay, hidden, heads, layers, dropout,
-                         encoding, pe_dim, attention, {"device": device, "precision": precision, "threads": threads})
+    cfg = _legacy_config(
+        model,
+        "node",
+        runs,
+        epochs,
+        seed,
+        lr,
+        weight_decay,
+        hidden,
+        heads,
+        layers,
+        dropout,
+        encoding,
+        pe_dim,
+        attention,
+        {"device": device, "precision": precision, "threads": threads},
+    )
     if defaults == "heterophilous":
-        cfg = _resolve(dataclasses.replace(cfg, dataset="minesweeper", **{
-            k: None for k, v in (("epochs", epochs), ("lr", lr), ("weight_decay", weight_decay), ("hidden", hidden),
-                                 ("heads", heads), ("layers", layers), ("dropout", dropout),
-                                 ("encoding", encoding)) if v is None}), None, applicable=False)
+        cfg = _resolve(
+            dataclasses.replace(
+                cfg,
+                dataset="minesweeper",
+                **{
+                    k: None
+                    for k, v in (
+                        ("epochs", epochs),
+                        ("lr", lr),
+                        ("weight_decay", weight_decay),
+                        ("hidden", hidden),
+                        ("heads", heads),
+                        ("layers", layers),
+                        ("dropout", dropout),
+                        ("encoding", encoding),
+                    )
+                    if v is None
+                },
+            ),
+            None,
+            applicable=False,
+        )
     cfg = dataclasses.replace(cfg, out_heads=out_heads)
     return _train_nodes(data, cfg, metric, progress)
 
@@ -550,22 +860,45 @@ def train_node_classifier(data, model: str = "gcn", *, runs: int = 1, epochs: in
 def _train_nodes(data, cfg: ClassifyConfig, metric: str, progress: bool) -> dict:
     with engine.distributed(cfg.device) as ctx:
         if ctx.distributed:
-            raise ValueError(f"{cfg.dataset} is one graph: node classification trains on the whole graph at every "
-                             "step, on one process; start it without torchrun")
+            raise ValueError(
+                f"{cfg.dataset} is one graph: node classification trains on the whole graph at every "
+                "step, on one process; start it without torchrun"
+            )
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         results, num_params = _node_runs(data, cfg, metric, ctx, progress)
-    return {**_summary(results, metric), "metric": metric, "runs": results, "num_parameters": num_params,
-            "config": {**_config_record(cfg), "out_heads": cfg.out_heads, "device": str(ctx.device)}}
+    return {
+        **_summary(results, metric),
+        "metric": metric,
+        "runs": results,
+        "num_parameters": num_params,
+        "config": {**_config_record(cfg), "out_heads": cfg.out_heads, "device": str(ctx.device)},
+    }
 
 
-def train_graph_classifier(graphs, model: str = "transformer", *, runs: int = 1, epochs: int | None = None,
-                           seed: int = 0, lr: float | None = None, weight_decay: float | None = None,
-                           hidden: int | None = None, heads: int | None = None, layers: int | None = None,
-                           dropout: float | None = None, encoding: str | None = None, pe_dim: int = 8,
-                           attention: str | None = None, batch_size: int = 64, split_seed: int = 0,
-                           progress: bool = False, device: str = "auto", precision: str = "fp32",
-                           threads: int | None = None) -> dict:
+def train_graph_classifier(
+    graphs,
+    model: str = "transformer",
+    *,
+    runs: int = 1,
+    epochs: int | None = None,
+    seed: int = 0,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    hidden: int | None = None,
+    heads: int | None = None,
+    layers: int | None = None,
+    dropout: float | None = None,
+    encoding: str | None = None,
+    pe_dim: int = 8,
+    attention: str | None = None,
+    batch_size: int = 64,
+    split_seed: int = 0,
+    progress: bool = False,
+    device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+) -> dict:
     """Train a graph classifier on a list of small graphs (PyG ``Data`` with ``y`` ``[1]``); return the metrics.
 
     The graphs are split 60/20/20 (seeded by ``split_seed``, the same for
@@ -579,11 +912,26 @@ def train_graph_classifier(graphs, model: str = "transformer", *, runs: int = 1,
     if not graphs:
         raise ValueError("graph classification needs at least one graph")
     if any(getattr(g, "y", None) is None for g in graphs):
-        raise ValueError("some graphs have no label (g.y is missing); graph classification needs one class id "
-                         "per graph")
-    cfg = _legacy_config(model, "graph", runs, epochs, seed, lr, weight_decay, hidden, heads, layers, dropout,
-                         encoding, pe_dim, attention, {"device": device, "precision": precision, "threads": threads,
-                                                       "batch_size": batch_size})
+        raise ValueError(
+            "some graphs have no label (g.y is missing); graph classification needs one class id per graph"
+        )
+    cfg = _legacy_config(
+        model,
+        "graph",
+        runs,
+        epochs,
+        seed,
+        lr,
+        weight_decay,
+        hidden,
+        heads,
+        layers,
+        dropout,
+        encoding,
+        pe_dim,
+        attention,
+        {"device": device, "precision": precision, "threads": threads, "batch_size": batch_size},
+    )
     return _train_graphs(graphs, cfg, progress, split_seed)
 
 
@@ -592,9 +940,19 @@ def _train_graphs(graphs, cfg: ClassifyConfig, progress: bool, split_seed: int =
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         results, num_params = _graph_runs(graphs, cfg, ctx, progress and ctx.is_main, split_seed)
-    return {**_summary(results, "accuracy"), "metric": "accuracy", "runs": results, "num_parameters": num_params,
-            "config": {**_config_record(cfg), "batch_size": cfg.batch_size, "attention": cfg.attention,
-                       "processes": ctx.world_size, "device": str(ctx.device)}}
+    return {
+        **_summary(results, "accuracy"),
+        "metric": "accuracy",
+        "runs": results,
+        "num_parameters": num_params,
+        "config": {
+            **_config_record(cfg),
+            "batch_size": cfg.batch_size,
+            "attention": cfg.attention,
+            "processes": ctx.world_size,
+            "device": str(ctx.device),
+        },
+    }
 
 
 # ------------------------------------------------------------------- CLI
@@ -626,6 +984,8 @@ def run(args: argparse.Namespace) -> dict:
         out.prepare()
         out.save_json("metrics.json", metrics)
         name = metrics["metric"].replace("roc_auc", "ROC AUC").replace("accuracy", "accuracy")
-        print(f"{cfg.dataset} {cfg.model}: test {name} {100 * metrics[metrics['metric'] + '_mean']:.1f} "
-              f"± {100 * metrics[metrics['metric'] + '_std']:.1f} over {cfg.runs} run(s)")
+        print(
+            f"{cfg.dataset} {cfg.model}: test {name} {100 * metrics[metrics['metric'] + '_mean']:.1f} "
+            f"± {100 * metrics[metrics['metric'] + '_std']:.1f} over {cfg.runs} run(s)"
+        )
     return metrics
