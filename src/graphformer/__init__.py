@@ -12,7 +12,7 @@ from .layers import ConvFeedForward, FeedForward, GraphformerDecoderLayer, Graph
 from .scores import Score, available_scores, register_score, registered_score, unregister_score
 from .structure import SparseGraph
 
-__version__ = "0.1.0"  # the one version source: pyproject.toml reads it ([tool.setuptools.dynamic])
+__version__ = "0.2.0"  # the one version source: pyproject.toml reads it ([tool.setuptools.dynamic])
 
 __all__ = [
     "AttentionWeights",
