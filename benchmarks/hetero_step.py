@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,9 @@ from torch import nn
 
 from graphformer.data.heterophilous import load_heterophilous
 from graphformer.models.graph import GAT, GATSep
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from graph_epoch import paired  # noqa: E402  (the graph-epoch benchmark's paired timing, in ms)
 
 
 class PygGAT(nn.Module):
@@ -127,25 +130,6 @@ def step_fn(model: nn.Module, x, edge_index, y, train):
     return step
 
 
-def paired(a, b, repeats: int, warmup: int = 2) -> tuple[float, float, float]:
-    """Median time of ``a`` and ``b`` (s) and the median of the paired ratios a / b, alternating the order."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb, ratios = [], [], []
-    for i in range(repeats):
-        order = (a, b) if i % 2 == 0 else (b, a)
-        times = {}
-        for fn in order:
-            start = time.perf_counter()
-            fn()
-            times[fn] = time.perf_counter() - start
-        ta.append(times[a])
-        tb.append(times[b])
-        ratios.append(times[a] / times[b])
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Time both cases and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -187,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         n_ours = sum(p.numel() for p in ours.parameters())
         n_ref = sum(p.numel() for p in ref.parameters())
-        t_ours, t_ref, ratio = paired(step_fn(ours, x, ei, y, train), step_fn(ref, x, ei, y, train), args.repeats)
+        ms_ours, ms_ref, ratio = paired(step_fn(ours, x, ei, y, train), step_fn(ref, x, ei, y, train), args.repeats, 2)
+        t_ours, t_ref = ms_ours / 1000, ms_ref / 1000  # seconds per step
         print(f"| {name} | {n_ours} / {n_ref} | {t_ours:.3f} | {t_ref:.3f} | {ratio:.2f} |", flush=True)
 
 

@@ -86,3 +86,23 @@ def load_script(name: str, folder: str = "examples"):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# ------------------------------------------------------------ forecasting models
+FORECAST_DIMS = (4, 24, 12, 5, 4)  # B windows, L look-back, H horizon, V variables, F time features
+
+
+def forecast_inputs(seed: int = 0):
+    """x ``[B, L, V]``, x_mark ``[B, L, F]``, y_mark ``[B, H, F]`` of :data:`FORECAST_DIMS`."""
+    B, L, H, V, F = FORECAST_DIMS  # noqa: N806
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, L, V, generator=g) * 3 + 2
+    return x, torch.rand(B, L, F, generator=g) - 0.5, torch.rand(B, H, F, generator=g) - 0.5
+
+
+def path_graph():
+    """The path 0 -> 1 -> ... -> 4 over five variables, with self-loops."""
+    # 0 -> 1 -> 2 -> 3 -> 4 plus self-loops
+    src = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 4])
+    dst = torch.tensor([1, 2, 3, 4, 0, 1, 2, 3, 4])
+    return torch.stack([src, dst])

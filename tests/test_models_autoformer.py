@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import FORECAST_DIMS, forecast_inputs
 from graphformer.layers import GraphformerLayer
 from graphformer.models import (
     AutoCorrelation,
@@ -16,20 +17,7 @@ from graphformer.models.autoformer import (
     circulant_edge_index,
 )
 
-B, L, H, V, F = 4, 24, 12, 5, 4
-
-
-def _inputs(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, L, V, generator=g) * 3 + 2
-    return x, torch.rand(B, L, F, generator=g) - 0.5, torch.rand(B, H, F, generator=g) - 0.5
-
-
-def _path_graph():
-    # 0 -> 1 -> 2 -> 3 -> 4 plus self-loops
-    src = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 4])
-    dst = torch.tensor([1, 2, 3, 4, 0, 1, 2, 3, 4])
-    return torch.stack([src, dst])
+B, L, H, V, F = FORECAST_DIMS
 
 
 def test_fft_autocorrelation_equals_the_direct_sum():
@@ -119,7 +107,7 @@ def test_autoformer_structure():
         assert isinstance(layer.norm1, SeasonalPart) and isinstance(layer.norm2, SeasonalPart)
         assert layer.feedforward.linear1.bias is None
     assert len(model.decoder) == 1 and isinstance(model.decoder[0], AutoformerDecoderLayer)
-    x, x_mark, y_mark = _inputs()
+    x, x_mark, y_mark = forecast_inputs()
     y = model(x, x_mark, y_mark)
     assert y.shape == (B, H, V)
     y.sum().backward()

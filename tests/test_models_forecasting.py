@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import graphformer as gf
+from conftest import FORECAST_DIMS, forecast_inputs, path_graph
 from graphformer.data import correlation_knn_edges, load_series, prepare_forecast_data
 from graphformer.models import (
     GraphPriorForecaster,
@@ -13,20 +14,7 @@ from graphformer.models import (
     normalize,
 )
 
-B, L, H, V, F = 4, 24, 12, 5, 4
-
-
-def _inputs(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, L, V, generator=g) * 3 + 2
-    return x, torch.rand(B, L, F, generator=g) - 0.5, torch.rand(B, H, F, generator=g) - 0.5
-
-
-def _path_graph():
-    # 0 -> 1 -> 2 -> 3 -> 4 plus self-loops
-    src = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 4])
-    dst = torch.tensor([1, 2, 3, 4, 0, 1, 2, 3, 4])
-    return torch.stack([src, dst])
+B, L, H, V, F = FORECAST_DIMS
 
 
 def _models():
@@ -36,18 +24,16 @@ def _models():
         "temporal": TemporalTransformer(L, H, V, F, **small),
         "temporal-causal": TemporalTransformer(L, H, V, F, causal=True, **small),
         "patch": PatchTransformer(L, H, patch_len=8, stride=4, **small),
-        "graph-dot": GraphPriorForecaster(L, H, _path_graph(), V, **small),
-        "graph-gcn": GraphPriorForecaster(L, H, _path_graph(), V, score="gcn", **small),
-        "graph-additive-mix": GraphPriorForecaster(
-            L, H, _path_graph(), V, score="additive", mix_complete=True, **small
-        ),
+        "graph-dot": GraphPriorForecaster(L, H, path_graph(), V, **small),
+        "graph-gcn": GraphPriorForecaster(L, H, path_graph(), V, score="gcn", **small),
+        "graph-additive-mix": GraphPriorForecaster(L, H, path_graph(), V, score="additive", mix_complete=True, **small),
     }
 
 
 @pytest.mark.parametrize("name", list(_models()))
 def test_output_shapes_and_gradients(name):
     model = _models()[name]
-    x, x_mark, y_mark = _inputs()
+    x, x_mark, y_mark = forecast_inputs()
     y = model(x, x_mark, y_mark)
     assert y.shape == (B, H, V) and torch.isfinite(y).all()
     y.square().mean().backward()
@@ -56,7 +42,7 @@ def test_output_shapes_and_gradients(name):
 
 
 def test_normalize_roundtrip_and_statistics():
-    x, _, _ = _inputs()
+    x, _, _ = forecast_inputs()
     z, stats = normalize(x)
     torch.testing.assert_close(z.mean(1), torch.zeros(B, V), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(1, unbiased=False), torch.ones(B, V), atol=1e-4, rtol=0)
@@ -68,7 +54,7 @@ def test_normalize_roundtrip_and_statistics():
 @pytest.mark.parametrize("name", ["itransformer", "patch", "graph-dot", "temporal"])
 def test_instance_norm_makes_forecasts_affine_equivariant(name):
     model = _models()[name].eval()
-    x, x_mark, y_mark = _inputs()
+    x, x_mark, y_mark = forecast_inputs()
     with torch.no_grad():
         base = model(x, x_mark, y_mark)
         moved = model(10.0 * x - 7.0, x_mark, y_mark)
@@ -78,7 +64,7 @@ def test_instance_norm_makes_forecasts_affine_equivariant(name):
 def test_itransformer_is_permutation_equivariant_over_variables():
     # the variables are the nodes of a complete graph: no node is first
     model = ITransformer(L, H, d_model=16, num_heads=2, d_ff=32).eval()
-    x, x_mark, _ = _inputs()
+    x, x_mark, _ = forecast_inputs()
     perm = torch.tensor([3, 0, 4, 1, 2])
     with torch.no_grad():
         torch.testing.assert_close(model(x[..., perm], x_mark), model(x, x_mark)[..., perm], atol=1e-5, rtol=1e-5)
@@ -86,7 +72,7 @@ def test_itransformer_is_permutation_equivariant_over_variables():
 
 def test_itransformer_time_feature_tokens_join_the_graph():
     model = ITransformer(L, H, d_model=16, num_heads=2, d_ff=32).eval()
-    x, x_mark, _ = _inputs()
+    x, x_mark, _ = forecast_inputs()
     with torch.no_grad():
         assert not torch.allclose(model(x, x_mark), model(x))
         assert model(x, x_mark).shape == (B, H, V)  # time-feature tokens are not forecast
@@ -107,7 +93,7 @@ def test_itransformer_matches_a_torch_nn_reference():
             ref.norm1.load_state_dict(lay.norm1.state_dict())
             ref.norm2.load_state_dict(lay.norm2.state_dict())
         layers.append(ref.eval())
-    x, x_mark, _ = _inputs()
+    x, x_mark, _ = forecast_inputs()
     mean = x.mean(1, keepdim=True)
     std = torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-5)
     tokens = torch.cat([(x - mean) / std, x_mark], -1).transpose(1, 2)
@@ -120,7 +106,7 @@ def test_itransformer_matches_a_torch_nn_reference():
 
 
 def test_temporal_causal_graph_hides_later_steps():
-    x, x_mark, y_mark = _inputs()
+    x, x_mark, y_mark = forecast_inputs()
     later = y_mark.clone()
     later[:, -1] += 1.0  # only the calendar of the last horizon step changes
     models = _models()
@@ -147,19 +133,19 @@ def test_patch_transformer_patches_and_channel_independence():
 
 def test_graph_prior_messages_follow_the_graph():
     one_layer = dict(d_model=16, num_heads=2, d_ff=32, num_layers=1)
-    x, _, _ = _inputs()
+    x, _, _ = forecast_inputs()
     changed = x.clone()
     changed[:, :, 4] += torch.randn(B, L)  # the last node of the path 0 -> ... -> 4
-    sparse = GraphPriorForecaster(L, H, _path_graph(), V, **one_layer).eval()
-    mixed = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, **one_layer).eval()
+    sparse = GraphPriorForecaster(L, H, path_graph(), V, **one_layer).eval()
+    mixed = GraphPriorForecaster(L, H, path_graph(), V, mix_complete=True, **one_layer).eval()
     with torch.no_grad():
         torch.testing.assert_close(sparse(x)[..., :4], sparse(changed)[..., :4])  # nothing flows back
         assert not torch.allclose(mixed(x)[..., 0], mixed(changed)[..., 0])  # the complete graph reaches 0
 
 
 def test_graph_prior_batches_windows_as_disjoint_graphs():
-    model = GraphPriorForecaster(L, H, _path_graph(), V, score="gcn", d_model=16, num_heads=2, d_ff=32).eval()
-    x, _, _ = _inputs()
+    model = GraphPriorForecaster(L, H, path_graph(), V, score="gcn", d_model=16, num_heads=2, d_ff=32).eval()
+    x, _, _ = forecast_inputs()
     with torch.no_grad():
         whole = model(x)
         alone = torch.cat([model(x[b : b + 1]) for b in range(B)])
@@ -174,12 +160,12 @@ def test_graph_prior_batches_windows_as_disjoint_graphs():
 def test_graph_prior_cache_follows_load_state_dict(mix_complete):
     """The batched graph is derived state: after load_state_dict the model answers for the loaded prior."""
     kw = {"score": "gcn", "d_model": 16, "num_heads": 2, "d_ff": 32, "mix_complete": mix_complete}
-    path = _path_graph()
+    path = path_graph()
     star = torch.stack([torch.zeros(path.size(1), dtype=torch.long), path[1]])  # as many edges, another graph
     star[0, star[1] == 0] = 1
     source = GraphPriorForecaster(L, H, star, V, **kw).eval()
     target = GraphPriorForecaster(L, H, path, V, **kw).eval()
-    x, _, _ = _inputs()
+    x, _, _ = forecast_inputs()
     with torch.no_grad():
         before = target(x)  # fills the cache with the path graph
         assert "_graphs" not in str(list(target.state_dict()))  # the cache is not part of the state
@@ -198,7 +184,7 @@ def test_graph_prior_cache_follows_load_state_dict(mix_complete):
 
 
 def test_graph_prior_loads_checkpoints_with_the_older_mixed_layer_names():
-    model = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32).eval()
+    model = GraphPriorForecaster(L, H, path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32).eval()
     new_names = {
         "local_attn.": "graph_attn.",
         "global_attn.": "complete_attn.",
@@ -211,7 +197,7 @@ def test_graph_prior_loads_checkpoints_with_the_older_mixed_layer_names():
             key = key.replace(f".{new}", f".{old}") if key.startswith("layers.") else key
         old_state[key] = value + 0.01 if value.is_floating_point() else value
     assert any(".graph_attn." in k for k in old_state) and not any(".local_attn." in k for k in old_state)
-    fresh = GraphPriorForecaster(L, H, _path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32)
+    fresh = GraphPriorForecaster(L, H, path_graph(), V, mix_complete=True, d_model=16, num_heads=2, d_ff=32)
     fresh.load_state_dict(old_state)  # strict: every key found under its new name
     expected = model.layers[0].local_attn.q_proj.weight + 0.01
     torch.testing.assert_close(fresh.layers[0].local_attn.q_proj.weight, expected)
@@ -227,7 +213,7 @@ def test_graph_prior_equivariant_under_relabelling():
     ).eval()
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("edge_")}
     relabelled.load_state_dict(state, strict=False)
-    x, _, _ = _inputs()
+    x, _, _ = forecast_inputs()
     with torch.no_grad():
         torch.testing.assert_close(relabelled(x[..., perm]), model(x)[..., perm], atol=1e-5, rtol=1e-5)
 
@@ -236,9 +222,9 @@ def test_graph_prior_rejects_bad_graphs():
     with pytest.raises(ValueError, match="refers to node"):
         GraphPriorForecaster(L, H, torch.tensor([[0, 7], [1, 2]]), V)
     with pytest.raises(ValueError, match="one entry per edge"):
-        GraphPriorForecaster(L, H, _path_graph(), V, edge_weight=torch.ones(3))
+        GraphPriorForecaster(L, H, path_graph(), V, edge_weight=torch.ones(3))
     with pytest.raises(ValueError, match="score must be"):
-        GraphPriorForecaster(L, H, _path_graph(), V, score="cosine")
+        GraphPriorForecaster(L, H, path_graph(), V, score="cosine")
 
 
 def test_wrong_input_shapes_are_explained():

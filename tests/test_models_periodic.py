@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import FORECAST_DIMS
 from graphformer.attention import GraphAttention
 from graphformer.data import cycle_phase, prepare_forecast_data
 from graphformer.models import (
@@ -13,14 +14,7 @@ from graphformer.models import (
     normalize,
 )
 
-B, L, H, V, F = 4, 24, 12, 5, 4
-
-
-def _path_graph():
-    # 0 -> 1 -> 2 -> 3 -> 4 plus self-loops
-    src = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 4])
-    dst = torch.tensor([1, 2, 3, 4, 0, 1, 2, 3, 4])
-    return torch.stack([src, dst])
+B, L, H, V, F = FORECAST_DIMS
 
 
 # ------------------------------------------------------------ periodic priors
