@@ -107,6 +107,25 @@ def test_param_groups_decay_only_matrices():
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.9, 0.99)
 
 
+def test_cpu_optimizer_is_fused_and_steps_as_the_loop():
+    """On CPU the fused AdamW kernel: the same update as the per-parameter loop (nanoGPT's CPU choice)."""
+    torch.manual_seed(3)
+    fused_model = GPT(small())
+    loop_model = GPT(small())
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = fused_model.configure_optimizers(0.1, 1e-2, (0.9, 0.99), "cpu")
+    loop = torch.optim.AdamW(loop_model.param_groups(0.1), lr=1e-2, betas=(0.9, 0.99), foreach=False)
+    assert fused.defaults["fused"] is True
+    for _ in range(4):
+        x, y = torch.randint(11, (4, 16)), torch.randint(11, (4, 16))
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model(x, y)[1].backward()
+            opt.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 # ----------------------------------------------------------------- cache
 @pytest.mark.parametrize("attention,window", [("full", None), ("window", 3), ("window", 0)])
 def test_cached_logits_equal_recomputation(attention, window):

@@ -64,7 +64,10 @@ class FeedForward(nn.Module):
         self.activation = _activation(activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+        h = self.activation(self.linear1(x))
+        if self.training and self.dropout.p > 0:  # (in eval, or at p = 0, dropout is the identity)
+            h = self.dropout(h)
+        return self.linear2(h)
 
 
 class ConvFeedForward(nn.Module):
