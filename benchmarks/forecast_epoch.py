@@ -17,6 +17,10 @@ the median of the per-round (paired) ratios against the reference.
 * ``graphformer+fused-adam``: the same model and batches with
   ``torch.optim.Adam(..., fused=True)`` (one kernel per parameter and step
   instead of about ten), the per-step overhead this benchmark found;
+* ``graphformer+fused-adam+bf16`` (with ``--bf16``): the same under
+  ``torch.autocast("cpu", torch.bfloat16)``, as ``--precision bf16`` trains
+  (matrix products in bfloat16, on AMX / AVX-512-BF16 units where the CPU
+  has them);
 * ``rebuilt reference``: the reference model's structure rebuilt from plain
   torch modules (``scripts/forecast_results.py``), fed the reference way
   (float64 numpy windows collated per item); always available;
@@ -63,15 +67,17 @@ def _limit(loader, max_steps: int | None):
         yield batch
 
 
-def our_epoch(model: nn.Module, optimizer, loader, max_steps: int | None) -> tuple[float, int]:
-    """The training loop of ``graphformer forecast`` (one epoch): seconds and steps."""
+def our_epoch(model: nn.Module, optimizer, loader, max_steps: int | None, bf16: bool = False) -> tuple[float, int]:
+    """The training loop of ``graphformer forecast`` (one epoch; ``bf16``: ``--precision bf16``): seconds and steps."""
     loss_fn = nn.MSELoss()
     model.train()
     steps = 0
     start = time.perf_counter()
     for x, y, x_mark, y_mark in _limit(loader, max_steps):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x, x_mark, y_mark), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = model(x, x_mark, y_mark)
+        loss = loss_fn(pred.float(), y)
         loss.backward()
         optimizer.step()
         loss.item()
@@ -193,6 +199,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seq-len", type=int, default=96)
     parser.add_argument("--pred-len", type=int, default=96)
     parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time ours under bfloat16 autocast on the CPU (`graphformer forecast --precision bf16`)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.threads < 1:
         raise SystemExit("--rounds and --threads must be >= 1")
@@ -202,12 +213,15 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_data(cfg)
     torch.manual_seed(0)
     contenders = {}
-    for name, fused in (("graphformer", False), ("graphformer+fused-adam", True)):
+    ours = [("graphformer", False, False), ("graphformer+fused-adam", True, False)]
+    if args.bf16:
+        ours.append(("graphformer+fused-adam+bf16", True, True))
+    for name, fused, bf16 in ours:
         model = ITransformer(args.seq_len, args.pred_len, d_model=args.d_model, num_heads=8, d_ff=args.d_model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused or None)
         gen = torch.Generator().manual_seed(0)
-        contenders[name] = lambda m=model, o=optimizer, g=gen: our_epoch(
-            m, o, data.train.loader(32, True, True, g), args.max_steps
+        contenders[name] = lambda m=model, o=optimizer, g=gen, b=bf16: our_epoch(
+            m, o, data.train.loader(32, True, True, g), args.max_steps, b
         )
     ref_model = _RefITransformer(args.seq_len, args.pred_len, args.d_model, 8, args.d_model, 2)
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=1e-4)
