@@ -278,6 +278,21 @@ def test_bipartite_batch_equals_cross_attention_one_by_one(score, src_sizes, dst
     assert_close(out, torch.cat([layer((s, t)) for s, t in zip(x_src, x_dst)]), torch.float64)
 
 
+@pytest.mark.parametrize("score", SOFTMAX_SCORES + ["mean"])
+def test_bipartite_batch_with_an_empty_side(score):
+    """No source nodes at all: every target receives nothing (the layer's output of a zero message, no NaN);
+    no target nodes: an empty output."""
+    layer = make_layer(score, 2, 2, torch.float64)
+    x_dst, batch_dst = randn(5, 4, seed=1), torch.tensor([0, 0, 1, 1, 1])
+    no_src = (randn(0, 4, seed=2), torch.zeros(0, dtype=torch.long))
+    out = layer((no_src[0], x_dst), batch=(no_src[1], batch_dst))
+    nothing = layer((randn(1, 4, seed=3), x_dst), torch.zeros(2, 0, dtype=torch.long))  # the same targets, no edges
+    assert out.shape == (5, 4) and torch.isfinite(out).all()
+    assert_close(out, nothing, torch.float64)
+    empty = layer((randn(3, 4, seed=4), randn(0, 4, seed=5)), batch=(torch.tensor([0, 0, 1]), no_src[1]))
+    assert empty.shape == (0, 4)
+
+
 @pytest.mark.parametrize("dense", [True, False])
 def test_gcn_bipartite_batch_equals_graphs_one_by_one(dense):
     layer = make_layer("gcn", 1, 2, torch.float64)

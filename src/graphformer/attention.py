@@ -780,7 +780,8 @@ class GraphAttention(nn.Module):
             raise ValueError(f"with batch, x must be [N, d], got shape {tuple(x_src.shape)}")
         _check_batch(batch_src, x_src.size(0), "batch_src" if bipartite else "batch", packed=True)
         _check_batch(batch_dst, x_dst.size(0), "batch_dst" if bipartite else "batch", packed=True)
-        num_graphs = int(max(batch_src.max(), batch_dst.max())) + 1 if batch_dst.numel() else 0
+        ids = [b.max() for b in (batch_src, batch_dst) if b.numel()]  # a side may have no nodes at all
+        num_graphs = int(torch.stack(ids).max()) + 1 if ids else 0
         dense_src, pad_src = to_dense_batch(x_src, batch_src, num_graphs)
         dense_dst, pad_dst = to_dense_batch(x_dst, batch_dst, num_graphs) if bipartite else (dense_src, pad_src)
         out, att = self._dense(
