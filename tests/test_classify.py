@@ -326,6 +326,48 @@ def test_existing_run_needs_overwrite_and_metrics_are_written_atomically(tmp_pat
     assert [r["seed"] for r in json.loads((out / "metrics.json").read_text())["runs"]] == [5, 6]
 
 
+def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, capsys, monkeypatch):
+    """runs.json keeps each finished run; --resume trains only the rest and ends as the uninterrupted command."""
+    import graphformer.classify as classify
+
+    base = ["classify", "--dataset", "karate", "--epochs", "3", "--no-progress", "--threads", "1"]
+    assert cli.main([*base, "--runs", "3", "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+
+    real_fit, calls = classify.engine.fit, []
+
+    def fit_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C during the third run
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    out = tmp_path / "cut"
+    monkeypatch.setattr(classify.engine, "fit", fit_then_interrupt)
+    assert cli.main([*base, "--runs", "3", "--out", str(out)]) == 130
+    monkeypatch.undo()
+    assert not (out / "metrics.json").exists()
+    assert len(json.loads((out / "runs.json").read_text())["runs"]) == 2
+    assert cli.main([*base, "--runs", "3", "--out", str(out)]) == 1  # an existing run needs --resume or --overwrite
+    assert "--resume" in capsys.readouterr().err
+
+    trained = []
+    monkeypatch.setattr(classify.engine, "fit", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
+    assert cli.main([*base, "--runs", "3", "--out", str(out), "--resume"]) == 0
+    assert len(trained) == 1  # only the third run
+    resumed = json.loads((out / "metrics.json").read_text())
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in whole["runs"]]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed["runs"]] == strip
+    assert resumed["accuracy_mean"] == pytest.approx(whole["accuracy_mean"], abs=1e-12)
+
+    assert cli.main([*base, "--runs", "4", "--out", str(out), "--resume"]) == 0  # a larger --runs adds a run
+    assert [r["seed"] for r in json.loads((out / "metrics.json").read_text())["runs"]] == [0, 1, 2, 3]
+    assert cli.main([*base, "--runs", "4", "--out", str(out), "--resume", "--lr", "0.5"]) == 1
+    assert "other settings" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "new"), "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+
+
 def test_roc_auc_matches_scikit_learn():
     metrics = pytest.importorskip("sklearn.metrics")
     from graphformer.classify import roc_auc

@@ -13,7 +13,10 @@ keep the test score of the epoch with the best validation score (ties go to
 the lower validation loss). The score is the accuracy, or the ROC AUC on the
 binary heterophilous graphs (minesweeper, tolokers, questions), as in their
 paper. ``<metric>_mean`` / ``<metric>_std`` summarise the runs (sample
-standard deviation).
+standard deviation). With ``--out`` each finished run is kept in
+``runs.json`` at once; an interrupted command continues with ``--resume``
+(the same result as uninterrupted), and ``--resume`` with a larger
+``--runs`` adds runs.
 
 Datasets:
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import time
@@ -553,7 +557,44 @@ def _fit_config(cfg: ClassifyConfig, seed: int) -> engine.TrainConfig:
     return engine.TrainConfig(**{**{k: getattr(cfg, k) for k in base}, "seed": seed})
 
 
-def _node_runs(data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, progress: bool) -> tuple[list, int]:
+class _RunLog:
+    """The finished runs of ``classify --runs N``, kept in ``--out/runs.json`` after each run.
+
+    An interrupted command continues with ``--resume`` from the first run not
+    finished (each run is seeded on its own, so the result is the same as
+    uninterrupted), and ``--resume`` with a larger ``--runs`` adds runs. The
+    settings must be the ones of the interrupted command (``--runs``,
+    ``--threads`` and ``--device`` may differ).
+    """
+
+    FREE = ("num_runs", "threads", "device")
+
+    def __init__(self, out: engine.RunDir | None = None, config: dict | None = None):
+        self.out, self.config = out, config
+        self.runs: list[dict] = []
+        self.num_params = 0
+        if out and out.resume:
+            state = json.loads(out.file("runs.json").read_text())
+            theirs = {k: v for k, v in state["config"].items() if k not in self.FREE}
+            mine = {k: v for k, v in (config or {}).items() if k not in self.FREE}
+            if theirs != mine:
+                diff = {
+                    k: (theirs.get(k), mine.get(k)) for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)
+                }
+                raise ValueError(
+                    f"--resume: {out.file('runs.json')} was written with other settings "
+                    f"(name: (then, now)) {diff}; repeat the first command's flags, or --overwrite"
+                )
+            self.runs, self.num_params = list(state["runs"]), int(state["num_parameters"])
+
+    def save(self, runs: list[dict], num_params: int) -> None:
+        if self.out:
+            self.out.save_json("runs.json", {"config": self.config, "runs": runs, "num_parameters": num_params})
+
+
+def _node_runs(
+    data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, progress: bool, log: _RunLog | None = None
+) -> tuple[list, int]:
     _check_node_data(data)
     dev = ctx.device
     x, y = data.x.float().to(dev), data.y.long().to(dev)
@@ -563,8 +604,9 @@ def _node_runs(data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, prog
     splits = data.train_mask.size(1) if data.train_mask.dim() == 2 else None
     if splits is not None and cfg.runs > splits:
         raise ValueError(f"--runs {cfg.runs}: {cfg.dataset} has {splits} fixed splits; use --runs {splits} or fewer")
-    results, num_params = [], 0
-    for r in range(cfg.runs):
+    log = log or _RunLog()
+    results, num_params = list(log.runs)[: cfg.runs], log.num_params
+    for r in range(len(results), cfg.runs):
         train_m, val_m, test_m = (
             (m[:, r] if splits is not None else m).to(dev) for m in (data.train_mask, data.val_mask, data.test_mask)
         )
@@ -619,10 +661,13 @@ def _node_runs(data, cfg: ClassifyConfig, metric: str, ctx: engine.Context, prog
         if splits is not None:
             record["split"] = r
         results.append(record)
+        log.save(results, num_params)
     return results, num_params
 
 
-def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool, split_seed: int = 0):
+def _graph_runs(
+    graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool, split_seed: int = 0, log: _RunLog | None = None
+):
     from .data.graphs import add_encodings, collate, split_indices
 
     if not graphs:
@@ -663,8 +708,9 @@ def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool
             out[name], out[f"{name}_loss"] = float(total[0] / total[2]), float(total[1] / total[2])
         return out
 
-    results, num_params = [], 0
-    for r in range(cfg.runs):
+    log = log or _RunLog()
+    results, num_params = list(log.runs)[: cfg.runs], log.num_params
+    for r in range(len(results), cfg.runs):
         torch.manual_seed(cfg.seed + r)
         net = build_model(
             cfg.model,
@@ -704,6 +750,7 @@ def _graph_runs(graphs, cfg: ClassifyConfig, ctx: engine.Context, progress: bool
                 "seconds": time.perf_counter() - start,
             }
         )
+        log.save(results, num_params)
     return results, num_params
 
 
@@ -857,7 +904,7 @@ def train_node_classifier(
     return _train_nodes(data, cfg, metric, progress)
 
 
-def _train_nodes(data, cfg: ClassifyConfig, metric: str, progress: bool) -> dict:
+def _train_nodes(data, cfg: ClassifyConfig, metric: str, progress: bool, log: _RunLog | None = None) -> dict:
     with engine.distributed(cfg.device) as ctx:
         if ctx.distributed:
             raise ValueError(
@@ -866,7 +913,7 @@ def _train_nodes(data, cfg: ClassifyConfig, metric: str, progress: bool) -> dict
             )
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
-        results, num_params = _node_runs(data, cfg, metric, ctx, progress)
+        results, num_params = _node_runs(data, cfg, metric, ctx, progress, log)
     return {
         **_summary(results, metric),
         "metric": metric,
@@ -935,11 +982,11 @@ def train_graph_classifier(
     return _train_graphs(graphs, cfg, progress, split_seed)
 
 
-def _train_graphs(graphs, cfg: ClassifyConfig, progress: bool, split_seed: int = 0) -> dict:
+def _train_graphs(graphs, cfg: ClassifyConfig, progress: bool, split_seed: int = 0, log: _RunLog | None = None) -> dict:
     with engine.distributed(cfg.device) as ctx:
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
-        results, num_params = _graph_runs(graphs, cfg, ctx, progress and ctx.is_main, split_seed)
+        results, num_params = _graph_runs(graphs, cfg, ctx, progress and ctx.is_main, split_seed, log)
     return {
         **_summary(results, "accuracy"),
         "metric": "accuracy",
@@ -959,7 +1006,7 @@ def _train_graphs(graphs, cfg: ClassifyConfig, progress: bool, split_seed: int =
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``graphformer classify``: the fields of :class:`ClassifyConfig`, then the run's."""
     engine.add_config_arguments(parser, ClassifyConfig)
-    engine.add_run_arguments(parser, "metrics.json", resume=False)
+    engine.add_run_arguments(parser, "metrics.json and runs.json (the runs finished so far)", resume=True)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -969,19 +1016,27 @@ def run(args: argparse.Namespace) -> dict:
     if cfg.threads is None:  # torch's default oversubscribes a busy machine (docs/training.md)
         local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
         cfg = dataclasses.replace(cfg, threads=engine.default_threads(local))
-    out = engine.RunDir(args.out, overwrite=args.overwrite, is_main=int(os.environ.get("RANK", "0")) == 0)
-    out.check()  # before any work: a file, or an existing run without --overwrite, is an error now
+    out = engine.RunDir(
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        is_main=int(os.environ.get("RANK", "0")) == 0,
+        resume_file="runs.json",
+    )
+    out.check()  # before any work: a file, or an existing run without --resume / --overwrite, is an error now
     data = load_dataset(cfg.dataset, cfg.root)
     progress = not args.quiet
     kind = dataset_kind(cfg.dataset)
+    log = _RunLog(out, {"dataset": cfg.dataset, **_config_record(cfg)})
+    if out.is_main:
+        out.prepare()  # (--overwrite empties the folder now)
     if isinstance(data, list):
-        metrics = _train_graphs(data, cfg, progress)
+        metrics = _train_graphs(data, cfg, progress, log=log)
     else:
         metric = "roc_auc" if kind == "heterophilous" and cfg.dataset.lower() in BINARY else "accuracy"
-        metrics = _train_nodes(data, cfg, metric, progress)
+        metrics = _train_nodes(data, cfg, metric, progress, log)
     metrics = {"dataset": cfg.dataset, "model": cfg.model, **metrics}
     if out.is_main:
-        out.prepare()
         out.save_json("metrics.json", metrics)
         name = metrics["metric"].replace("roc_auc", "ROC AUC").replace("accuracy", "accuracy")
         print(

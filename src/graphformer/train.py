@@ -121,7 +121,7 @@ __all__ = [
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "halve", "linear")
 OPTIMIZERS = ("adam", "adamw")
-RUN_FILES = ("metrics.json", "last.pt", "best.pt", "forecast.png")  # any of these marks a run folder
+RUN_FILES = ("metrics.json", "last.pt", "best.pt", "forecast.png", "runs.json")  # any of these marks a run folder
 
 
 def option(
@@ -684,13 +684,22 @@ class RunDir:
         path: the folder, or None for a run that writes nothing.
         resume, overwrite: as above (not both).
         is_main: False on every process but rank 0.
+        resume_file: the file an interrupted run leaves to continue from
+            (``last.pt``; ``runs.json`` for the finished runs of ``classify --runs``).
     """
 
     def __init__(
-        self, path: str | os.PathLike | None, *, resume: bool = False, overwrite: bool = False, is_main: bool = True
+        self,
+        path: str | os.PathLike | None,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        is_main: bool = True,
+        resume_file: str = "last.pt",
     ):
         self.path = None if path is None else Path(path)
         self.resume, self.overwrite, self.is_main = resume, overwrite, is_main
+        self.resume_file = resume_file
         self._prepared = False
 
     def __bool__(self) -> bool:
@@ -710,9 +719,9 @@ class RunDir:
         if p.exists() and not p.is_dir():
             raise ValueError(f"--out {p} is a file; give a folder (it will hold the run's files)")
         if self.resume:
-            if not (p / "last.pt").is_file():
+            if not (p / self.resume_file).is_file():
                 raise FileNotFoundError(
-                    f"nothing to resume: {p / 'last.pt'} does not exist (drop --resume to start a new run)"
+                    f"nothing to resume: {p / self.resume_file} does not exist (drop --resume to start a new run)"
                 )
         elif self.is_run_folder() and not self.overwrite:
             raise ValueError(
