@@ -485,7 +485,8 @@ def full_candidates(data: str, horizon: int) -> list[Cell]:
     Every candidate uses the reference recipe (Adam, lr halved per epoch, at most 10 epochs, patience 3,
     batch 32) and iTransformer's own sizes for the dataset. ``cycle`` is :class:`CycleForecaster`
     (CycleNet's residual cycles, the data's daily / yearly period) around an :class:`ITransformer`;
-    ILI (617 training windows) also tries the larger learning rate 1e-3.
+    ILI (617 training windows) also tries the larger learning rate 1e-3. Weather (21 variables, width 512,
+    3 layers: about 7 minutes per float32 epoch on the 2-core CPU) trains under bfloat16 autocast.
     """
     path, seq_len, _, _, layers = FULL[data]
     width = _width(data, horizon)
@@ -501,7 +502,10 @@ def full_candidates(data: str, horizon: int) -> list[Cell]:
         epochs=10,
         patience=3,
     )
-    out = [Cell(f"full_{data}_cycle_{horizon}", {**base, "model": "cycle"}, None, "full", f"{data} {horizon}", "cycle")]
+    if data == "weather":  # float32 costs ~7 min per epoch here; bf16 autocast gives the same MSE (ETTh1) at 0.45x
+        base["precision"] = "bf16"
+    column = "cycle, bf16" if data == "weather" else "cycle"
+    out = [Cell(f"full_{data}_cycle_{horizon}", {**base, "model": "cycle"}, None, "full", f"{data} {horizon}", column)]
     if data in ("ili", "etth2"):
         out.append(
             Cell(
@@ -687,7 +691,9 @@ def write_full_section(runs: Path, page: Path) -> str:
             'Splits: ETT 12/4/4 months; Weather and ILI the Time-Series-Library "custom" split (70 % train,',
             "20 % test, the rest validation; validation and test windows start `seq_len` rows before their",
             "border; scaler on the training rows). Autoformer is the lower anchor, run with its published",
-            "settings where the CPU allowed.",
+            "settings where the CPU allowed. Weather trains under bfloat16 autocast (`--precision bf16`): a",
+            "float32 epoch of its width-512, 3-layer model takes about 7 minutes on this CPU, bf16 0.45x of that;",
+            "on ETTh1 (seed 2021) bf16 gives the same test MSE / MAE as float32 (0.3869 / 0.4051 both).",
             "",
             "Published numbers, MSE / MAE, with their sources: "
             + "; ".join(f"{k}: {v}" for k, v in SOURCES.items())
