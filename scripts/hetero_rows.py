@@ -1,5 +1,8 @@
 """Print docs/results_graphs.md rows (section 4) from ``graphformer classify --out`` run folders.
 
+A folder without ``metrics.json`` but with ``runs.json`` (an interrupted ``--runs``) gives the splits
+finished so far.
+
     python scripts/hetero_rows.py /tmp/hx/gs_m_l5_r3 /tmp/hx/gt_m_l5_r2 ...
 
 Each row: dataset, model, blocks, test score mean ± sample std over the splits run, mean validation
@@ -34,7 +37,12 @@ FLAGS = ("model", "hidden", "heads", "layers", "lr", "epochs")
 
 def row(folder: Path) -> str:
     """One markdown row for the run in ``folder``."""
-    m = json.loads((folder / "metrics.json").read_text())
+    if (folder / "metrics.json").is_file():
+        m = json.loads((folder / "metrics.json").read_text())
+    else:  # an interrupted command: the splits finished so far (continue it with --resume)
+        m = json.loads((folder / "runs.json").read_text())
+        m["dataset"] = m["config"]["dataset"]
+        m["metric"] = "roc_auc" if "test_roc_auc" in m["runs"][0] else "accuracy"
     metric, cfg, runs = m["metric"], m["config"], m["runs"]
     test = [100 * r[f"test_{metric}"] for r in runs]
     spread = f" ± {statistics.stdev(test):.2f}" if len(test) > 1 else ""  # no spread from one split
