@@ -726,7 +726,12 @@ def write_full_section(runs: Path, page: Path) -> str:
             "",
         ]
         + lines
-        + ["", "Cells that miss the target (mean test MSE ≤ published iTransformer MSE), or were not run with all three seeds:", ""]
+        + [
+            "",
+            "Cells that miss the target (mean test MSE ≤ published iTransformer MSE), or were not run with all "
+            "three seeds:",
+            "",
+        ]
     )
     section += [f"* {m}" for m in missed] or ["* none"]
     section += ["", "Commands of the runs above:", "", "```"] + (cmds or ["(none finished)"]) + ["```", FULL_END]
