@@ -154,7 +154,7 @@ def paired(run_ref, run_ours, reps: int, warmup: int, device) -> dict:
     return out
 
 
-def nanogpt_adamw(model: nn.Module, device_type: str, fused: bool | None = None) -> torch.optim.AdamW:
+def nanogpt_adamw(model: nn.Module, device_type: str, fused: bool | None = None, lr: float = 1e-4) -> torch.optim.AdamW:
     """nanoGPT's ``configure_optimizers``: decay on >= 2-D parameters, betas (0.9, 0.99), fused on CUDA only."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     return torch.optim.AdamW(
@@ -162,7 +162,7 @@ def nanogpt_adamw(model: nn.Module, device_type: str, fused: bool | None = None)
             {"params": decay, "weight_decay": 0.1},
             {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0},
         ],
-        lr=1e-4,
+        lr=lr,
         betas=(0.9, 0.99),
         fused=device_type == "cuda" if fused is None else fused,
     )
@@ -301,15 +301,7 @@ def train_reference(
     B, T = 12, 64  # noqa: N806
     torch.manual_seed(seed)
     model = init_like_nanogpt(PlainGPT(cfg))
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": 0.1},
-            {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0},
-        ],
-        lr=1e-3,
-        betas=(0.9, 0.99),
-    )
+    opt = nanogpt_adamw(model, "cpu", lr=1e-3)
 
     def get_batch(split):
         d = data.train if split == "train" else data.val

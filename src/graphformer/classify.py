@@ -575,12 +575,8 @@ class _RunLog:
         self.num_params = 0
         if out and out.resume:
             state = json.loads(out.file("runs.json").read_text())
-            theirs = {k: v for k, v in state["config"].items() if k not in self.FREE}
-            mine = {k: v for k, v in (config or {}).items() if k not in self.FREE}
-            if theirs != mine:
-                diff = {
-                    k: (theirs.get(k), mine.get(k)) for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)
-                }
+            diff = engine.settings_diff(state["config"], config or {}, self.FREE)
+            if diff:
                 raise ValueError(
                     f"--resume: {out.file('runs.json')} was written with other settings "
                     f"(name: (then, now)) {diff}; repeat the first command's flags, or --overwrite"

@@ -114,6 +114,7 @@ __all__ = [
     "resolve_device",
     "save_torch",
     "seed_everything",
+    "settings_diff",
     "shard",
     "write_json",
 ]
@@ -669,6 +670,15 @@ def write_json(obj, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def settings_diff(saved: dict, now: dict, free=()) -> dict:
+    """``{name: (saved value, current value)}`` for the settings that differ, leaving out ``free`` names.
+
+    What ``--resume`` checks: an interrupted run continues only with the settings it started with.
+    """
+    keys = (set(saved) | set(now)) - set(free)
+    return {k: (saved.get(k), now.get(k)) for k in sorted(keys) if saved.get(k) != now.get(k)}
+
+
 class RunDir:
     """The ``--out`` folder of a run.
 
@@ -1023,10 +1033,8 @@ def fit(
                 "run again with --overwrite"
             )
         free = {"epochs", "steps", "patience", "device", "threads", *resume_ignore}
-        theirs = {k: v for k, v in state["config"].items() if k not in free}
-        mine = {k: v for k, v in saved_cfg.items() if k not in free}
-        if theirs != mine:
-            diff = {k: (theirs.get(k), mine.get(k)) for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k)}
+        diff = settings_diff(state["config"], saved_cfg, free)
+        if diff:
             raise ValueError(f"--resume with different settings than the interrupted run (saved, now): {diff}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
