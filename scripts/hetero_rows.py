@@ -23,6 +23,8 @@ PUBLISHED = {
     ("minesweeper", "gat"): "92.01 ± 0.68 (with residuals, LN)",
     ("tolokers", "gcn"): "83.64 ± 0.67 (with residuals, LN)",
     ("tolokers", "gat"): "83.70 ± 0.47 (with residuals, LN)",
+    ("minesweeper", "transformer"): "91.85 ± 0.76 (GT, with residuals, LN)",
+    ("tolokers", "transformer"): "83.23 ± 0.64 (GT, with residuals, LN)",
     ("minesweeper", "gat-sep"): "93.91 ± 0.35",
     ("minesweeper", "gt-sep"): "92.29 ± 0.47",
     ("tolokers", "gat-sep"): "83.78 ± 0.43",
