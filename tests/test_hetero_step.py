@@ -35,9 +35,10 @@ def test_pyg_gat_sep_matches_ours_with_copied_weights():
 def test_sep_models_take_the_chosen_heterophilous_defaults_and_flags_override_them():
     from graphformer.classify import HETERO_DEFAULTS, ClassifyConfig
 
-    for model in ("gat-sep", "gt-sep"):
+    for model in ("gat-sep", "gt-sep", "gat-res", "gt-res", "gcn-res"):
         cfg = ClassifyConfig(dataset="minesweeper", model=model).resolved()
-        assert (cfg.hidden, cfg.heads, cfg.layers, cfg.lr, cfg.epochs, cfg.dropout) == (64, 4, 5, 1e-3, 300, 0.2)
+        heads = 1 if model == "gcn-res" else 4
+        assert (cfg.hidden, cfg.heads, cfg.layers, cfg.lr, cfg.epochs, cfg.dropout) == (64, heads, 5, 1e-3, 300, 0.2)
         cfg = ClassifyConfig(dataset="tolokers", model=model, layers=2, lr=3e-5, hidden=512, heads=8).resolved()
         assert (cfg.hidden, cfg.heads, cfg.layers, cfg.lr, cfg.epochs) == (512, 8, 2, 3e-5, 300)
     # the other models keep theirs

@@ -14,8 +14,11 @@ from graphformer.models.graph import (
     GCN,
     GPS,
     GRAPH_MODELS,
+    GATRes,
     GATSep,
+    GCNRes,
     GraphTransformer,
+    GTRes,
     GTSep,
     build_graph_model,
     mean_pool,
@@ -332,8 +335,73 @@ def test_sep_has_no_self_loop_and_non_sep_has_one():
         assert loops == (0 if sep else 5)
 
 
+class _PygResidual(torch.nn.Module):
+    """The paper's GCN / GAT rows from PyG parts: input map, GELU, blocks ``h + FF(conv(LN(h)))``, LN, output."""
+
+    def __init__(self, conv, f, d, k, layers, heads):
+        super().__init__()
+        from torch_geometric.nn import GATConv, GCNConv
+
+        def make():
+            if conv == "gcn":  # self-loops added, 1/sqrt(d_i d_j)
+                return GCNConv(d, d)
+            return GATConv(d, d // heads, heads=heads)  # self-loops added, no root map
+
+        self.input, self.head = torch.nn.Linear(f, d), torch.nn.Linear(d, k)
+        self.norms = torch.nn.ModuleList([torch.nn.LayerNorm(d) for _ in range(layers)])
+        self.convs = torch.nn.ModuleList([make() for _ in range(layers)])
+        self.ffs = torch.nn.ModuleList(
+            [torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.GELU(), torch.nn.Linear(d, d)) for _ in range(layers)]
+        )
+        self.norm = torch.nn.LayerNorm(d)
+
+    def forward(self, x, edge_index):
+        h = F.gelu(self.input(x))
+        for norm, conv, ff in zip(self.norms, self.convs, self.ffs):
+            h = h + ff(conv(norm(h), edge_index))
+        return self.head(self.norm(h))
+
+
+@pytest.mark.parametrize("conv", ["gcn", "gat"])
+def test_residual_gcn_and_gat_rows_equal_pyg_convs_in_the_same_blocks(conv):
+    torch.manual_seed(3)
+    n, f, d, k, heads, layers = 14, 5, 8, 3, 2, 2
+    ei = _random_graph(n, 50, seed=4).unique(dim=1)
+    ei = torch.cat([ei, ei.flip(0)], 1).unique(dim=1)
+    x = torch.randn(n, f)
+    ours = (GCNRes if conv == "gcn" else GATRes)(f, d, k, num_layers=layers, num_heads=heads, dropout=0.0).eval()
+    ref = _PygResidual(conv, f, d, k, layers, heads).eval()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+    with torch.no_grad():
+        pairs = [(ref.input, ours.input), (ref.norm, ours.norm), (ref.head, ours.head)]
+        for i, block in enumerate(ours.layers):
+            assert block.attn.root is None  # no separate self weight: the node enters through its self-loop
+            pairs += [(ref.norms[i], block.norm), (ref.ffs[i][0], block.feedforward.linear1)]
+            pairs += [(ref.ffs[i][2], block.feedforward.linear2)]
+            c = ref.convs[i]
+            c.lin.weight.copy_(block.attn.v_proj.weight)
+            c.bias.copy_(block.attn.bias)
+            if conv == "gat":
+                c.att_src.copy_(block.attn.score.att_src.unsqueeze(0))
+                c.att_dst.copy_(block.attn.score.att_dst.unsqueeze(0))
+        for dst, src in pairs:
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+    torch.testing.assert_close(ours(x, ei), ref(x, ei), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [GCNRes, GATRes, GTRes])
+def test_res_rows_add_a_self_loop_and_have_no_root_map(cls):
+    x, ei = torch.randn(12, 5), _random_graph()
+    model = cls(5, 16, 3, num_layers=2, num_heads=4)
+    assert model.sep is False and model.prepare(ei, 12).num_edges == ei.size(1) + 12
+    assert model(x, ei).shape == (12, 3)
+    assert cls(5, 16, 3, num_heads=4, sep=True).sep is True  # the -sep form on request
+
+
 def test_graph_model_registry_and_classify_factory():
-    assert {"gcn", "gat", "transformer", "gps", "gat-sep", "gt-sep"} <= set(GRAPH_MODELS)
+    names = {"gcn", "gat", "transformer", "gps", "gat-sep", "gt-sep", "gcn-res", "gat-res", "gt-res"}
+    assert names <= set(GRAPH_MODELS)
     model = build_graph_model("GAT-sep", 5, 1)
     assert isinstance(model, GATSep) and model.input.out_features == 512 and len(model.layers) == 2
     x, ei = torch.randn(12, 5), _random_graph()
@@ -354,6 +422,9 @@ def _models_with_pe(pe_dim, graph_level):
         "gps": GPS(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
         "gat-sep": GATSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
         "gt-sep": GTSep(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+        "gcn-res": GCNRes(3, 8, 4, pe_dim=pe_dim, graph_level=graph_level),
+        "gat-res": GATRes(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
+        "gt-res": GTRes(3, 8, 4, num_heads=2, pe_dim=pe_dim, graph_level=graph_level),
     }
 
 
@@ -380,7 +451,7 @@ def test_every_graph_model_takes_one_call():
                 model(b.x)
 
 
-@pytest.mark.parametrize("name", ["gcn", "gat", "gat-sep", "gt-sep"])
+@pytest.mark.parametrize("name", ["gcn", "gat", "gat-sep", "gt-sep", "gcn-res", "gat-res", "gt-res"])
 def test_message_passing_models_read_pe_as_features_and_pool(name):
     """pe_dim / graph_level equal the old formula: the model on [x, pe], then the mean of each graph."""
     graphs = _small_graphs("degree")
@@ -393,6 +464,9 @@ def test_message_passing_models_read_pe_as_features_and_pool(name):
         "gat": GAT(7, 4, 4, heads=2),
         "gat-sep": GATSep(7, 8, 4, num_heads=2),
         "gt-sep": GTSep(7, 8, 4, num_heads=2),
+        "gcn-res": GCNRes(7, 8, 4),
+        "gat-res": GATRes(7, 8, 4, num_heads=2),
+        "gt-res": GTRes(7, 8, 4, num_heads=2),
     }[name].eval()
     plain.load_state_dict(with_pe.state_dict())
     expected = mean_pool(plain(torch.cat([b.x, b.pe], -1), b.edge_index), b.batch)

@@ -3,8 +3,12 @@
 Every model is one attention layer under different settings: ``gcn`` (fixed
 degree-normalised weights), ``gat`` (additive scores), ``transformer`` (dot
 scores on the edges or on each graph's complete graph, with structural
-encodings) and ``gps`` (local edges + global complete graph per layer). The
-table :data:`MODELS` takes one line per model.
+encodings) and ``gps`` (local edges + global complete graph per layer);
+for the heterophilous graphs, Platonov et al.'s residual networks (LayerNorm
+and a residual connection around each block): ``gat-sep`` and ``gt-sep``
+(the node and its neighbours through separate weights, ``root_weight``) and
+``gcn-res``, ``gat-res``, ``gt-res`` (the paper's GCN, GAT and GT rows: a
+self-loop per node instead). The table :data:`MODELS` takes one line per model.
 
 Protocol: for each of ``--runs`` runs (seed ``seed + r``; on the
 heterophilous graphs also split ``r`` of their ten fixed splits) train with
@@ -82,6 +86,9 @@ HETEROPHILOUS_DATASETS = ("minesweeper", "tolokers", "chameleon_filtered", "squi
 NODE_DATASETS = ("Cora", "CiteSeer", "PubMed", "karate", *HETEROPHILOUS_DATASETS)
 GRAPH_DATASETS = ("synthetic-structures",)
 SEP_MODELS = ("gat-sep", "gt-sep")  # Platonov et al. 2023: residual + LayerNorm, self and neighbours apart
+# Platonov et al.'s residual models: the -sep ones and their GCN, GAT and GT rows (self-loops, no root map)
+RESIDUAL_MODELS = (*SEP_MODELS, "gcn-res", "gat-res", "gt-res")
+HEADLESS_MODELS = ("gcn", "gcn-res")  # models without attention heads
 
 # Published settings (Kipf & Welling 2017; Velickovic et al. 2018); the transformer rows are ours.
 NODE_DEFAULTS = {
@@ -137,7 +144,7 @@ NODE_DEFAULTS = {
             "epochs": HETEROPHILY_RECIPE["steps"],
             "encoding": "none",
         }
-        for name in SEP_MODELS
+        for name in RESIDUAL_MODELS
     },
 }
 # GPS attends over the complete graph of all N nodes; dropout on those N x N weights has no fused CPU kernel
@@ -146,7 +153,7 @@ GPS_ATTN_DROPOUT = 0.0
 GRAPH_DEFAULTS = {
     name: {
         "hidden": 64,
-        "heads": 1 if name == "gcn" else 4,
+        "heads": 1 if name in HEADLESS_MODELS else 4,
         "layers": 3,
         "dropout": 0.0,
         # GCN's mean-pooled degree-normalised sums barely move at 0.001 in 100 epochs
@@ -163,7 +170,7 @@ GRAPH_DEFAULTS = {
 HETERO_DEFAULTS = {
     name: {
         "hidden": 16 if name == "gat" else 64,
-        "heads": 4 if name != "gcn" else 1,
+        "heads": 1 if name in HEADLESS_MODELS else 4,
         "layers": 2,
         "dropout": 0.2,
         "lr": 0.01 if name in ("gcn", "gat") else 0.001,
@@ -178,8 +185,9 @@ HETERO_DEFAULTS = {
 # 2 blocks lr 3e-3 val 89.62). Cost on minesweeper, one thread of a shared 2-core machine: about 0.5 s per
 # epoch (step + evaluation) at 5 blocks, 140-170 s per split (docs/results_graphs.md, section 4).
 # On tolokers (split 0, validation) 3 blocks did better: GAT-sep --layers 3 --lr 3e-3, GT-sep --layers 3.
+# gcn-res / gat-res / gt-res (the paper's GCN, GAT and GT rows) take the same CPU-sized defaults.
 HETERO_DEFAULTS.update(
-    {name: {**HETERO_DEFAULTS[name], "layers": 5, "lr": 0.001, "epochs": 300} for name in SEP_MODELS}
+    {name: {**HETERO_DEFAULTS[name], "layers": 5, "lr": 0.001, "epochs": 300} for name in RESIDUAL_MODELS}
 )
 MAX_DISTANCE = 8  # shortest-path distances above this share one bias (synthetic graphs have diameter <= 39)
 
@@ -374,12 +382,11 @@ MODELS: dict[str, Callable[[ModelArgs], nn.Module]] = {
                 graph_level=a.graph_level,
             )
         )
-        for name in SEP_MODELS
+        for name in RESIDUAL_MODELS
     },
 }
 ATTENTION_MODELS = ("transformer",)  # models with a choice of --attention edges|complete
-EDGE_ONLY_MODELS = ("gcn", "gat", *SEP_MODELS)  # models that attend along edges only (no shortest-path bias)
-HEADLESS_MODELS = ("gcn",)  # models without attention heads
+EDGE_ONLY_MODELS = ("gcn", "gat", *RESIDUAL_MODELS)  # models that attend along edges only (no shortest-path bias)
 
 
 def _defaults(table: dict, name: str) -> dict:
@@ -461,11 +468,13 @@ class ClassifyConfig(engine.TrainConfig):
     )
     model: str = option("gcn", "the model", choices=tuple(MODELS))
     runs: int = option(10, "runs with seeds seed, seed+1, ...; heterophilous graphs: the first N of the ten splits")
-    epochs: int | None = option(None, "default: 200 (nodes), 100 (graphs), 500 (heterophilous; 300 gat-sep/gt-sep)")
+    epochs: int | None = option(
+        None, "default: 200 (nodes), 100 (graphs), 500 (heterophilous; 300 for the -sep / -res models)"
+    )
     lr: float | None = option(
         None,
         "default: 0.01 gcn, 0.005 gat/transformer/gps; 0.001 for graphs (gcn 0.01); "
-        "heterophilous 0.01 gcn/gat, 0.001 transformer/gps/gat-sep/gt-sep",
+        "heterophilous 0.01 gcn/gat, 0.001 transformer/gps and the -sep / -res models",
     )
     weight_decay: float | None = option(None, "default: 5e-4 (nodes), 0 (graphs, heterophilous)")
     seed: int = option(0, "first seed")
@@ -478,7 +487,7 @@ class ClassifyConfig(engine.TrainConfig):
         "attention heads; default: 8 gat, 4 transformer/gps",
         applies=(lambda c: c.model not in HEADLESS_MODELS, "models with attention heads"),
     )
-    layers: int | None = option(None, "default: 2 (nodes), 3 (graphs), 2 (heterophilous; 5 gat-sep/gt-sep)")
+    layers: int | None = option(None, "default: 2 (nodes), 3 (graphs), 2 (heterophilous; 5 for the -sep / -res models)")
     dropout: float | None = option(None, "default: 0.5 gcn/transformer/gps, 0.6 gat; 0 for graphs, 0.2 heterophilous")
     encoding: str | None = option(
         None,

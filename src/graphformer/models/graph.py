@@ -36,11 +36,14 @@ from ..structure import DenseBatch, SparseGraph, add_self_loops, check_edge_inde
 
 __all__ = [
     "GAT",
+    "GATRes",
     "GATSep",
     "GCN",
+    "GCNRes",
     "GPS",
     "GPSLayer",
     "GRAPH_MODELS",
+    "GTRes",
     "GTSep",
     "GraphTransformer",
     "HETEROPHILY_RECIPE",
@@ -664,13 +667,16 @@ HETEROPHILY_RECIPE = {
 
 
 class _SepAttentionBlock(nn.Module):
-    r"""GAT(-sep) block of Platonov et al.: :math:`y = x + \mathrm{drop}(\mathrm{FF}(\mathrm{GAT}(\mathrm{LN}(x))))`.
+    r"""A GAT(-sep) or GCN block of Platonov et al.: :math:`y = x + \mathrm{drop}(\mathrm{FF}(A(\mathrm{LN}(x))))`.
+
+    ``A`` is the attention (GAT) or the fixed-weight aggregation (GCN).
 
     ``GAT`` is ``GraphAttention(D, H, score="additive", out_proj=False)``;
     with ``sep`` it has ``root_weight=True`` and no self-loops, so it returns
     :math:`W_r h_i + \Vert_h \sum_{j \in \mathcal N(i)} \alpha^h_{ij} W^h h_j + b`: the node
     and its neighbours through separate weights (the paper concatenates the two
     and applies the feed-forward part's first linear map, the same family of functions).
+    With ``score="gcn"`` the weights are GCN's fixed :math:`1/\sqrt{d_i d_j}` (one head).
     """
 
     def __init__(
@@ -682,8 +688,11 @@ class _SepAttentionBlock(nn.Module):
         residual: bool,
         norm: bool,
         feedforward_multiplier: float,
+        score: str = "additive",
     ):
         super().__init__()
+        if score == "gcn":  # fixed weights: every head would be the same, so one head of width D
+            num_heads = 1
         if d_model % num_heads:
             raise ValueError(f"hidden_channels={d_model} must be divisible by num_heads={num_heads}")
         self.residual = residual
@@ -691,7 +700,7 @@ class _SepAttentionBlock(nn.Module):
         self.attn = GraphAttention(
             d_model,
             num_heads,
-            score="additive",
+            score=score,
             head_dim=d_model // num_heads,
             out_proj=False,
             root_weight=sep,
@@ -713,9 +722,11 @@ class ResidualGraphModel(nn.Module):
         h^{(l+1)} = h^{(l)} + \mathrm{Block}(\mathrm{LN}(h^{(l)}), A), \qquad
         y = W_{out}\, \mathrm{LN}(h^{(L)})
 
-    Base class of :class:`GATSep` and :class:`GTSep`; ``block`` picks the
+    Base class of :class:`GATSep`, :class:`GTSep` and the paper's plain rows
+    :class:`GCNRes`, :class:`GATRes`, :class:`GTRes`; ``block`` picks the
     layer: ``"gat"`` (additive score, then a GELU feed-forward part, in one
-    residual block) or ``"transformer"`` (a pre-norm
+    residual block), ``"gcn"`` (the same block with GCN's fixed degree
+    weights, one head) or ``"transformer"`` (a pre-norm
     :class:`~graphformer.GraphformerLayer` with the dot score: attention and
     feed-forward parts, each in its own residual block, no dropout on the
     attention weights). With ``sep`` ("-sep" models) the attention runs over
@@ -732,7 +743,8 @@ class ResidualGraphModel(nn.Module):
         num_heads: heads H (8); must divide D.
         dropout: after the input map, inside and after the feed-forward part and after the attention
             output (0.2).
-        sep: separate self and neighbour weights (no self-loops).
+        sep: separate self and neighbour weights (no self-loops); default: the class's
+            ``sep_default`` (True for the -sep models, False for the -res ones).
         residual: residual connections around the blocks.
         norm: LayerNorm at the input of each block and before the output map.
         feedforward_multiplier: feed-forward width as a multiple of D (1).
@@ -745,6 +757,7 @@ class ResidualGraphModel(nn.Module):
     """
 
     block = "gat"
+    sep_default = True
 
     def __init__(
         self,
@@ -755,7 +768,7 @@ class ResidualGraphModel(nn.Module):
         num_heads: int = 8,
         dropout: float = 0.2,
         *,
-        sep: bool = True,
+        sep: bool | None = None,
         residual: bool = True,
         norm: bool = True,
         feedforward_multiplier: float = 1.0,
@@ -769,15 +782,19 @@ class ResidualGraphModel(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if feedforward_multiplier <= 0:
             raise ValueError(f"feedforward_multiplier must be > 0, got {feedforward_multiplier}")
+        sep = self.sep_default if sep is None else sep
         self.in_channels, self.sep = in_channels, sep
         self.pe_dim, self.graph_level = pe_dim, graph_level
         self.self_loops = None if sep else "add"
         self.input = nn.Linear(in_channels + pe_dim, hidden_channels)
         self.dropout = nn.Dropout(dropout)
-        if self.block == "gat":
+        if self.block in ("gat", "gcn"):
+            score = "additive" if self.block == "gat" else "gcn"
             self.layers = nn.ModuleList(
                 [
-                    _SepAttentionBlock(hidden_channels, num_heads, dropout, sep, residual, norm, feedforward_multiplier)
+                    _SepAttentionBlock(
+                        hidden_channels, num_heads, dropout, sep, residual, norm, feedforward_multiplier, score
+                    )
                     for _ in range(num_layers)
                 ]
             )
@@ -864,14 +881,52 @@ class GTSep(ResidualGraphModel):
     block = "transformer"
 
 
+class GCNRes(ResidualGraphModel):
+    r"""The paper's GCN row (Platonov et al., ICLR 2023): GCN blocks with residuals and LayerNorm.
+
+    Each block is :math:`h \leftarrow h + \mathrm{drop}\big(\mathrm{FF}\big(\sum_{j \in \mathcal N(i)
+    \cup \{i\}} \frac{1}{\sqrt{d_i d_j}} W \tilde h_j + b\big)\big)`, :math:`\tilde h = \mathrm{LN}(h)`,
+    :math:`d` the degree with the self-loop (PyG's ``GCNConv`` inside the block). On a
+    complete graph every weight is :math:`1/N`: each block adds the mean of all nodes.
+    ``num_heads`` is ignored (the weights are fixed). Arguments and shapes as
+    :class:`ResidualGraphModel`.
+    """
+
+    block = "gcn"
+    sep_default = False
+
+
+class GATRes(GATSep):
+    """The paper's GAT row: :class:`GATSep` with ``sep=False`` (a self-loop per node, no root map)."""
+
+    sep_default = False
+
+
+class GTRes(GTSep):
+    """The paper's GT row: :class:`GTSep` with ``sep=False`` (a self-loop per node, no root map)."""
+
+    sep_default = False
+
+
 #: model name -> class, for the command line and :func:`build_graph_model`
-GRAPH_MODELS = {"gcn": GCN, "gat": GAT, "transformer": GraphTransformer, "gps": GPS, "gat-sep": GATSep, "gt-sep": GTSep}
+GRAPH_MODELS = {
+    "gcn": GCN,
+    "gat": GAT,
+    "transformer": GraphTransformer,
+    "gps": GPS,
+    "gat-sep": GATSep,
+    "gt-sep": GTSep,
+    "gcn-res": GCNRes,
+    "gat-res": GATRes,
+    "gt-res": GTRes,
+}
 
 
 def build_graph_model(name: str, in_channels: int, out_channels: int, **kwargs) -> nn.Module:
     """A model of :data:`GRAPH_MODELS` by name, ``kwargs`` passed to its constructor.
 
-    ``"gat-sep"`` and ``"gt-sep"`` default to the published recipe's sizes
+    The residual models (``"gat-sep"``, ``"gt-sep"``, ``"gcn-res"``, ``"gat-res"``,
+    ``"gt-res"``) default to the published recipe's sizes
     (:data:`HETEROPHILY_RECIPE`: hidden 512, 8 heads, dropout 0.2).
     """
     key = name.lower()
